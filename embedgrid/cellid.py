@@ -1,0 +1,49 @@
+"""Cell identity: a readable name + a hash of everything that determines the trained weights.
+
+Registered as the OmegaConf resolver ``${cell_name:}`` so Hydra's run and sweep directories are derived from
+the cell's config, never from a timestamp or a job number. Evaluation settings are excluded: evaluating a
+finished cell on more tasks reuses its trained model.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+IDENTITY_KEYS = ("model", "pooling", "attention", "train", "data", "lora", "seed", "instruction_in_pooling")
+# Settings that change how a cell runs, never what it produces.
+RUNTIME_TRAIN_KEYS = ("checkpoint_every", "log_every", "progress_bar")
+
+
+def identity(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False) if not isinstance(cfg, dict) \
+        else cfg
+    ident = {k: container.get(k) for k in IDENTITY_KEYS if k in container}
+    if isinstance(ident.get("train"), dict):
+        ident["train"] = {k: v for k, v in ident["train"].items() if k not in RUNTIME_TRAIN_KEYS}
+    return ident
+
+
+def config_hash(cfg) -> str:
+    blob = json.dumps(identity(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def cell_name(cfg) -> str:
+    """``<model>-<pooling>-<attention>-seed<seed>-<hash>``."""
+    def pick(node, key="name"):
+        try:
+            return node[key]
+        except Exception:  # noqa: BLE001
+            return "na"
+
+    return (f"{pick(cfg['model'])}-{pick(cfg['pooling'])}-{pick(cfg['attention'])}-seed{cfg['seed']}-"
+            f"{config_hash(cfg)}")
+
+
+def register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("cell_name"):
+        OmegaConf.register_new_resolver("cell_name", lambda *, _root_: cell_name(_root_), use_cache=False)

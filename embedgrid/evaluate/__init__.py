@@ -1,0 +1,1 @@
+"""MTEB evaluation of one cell's encoder: suites, offline tasks, per-cell result cache."""

@@ -1,0 +1,45 @@
+"""What every pooling head shares: one signature, and the two token reductions the heads are built from."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Pooling(nn.Module):
+    """Maps backbone hidden states to one vector per text.
+
+    forward(hidden_states, attention_mask, pool_mask) -> (batch, output_dim)
+      hidden_states: the backbone's layer outputs (embedding output first, last layer last); heads that set
+        ``needs_all_layers = False`` receive only the last layer, as a 1-tuple.
+      attention_mask: 1 on real tokens (either padding side).
+      pool_mask: 1 on the tokens a text's vector may be built from (real tokens minus an excluded instruction).
+    """
+
+    needs_all_layers = False
+
+    def __init__(self, hidden_size: int, num_layers: int, is_causal: bool):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.is_causal = is_causal
+        self.output_dim = hidden_size
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last real token: right for left and right padding alike."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (positions * attention_mask.long()).argmax(dim=1)
+
+
+def last_token(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    index = last_token_index(attention_mask)
+    return states[torch.arange(states.shape[0], device=states.device), index]
+
+
+def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.to(states.dtype).unsqueeze(-1)
+    return (states * weights).sum(dim=-2) / weights.sum(dim=-2).clamp(min=1.0)

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from embedgrid.pooling.base import Pooling, masked_mean
+from embedgrid.pooling.cross_attention import CrossAttentionBlock, broadcast_latents
+
+
+class LatentAttentionPooling(Pooling):
+    """Last-layer trainable pooling, NV-Embed style (Lee et al. 2024).
+
+    Every real token of the last layer queries a trainable latent array (Q = tokens, K/V = latents), then a
+    GEGLU MLP; the text vector is the masked mean over the tokens, so padding never enters it.
+    """
+
+    def __init__(self, hidden_size: int, num_layers: int, is_causal: bool, num_latents: int = 512,
+                 num_heads: int = 8, head_dim: int | None = None, ff_mult: int = 4, output_dim: int | None = None):
+        super().__init__(hidden_size, num_layers, is_causal)
+        self.latents = nn.Parameter(torch.randn(num_latents, hidden_size) * hidden_size**-0.5)
+        self.block = CrossAttentionBlock(hidden_size, num_heads, head_dim or hidden_size // num_heads, ff_mult)
+        self.project = nn.Linear(hidden_size, output_dim) if output_dim else nn.Identity()
+        self.output_dim = output_dim or hidden_size
+
+    def forward(self, hidden_states, attention_mask, pool_mask):
+        tokens = hidden_states[-1].to(self.latents.dtype)
+        latents = broadcast_latents(self.latents, tokens.shape[0])
+        mixed = self.block(tokens, latents)
+        return self.project(masked_mean(mixed, pool_mask))

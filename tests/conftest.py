@@ -1,0 +1,53 @@
+"""Test setup: offline, one CPU thread, caches inside the workspace, real configs composed from conf/."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.update({
+    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
+})
+os.environ.setdefault("EMBEDGRID_CACHE", str(ROOT / ".cache" / "embedgrid"))
+os.environ.setdefault("MTEB_CACHE", str(ROOT / ".cache" / "mteb"))
+os.environ.setdefault("HF_HOME", str(ROOT / ".cache" / "hf"))
+os.environ.setdefault("WANDB_DIR", str(ROOT / ".cache" / "wandb"))
+os.environ.setdefault("WANDB_CACHE_DIR", str(ROOT / ".cache" / "wandb"))
+os.environ.setdefault("WANDB_CONFIG_DIR", str(ROOT / ".cache" / "wandb"))
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+# Shrinks a cell to seconds on a CPU: tiny model, few steps, one offline task.
+TINY = ["model=tiny", "train.max_steps=3", "train.batch_size=4", "train.checkpoint_every=2", "threads=1",
+        "train.progress_bar=false", "logger=none"]
+
+
+@pytest.fixture
+def compose():
+    """compose(overrides) -> the real config from conf/, as Hydra would build it for `launch.py`."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import embedgrid  # noqa: F401  (resolvers)
+
+    def _compose(overrides=(), return_hydra_config=False):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def launch_env():
+    """Environment for `python launch.py` subprocesses (inherits the offline settings above)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
