@@ -74,6 +74,18 @@ def load_backbone(path: str, attention: Attention, *, revision: str | None = Non
     return model
 
 
+def hidden_states(model, input_ids, attention_mask, *, all_layers: bool = False) -> tuple:
+    """The backbone's layer outputs: ``(last,)``, or every layer (embedding output first) if ``all_layers``.
+
+    Position ids count real tokens only, so a row gets the same positions whatever its padding side and
+    amount (RoPE is relative, but explicit ids keep padded == unpadded exact rather than approximately so).
+    """
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+                output_hidden_states=all_layers)
+    return tuple(out.hidden_states) if all_layers else (out.last_hidden_state,)
+
+
 def load_tokenizer(path: str, *, revision: str | None = None, trust_remote_code: bool = False):
     """Load the tokenizer; offline assets keep it in ``<checkpoint>/tokenizer`` (see assets.py for why)."""
     import os
@@ -96,11 +108,13 @@ def ensure_special_tokens(tokenizer):
         fallback = tokenizer.sep_token or None
         if fallback is None:
             raise ValueError(
-                f"tokenizer {type(tokenizer).__name__} has no EOS token (and no SEP to use as one); "
-                "EOS pooling needs one: set model.eos_token in the model config"
+                f"tokenizer {type(tokenizer).__name__} has no EOS token (and no SEP token to use as one); every "
+                "text ends with EOS (eos_last pooling reads it), so give the tokenizer one "
+                "(tokenizer.eos_token = '...', a token already in its vocabulary) and save it with the checkpoint"
             )
-        log.warning("tokenizer has no EOS token; using %r as EOS", fallback)
+        log.warning("tokenizer has no EOS token; using its SEP token %r as EOS", fallback)
         tokenizer.eos_token = fallback
     if tokenizer.pad_token_id is None:
+        log.info("tokenizer has no pad token; padding with EOS %r (padding is masked)", tokenizer.eos_token)
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embedgrid.backbone import Attention, load_backbone, load_tokenizer, resolve_checkpoint
+from embedgrid.backbone import Attention, hidden_states, load_backbone, load_tokenizer, resolve_checkpoint
 from embedgrid.io import read_json, write_json
 from embedgrid.spec import EncoderSpec
 
@@ -32,10 +32,10 @@ class Encoder(nn.Module):
         self.pooling = pooling
         self.tokenizer = tokenizer
         self.spec = spec
-        self.truncated = 0  # texts cut to max_length so far (logged by encode and training)
-        probe = tokenizer("a").input_ids
-        self._bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and probe[:1] == [
-            tokenizer.bos_token_id] else []
+        self.truncated = 0  # texts cut to max_length so far (logged by encode, recorded by training)
+        bos = tokenizer.bos_token_id
+        # Keep BOS exactly where the tokenizer itself would put it (Llama/Mistral do, Qwen2/SmolLM2 do not).
+        self._bos = [bos] if bos is not None and tokenizer("a").input_ids[:1] == [bos] else []
 
     @property
     def device(self) -> torch.device:
@@ -46,46 +46,49 @@ class Encoder(nn.Module):
         return self.pooling.output_dim
 
     # ---- tokenisation -------------------------------------------------------------------------------------
-    def tokenize(self, texts: list[str], instruction: str | None = None) -> dict[str, torch.Tensor]:
-        """[BOS] + instruction + text + EOS, truncated to max_length (EOS kept), padded on the tokenizer's side.
+    def token_rows(self, texts: list[str], instruction: str | None = None) -> tuple[list[list[int]], int]:
+        """Unpadded ids per text, ``[BOS] + instruction + text + EOS``, and the prefix length (BOS + instruction).
 
-        ``pool_mask`` excludes the instruction tokens unless ``spec.pool_instruction``.
+        Text beyond ``max_length`` is cut (the EOS is always kept) and counted in ``self.truncated``.
         """
         tok, max_len = self.tokenizer, self.spec.max_length
-        eos = tok.eos_token_id
         instr = tok(instruction, add_special_tokens=False).input_ids if instruction else []
-        budget = max_len - 1 - len(self._bos) - len(instr)
+        prefix = self._bos + instr
+        budget = max_len - 1 - len(prefix)
         if budget < 1:
             raise ValueError(f"instruction of {len(instr)} tokens leaves no room for text in max_length={max_len}")
+        # budget + 1 lets the tokenizer stop early on huge texts while still telling us a text was too long
         bodies = tok(list(texts), add_special_tokens=False, truncation=True, max_length=budget + 1).input_ids
-        rows, pool_rows = [], []
+        rows = []
         for body in bodies:
             if len(body) > budget:
                 self.truncated += 1
                 body = body[:budget]
-            prefix = self._bos + instr
-            rows.append(prefix + body + [eos])
-            keep_prefix = 1 if self.spec.pool_instruction else 0
-            pool_rows.append([1] * len(self._bos) + [keep_prefix] * len(instr) + [1] * (len(body) + 1))
+            rows.append(prefix + body + [tok.eos_token_id])
+        return rows, len(prefix)
+
+    def collate(self, rows: list[list[int]], prefix_len: int) -> dict[str, torch.Tensor]:
+        """Pad rows on the tokenizer's side; ``pool_mask`` drops the prefix unless ``spec.pool_instruction``."""
         width = max(len(r) for r in rows)
-        left = tok.padding_side == "left"
-        pad = tok.pad_token_id
+        left = self.tokenizer.padding_side == "left"
+        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        pool_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        skip = 0 if self.spec.pool_instruction else prefix_len
+        for i, row in enumerate(rows):
+            start = width - len(row) if left else 0
+            input_ids[i, start:start + len(row)] = torch.tensor(row)
+            attention_mask[i, start:start + len(row)] = 1
+            pool_mask[i, start + skip:start + len(row)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "pool_mask": pool_mask}
 
-        def padded(row, value):
-            fill = [value] * (width - len(row))
-            return fill + row if left else row + fill
-
-        return {
-            "input_ids": torch.tensor([padded(r, pad) for r in rows]),
-            "attention_mask": torch.tensor([padded([1] * len(r), 0) for r in rows]),
-            "pool_mask": torch.tensor([padded(p, 0) for p in pool_rows]),
-        }
+    def tokenize(self, texts: list[str], instruction: str | None = None) -> dict[str, torch.Tensor]:
+        """One padded batch: ``input_ids``, ``attention_mask`` (real tokens), ``pool_mask`` (pooled tokens)."""
+        return self.collate(*self.token_rows(texts, instruction))
 
     # ---- forward ------------------------------------------------------------------------------------------
     def forward(self, input_ids, attention_mask, pool_mask) -> torch.Tensor:
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                            output_hidden_states=self.pooling.needs_all_layers)
-        states = out.hidden_states if self.pooling.needs_all_layers else (out.last_hidden_state,)
+        states = hidden_states(self.backbone, input_ids, attention_mask, all_layers=self.pooling.needs_all_layers)
         pooled = self.pooling(states, attention_mask, pool_mask)
         return F.normalize(pooled.float(), dim=-1)
 
@@ -96,28 +99,34 @@ class Encoder(nn.Module):
     @torch.inference_mode()
     def encode(self, texts: list[str], *, batch_size: int = 32, instruction: str | None = None,
                show_progress_bar: bool = False, desc: str = "encode") -> np.ndarray:
-        """Embed texts in length-sorted batches; returns (n, dim) float32, L2-normalised, in input order."""
+        """Embed texts in batches of similar token length; returns (n, dim) float32, L2-normalised, in input order.
+
+        Texts are tokenized once up front and sorted by token count (longest first, so running out of memory
+        happens on the first batch), which keeps padding, and wasted compute, to a minimum.
+        """
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         was_training = self.training
         self.eval()
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
         truncated_before = self.truncated
+        rows, prefix_len = self.token_rows(texts, instruction)
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
         starts = range(0, len(texts), batch_size)
         if show_progress_bar:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc=desc, unit="batch", leave=False)
-        for start in starts:
-            index = order[start:start + batch_size]
-            batch = self.tokenize([texts[i] for i in index], instruction)
-            out[index] = self.embed(batch).cpu().numpy()
+        try:
+            for start in starts:
+                index = order[start:start + batch_size]
+                out[index] = self.embed(self.collate([rows[i] for i in index], prefix_len)).cpu().numpy()
+        finally:
+            self.train(was_training)
         if self.truncated > truncated_before:
             log.info("%s: %d of %d texts truncated to max_length=%d", desc, self.truncated - truncated_before,
                      len(texts), self.spec.max_length)
-        self.train(was_training)
         return out
 
     # ---- persistence --------------------------------------------------------------------------------------
@@ -140,12 +149,14 @@ class Encoder(nn.Module):
 
 
 def build_pooling(spec: EncoderSpec, backbone_config) -> nn.Module:
+    """The head named by ``spec.pooling["_target_"]``, sized from the backbone config and the pooling config."""
     from hydra.utils import get_class
 
     kwargs = {k: v for k, v in spec.pooling.items() if k != "_target_"}
     cls = get_class(spec.pooling["_target_"])
     return cls(hidden_size=backbone_config.hidden_size, num_layers=backbone_config.num_hidden_layers,
-               is_causal=Attention(spec.attention).is_causal, **kwargs)
+               is_causal=Attention(spec.attention).is_causal,
+               backbone_num_heads=getattr(backbone_config, "num_attention_heads", None), **kwargs)
 
 
 def attach_lora(backbone: nn.Module, spec: EncoderSpec) -> nn.Module:
@@ -166,6 +177,8 @@ def build_encoder(spec: EncoderSpec, *, adapter_dir: str | os.PathLike | None = 
                              trust_remote_code=spec.trust_remote_code)
     tokenizer = load_tokenizer(path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
     pooling = build_pooling(spec, backbone.config)
+    if not spec.lora.enabled:
+        backbone.requires_grad_(False)  # nothing but the adapter is saved, so the base weights must not train
     if spec.lora.enabled:
         if adapter_dir is not None:
             from peft import PeftModel

@@ -20,7 +20,9 @@ class LoraSpec:
 class EncoderSpec:
     """``checkpoint``: a path / hub id, or a ``_target_`` dict that produces one (kept unresolved so a saved
     encoder rebuilds on another machine). ``pooling``: ``{"_target_": ..., **kwargs}`` without the sizes the
-    builder takes from the backbone config."""
+    builder takes from the backbone config. ``pool_instruction=False`` masks the prompt prefix (BOS and the
+    instruction) out of pooling, for every text alike, so queries and documents are pooled over their own
+    tokens (+ EOS) only. With ``lora.enabled=False`` the backbone is frozen and only the pooling head trains."""
 
     checkpoint: Any
     pooling: dict
@@ -33,6 +35,13 @@ class EncoderSpec:
     pool_instruction: bool = True
     lora: LoraSpec = field(default_factory=LoraSpec)
     name: str = "encoder"
+
+    def __post_init__(self):
+        from embedgrid.backbone import Attention
+
+        Attention(self.attention)  # fail here, naming the valid modes, not deep inside a build
+        if "_target_" not in self.pooling:
+            raise ValueError(f"pooling spec needs a _target_ (a class in embedgrid.pooling); got {self.pooling}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -8,20 +8,24 @@ from torch import nn
 class Pooling(nn.Module):
     """Maps backbone hidden states to one vector per text.
 
+    Sizes come from the backbone's config (``hidden_size``, ``num_layers``, ``backbone_num_heads``) and the
+    pooling config (the subclass's own keyword arguments); nothing is hard-coded.
+
     forward(hidden_states, attention_mask, pool_mask) -> (batch, output_dim)
       hidden_states: the backbone's layer outputs (embedding output first, last layer last); heads that set
         ``needs_all_layers = False`` receive only the last layer, as a 1-tuple.
       attention_mask: 1 on real tokens (either padding side).
-      pool_mask: 1 on the tokens a text's vector may be built from (real tokens minus an excluded instruction).
+      pool_mask: 1 on the tokens a text's vector may be built from (real tokens minus an excluded prefix).
     """
 
     needs_all_layers = False
 
-    def __init__(self, hidden_size: int, num_layers: int, is_causal: bool):
+    def __init__(self, hidden_size: int, num_layers: int, is_causal: bool, backbone_num_heads: int | None = None):
         super().__init__()
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.is_causal = is_causal
+        self.backbone_num_heads = backbone_num_heads
         self.output_dim = hidden_size
 
     @property

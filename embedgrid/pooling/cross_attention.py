@@ -5,6 +5,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+MAX_HEAD_DIM = 256  # beyond this fused attention kernels (flash-attention) refuse; see paper.md defect 6
+
+
+def attention_geometry(hidden_size: int, num_heads: int | None, head_dim: int | None,
+                       backbone_num_heads: int | None) -> tuple[int, int]:
+    """(num_heads, head_dim): from the pooling config, else the backbone's head count and hidden_size / heads."""
+    heads = num_heads or backbone_num_heads
+    if not heads:
+        raise ValueError("pooling num_heads is null and the backbone config has no num_attention_heads; "
+                         "set pooling.head.num_heads")
+    if head_dim is None:
+        if hidden_size % heads:
+            raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {heads}; "
+                             "set pooling.head.head_dim explicitly")
+        head_dim = hidden_size // heads
+    if head_dim > MAX_HEAD_DIM:
+        raise ValueError(f"pooling head_dim {head_dim} > {MAX_HEAD_DIM} (hidden_size {hidden_size} / {heads} "
+                         f"heads); use more heads or a smaller head_dim")
+    return heads, head_dim
+
 
 class GEGLU(nn.Module):
     def forward(self, x):
@@ -13,9 +33,11 @@ class GEGLU(nn.Module):
 
 
 class CrossAttentionBlock(nn.Module):
-    """queries <- queries + Attn(LN(queries), LN(context)); queries <- queries + FF(LN(queries)).
+    """queries <- queries + Attn(Q=LN(queries), K/V=LN(context)); queries <- queries + FF(LN(queries)).
 
-    ``context_mask`` (batch, context_len) hides padding from the keys.
+    The direction is explicit in the argument names (the paper's reference code swaps them, defect 7).
+    ``context_mask`` (batch, context_len), 1 = attend, hides padding from the keys; every row must keep at
+    least one key.
     """
 
     def __init__(self, dim: int, num_heads: int, head_dim: int, ff_mult: int):
@@ -35,6 +57,10 @@ class CrossAttentionBlock(nn.Module):
         return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None):
+        width = self.norm_q.normalized_shape[0]
+        if queries.shape[-1] != width or context.shape[-1] != width:
+            raise ValueError(f"cross-attention expects width {width}, got queries {tuple(queries.shape)} and "
+                             f"context {tuple(context.shape)}")
         q = self._heads(self.to_q(self.norm_q(queries)))
         k, v = (self._heads(t) for t in self.to_kv(self.norm_ctx(context)).chunk(2, dim=-1))
         mask = None if context_mask is None else context_mask.bool()[:, None, None, :]

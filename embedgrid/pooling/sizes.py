@@ -1,0 +1,101 @@
+"""Parameter counts of the pooling heads for a backbone shape, built on the meta device (no weights, no memory).
+
+    python -m embedgrid.pooling.sizes                 # every conf/pooling head x the reference backbone shapes
+    python -m embedgrid.pooling.sizes --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+# Published configs of the grid's backbones (their hub checkpoints are not needed to count parameters).
+# transformers' MistralConfig() defaults are Mistral-7B-v0.1.
+REFERENCE_SHAPES = {
+    "smollm2_135m": ("LlamaConfig", {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+                                     "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64,
+                                     "vocab_size": 49152, "tie_word_embeddings": True}),
+    "qwen2_0_5b": ("Qwen2Config", {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+                                   "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936,
+                                   "tie_word_embeddings": True}),
+    "mistral_7b": ("MistralConfig", {}),
+}
+
+
+def reference_config(name: str):
+    import transformers
+
+    if name not in REFERENCE_SHAPES:
+        raise ValueError(f"unknown reference shape '{name}'; valid: {', '.join(REFERENCE_SHAPES)}")
+    cls, kwargs = REFERENCE_SHAPES[name]
+    return getattr(transformers, cls)(**kwargs)
+
+
+def meta_backbone(config):
+    """The bare decoder on the meta device: shapes only, so a 7B model costs no memory."""
+    import torch
+    from transformers import AutoModel
+
+    with torch.device("meta"):
+        return AutoModel.from_config(config)
+
+
+def meta_pooling(backbone_config, head: dict, attention: str = "causal"):
+    """The pooling head ``head`` (a conf/pooling ``head`` node) sized for ``backbone_config``, on the meta device."""
+    import torch
+
+    from embedgrid.encoder import build_pooling
+    from embedgrid.spec import EncoderSpec
+
+    spec = EncoderSpec(checkpoint=None, pooling=dict(head), attention=attention)
+    with torch.device("meta"):
+        return build_pooling(spec, backbone_config)
+
+
+def conf_heads(conf_dir: Path = CONF_DIR) -> dict[str, dict]:
+    """Every pooling design's ``head`` node from conf/pooling/*.yaml, by design name."""
+    from omegaconf import OmegaConf
+
+    heads = {}
+    for path in sorted((Path(conf_dir) / "pooling").glob("*.yaml")):
+        node = OmegaConf.load(path)
+        heads[str(node.name)] = OmegaConf.to_container(node.head, resolve=True)
+    return heads
+
+
+def parameter_table(shapes=tuple(REFERENCE_SHAPES), conf_dir: Path = CONF_DIR) -> list[dict]:
+    heads = conf_heads(conf_dir)
+    rows = []
+    for shape in shapes:
+        config = reference_config(shape)
+        backbone = sum(p.numel() for p in meta_backbone(config).parameters())
+        row = {"model": shape, "hidden_size": config.hidden_size, "num_layers": config.num_hidden_layers,
+               "num_heads": config.num_attention_heads, "backbone_parameters": backbone}
+        for name, head in heads.items():
+            row[name] = meta_pooling(config, head).num_parameters
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="+", default=list(REFERENCE_SHAPES), choices=list(REFERENCE_SHAPES))
+    parser.add_argument("--conf", default=str(CONF_DIR), help="config directory holding pooling/*.yaml")
+    parser.add_argument("--json", help="also write the table here")
+    args = parser.parse_args(argv)
+    rows = parameter_table(args.shapes, Path(args.conf))
+    columns = list(rows[0])
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()) + " |")
+    if args.json:
+        from embedgrid.io import write_json
+
+        write_json(args.json, rows)
+
+
+if __name__ == "__main__":
+    main()

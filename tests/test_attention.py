@@ -1,0 +1,120 @@
+"""The attention switch, proven per decoder family (Qwen2, Mistral, Llama), attention kernel and padding side.
+
+causal: the state at position i ignores every token after i. bidirectional: it does not. Either way a row's
+states do not depend on how much padding its batch adds, or on which side (fp32, 1e-5).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from embedgrid.assets import tiny_checkpoint
+from embedgrid.backbone import ATTENTION_MODES, Attention, hidden_states, load_backbone
+
+ARCHS = ("qwen2", "mistral", "llama")
+IMPLS = ("sdpa", "eager")
+SIDES = ("left", "right")
+PAD_ID = 2
+SHORT, LONG, CHANGED_FROM = 8, 15, 5  # tokens at positions >= CHANGED_FROM differ between the two short rows
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    """backbone(arch, impl, mode): each tiny model is loaded once per module."""
+    cache = {}
+
+    def get(arch, impl, mode):
+        key = (arch, impl, mode)
+        if key not in cache:
+            cache[key] = load_backbone(tiny_checkpoint(arch=arch), Attention(mode), attn_implementation=impl).eval()
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def rows():
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randint(10, 1000, (SHORT,), generator=generator)
+    changed = base.clone()
+    changed[CHANGED_FROM:] = torch.randint(1000, 2000, (SHORT - CHANGED_FROM,), generator=generator)
+    longer = torch.randint(10, 1000, (LONG,), generator=generator)
+    return base, changed, longer
+
+
+def padded_batch(rows, side):
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), PAD_ID)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    spans = []
+    for i, row in enumerate(rows):
+        start = width - len(row) if side == "left" else 0
+        ids[i, start:start + len(row)] = row
+        mask[i, start:start + len(row)] = 1
+        spans.append(slice(start, start + len(row)))
+    return ids, mask, spans
+
+
+def real_states(model, rows, side):
+    """Per row, every layer's states at its real positions: list[row] of (layers, len, hidden)."""
+    ids, mask, spans = padded_batch(rows, side)
+    with torch.no_grad():
+        states = torch.stack(hidden_states(model, ids, mask, all_layers=True))
+    return [states[:, i, span] for i, span in enumerate(spans)]
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("mode", ATTENTION_MODES)
+def test_later_tokens_reach_earlier_states_only_when_bidirectional(backbone, rows, arch, impl, mode, side):
+    base, changed, longer = rows
+    a, b, _ = real_states(backbone(arch, impl, mode), [base, changed, longer], side)
+    diff = (a[:, :CHANGED_FROM] - b[:, :CHANGED_FROM]).abs().amax().item()
+    if mode == "causal":
+        assert diff < 1e-5, f"{arch}/{impl}/{side}: a future token changed an earlier state by {diff}"
+    else:
+        last_layer_diff = (a[-1, :CHANGED_FROM] - b[-1, :CHANGED_FROM]).abs().amax().item()
+        assert last_layer_diff > 1e-3, f"{arch}/{impl}/{side}: bidirectional attention ignored later tokens"
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("mode", ATTENTION_MODES)
+def test_padded_row_equals_unpadded_row(backbone, rows, arch, impl, mode, side):
+    base, _, longer = rows
+    model = backbone(arch, impl, mode)
+    alone = real_states(model, [base], side)[0]
+    in_batch = real_states(model, [base, longer], side)[0]
+    torch.testing.assert_close(in_batch, alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_bidirectional_survives_lora_and_checkpoint_flag(tmp_path, rows, arch):
+    """A checkpoint saved bidirectional loads causal when asked (the flag is set on every load), and the
+    mode survives the peft wrapper."""
+    from embedgrid.encoder import attach_lora
+    from embedgrid.spec import EncoderSpec
+
+    base, changed, _ = rows
+    spec = EncoderSpec(checkpoint=None, pooling={"_target_": "embedgrid.pooling.MeanPooling"},
+                       attention="bidirectional")
+    bidirectional = attach_lora(load_backbone(tiny_checkpoint(arch=arch), Attention("bidirectional")), spec)
+    a, b = real_states(bidirectional.eval(), [base, changed], "right")
+    assert (a[-1, :CHANGED_FROM] - b[-1, :CHANGED_FROM]).abs().amax() > 1e-3
+
+    bidirectional.get_base_model().save_pretrained(tmp_path)
+    assert load_backbone(str(tmp_path), Attention("bidirectional")).config.is_causal is False
+    causal = load_backbone(str(tmp_path), Attention("causal")).eval()
+    a, b = real_states(causal, [base, changed], "right")
+    assert (a[:, :CHANGED_FROM] - b[:, :CHANGED_FROM]).abs().amax() < 1e-5
+
+
+def test_unknown_attention_names_valid_modes():
+    with pytest.raises(ValueError, match=r"unknown attention 'sideways'.*causal, bidirectional"):
+        Attention("sideways")
+    from embedgrid.spec import EncoderSpec
+
+    with pytest.raises(ValueError, match=r"'bidi'.*valid: causal, bidirectional"):
+        EncoderSpec(checkpoint="x", pooling={"_target_": "embedgrid.pooling.MeanPooling"}, attention="bidi")
