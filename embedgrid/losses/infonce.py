@@ -28,13 +28,23 @@ class InfoNCELoss(nn.Module):
         self.temperature = temperature
         self.symmetric = symmetric
 
-    def forward(self, queries: torch.Tensor, docs: torch.Tensor, label_offset: int = 0) -> torch.Tensor:
-        scores = queries @ docs.T / self.temperature
-        labels = torch.arange(queries.shape[0], device=queries.device) + label_offset
-        loss = F.cross_entropy(scores, labels)
+    def forward(self, queries: torch.Tensor, docs: torch.Tensor, label_offset: int = 0,
+                all_queries: torch.Tensor | None = None, query_offset: int = 0) -> torch.Tensor:
+        """Mean loss over ``queries``.
+
+        Data parallel: ``docs`` are every rank's docs concatenated (rank r's block first holds its positives), so
+        ``label_offset`` is where this rank's positives start; for the symmetric term ``all_queries`` are the
+        gathered queries and ``query_offset`` is where this rank's queries start in them.
+        """
+        batch = queries.shape[0]
+        if docs.shape[0] < label_offset + batch:
+            raise ValueError(f"{docs.shape[0]} docs cannot hold the positives of {batch} queries at "
+                             f"offset {label_offset}")
+        labels = torch.arange(batch, device=queries.device)
+        loss = F.cross_entropy(queries @ docs.T / self.temperature, labels + label_offset)
         if self.symmetric:
-            batch = queries.shape[0]
             positives = docs[label_offset:label_offset + batch]
-            loss = (loss + F.cross_entropy(positives @ queries.T / self.temperature,
-                                           torch.arange(batch, device=queries.device))) / 2
+            candidates = queries if all_queries is None else all_queries
+            offset = 0 if all_queries is None else query_offset
+            loss = (loss + F.cross_entropy(positives @ candidates.T / self.temperature, labels + offset)) / 2
         return loss

@@ -24,3 +24,14 @@ class TrainConfig:
     bf16: bool = False  # autocast on GPU
     log_every: int = 1
     progress_bar: bool = True
+
+    def __post_init__(self):
+        positive = ("max_steps", "batch_size", "checkpoint_every", "grad_cache_chunk", "log_every")
+        for name in positive:
+            value = getattr(self, name)
+            if value < (0 if name == "max_steps" else 1):
+                raise ValueError(f"train.{name} must be {'>= 0' if name == 'max_steps' else '>= 1'}, got {value}")
+        if self.lr <= 0 or self.temperature <= 0:
+            raise ValueError(f"train.lr and train.temperature must be > 0, got {self.lr} and {self.temperature}")
+        if self.num_negatives < 0 or self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ValueError("train.num_negatives, train.warmup_steps and train.weight_decay must be >= 0")

@@ -1,4 +1,8 @@
-"""The training loop: InfoNCE on LoRA + pooling head, with exact resume from the cell's checkpoints."""
+"""The training loop: InfoNCE on LoRA + pooling head, with exact resume from the cell's checkpoints.
+
+Exact resume: step s's rows come from (seed, s) (batches.py) and its dropout masks from a generator seeded with
+(seed, s, rank), so a checkpoint needs only the step plus weights and optimizer/scheduler state.
+"""
 from __future__ import annotations
 
 import logging
@@ -10,9 +14,11 @@ import torch
 
 from embedgrid.data.rows import Row
 from embedgrid.losses import InfoNCELoss
-from embedgrid.train.batches import batch_rows, split_batch
+from embedgrid.train.batches import batch_rows
 from embedgrid.train.checkpoint import load_checkpoint, save_checkpoint
 from embedgrid.train.config import TrainConfig
+from embedgrid.train.distributed import World, all_mean, any_rank, average_gradients, barrier, current_world
+from embedgrid.train.step import TextBatch, embed_texts, plain_step  # noqa: F401  (embed_texts: public helper)
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +32,22 @@ class Preempted(RuntimeError):
 
 
 def make_optimizer(encoder, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; the pooling head gets its own lr; biases and norm weights (1-D) get no weight decay."""
     pooling_ids = {id(p) for p in encoder.pooling.parameters()}
-    trainable = [p for p in encoder.parameters() if p.requires_grad]
-    backbone = [p for p in trainable if id(p) not in pooling_ids]
-    head = [p for p in trainable if id(p) in pooling_ids]
-    groups = [{"params": backbone, "lr": cfg.lr}]
-    if head:
-        groups.append({"params": head, "lr": cfg.pooling_lr or cfg.lr})
-    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
+    groups = {}
+    for p in encoder.parameters():
+        if not p.requires_grad:
+            continue
+        head = id(p) in pooling_ids
+        decay = p.ndim >= 2
+        key = (head, decay)
+        if key not in groups:
+            groups[key] = {"params": [], "lr": (cfg.pooling_lr or cfg.lr) if head else cfg.lr,
+                           "weight_decay": cfg.weight_decay if decay else 0.0}
+        groups[key]["params"].append(p)
+    if not groups:
+        raise ValueError("the encoder has no trainable parameters (lora.enabled=false and a parameter-free pooling?)")
+    return torch.optim.AdamW([groups[k] for k in sorted(groups)])
 
 
 def make_scheduler(optimizer, cfg: TrainConfig):
@@ -46,78 +60,122 @@ def make_scheduler(optimizer, cfg: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def embed_texts(encoder, texts: list[str], instructions: list[str | None] | None = None) -> torch.Tensor:
-    """Embed with per-text instructions (texts sharing an instruction are tokenized together)."""
-    if not instructions or all(i is None for i in instructions):
-        return encoder.embed(encoder.tokenize(texts))
-    out = [None] * len(texts)
-    for instruction in dict.fromkeys(instructions):
-        index = [i for i, x in enumerate(instructions) if x == instruction]
-        vectors = encoder.embed(encoder.tokenize([texts[i] for i in index], instruction))
-        for row, i in enumerate(index):
-            out[i] = vectors[row]
-    return torch.stack(out)
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return ((seed * 1_000_003 + step) * 1_009 + rank) % (2**63)
+
+
+def local_rows(rows: list[Row], cfg: TrainConfig, step: int, seed: int, world: World) -> list[Row]:
+    """This rank's slice of the global batch of ``step`` (the same global batch whatever the world size)."""
+    per_rank = cfg.batch_size // world.size
+    batch = batch_rows(rows, cfg.batch_size, step, seed)
+    return batch[world.rank * per_rank:(world.rank + 1) * per_rank]
+
+
+def train_step(encoder, loss_fn, batch: TextBatch, cfg: TrainConfig, world: World) -> torch.Tensor:
+    """Forward + backward of one step (GradCache or plain); gradients averaged over ranks; returns local loss."""
+    if cfg.grad_cache:
+        from embedgrid.train.gradcache import grad_cache_step
+
+        loss = grad_cache_step(encoder, loss_fn, batch, world, cfg.grad_cache_chunk, cfg.bf16)
+    else:
+        loss = plain_step(encoder, loss_fn, batch, world, cfg.bf16)
+    average_gradients([p for p in encoder.parameters() if p.requires_grad], world)
+    return loss
 
 
 def compute_loss(encoder, loss_fn, batch: list[Row], cfg: TrainConfig) -> torch.Tensor:
-    queries, instructions, docs = split_batch(batch, cfg.num_negatives)
-    return loss_fn(embed_texts(encoder, queries, instructions), embed_texts(encoder, docs))
+    """The loss of one single-process batch with autograd (no backward): for tests and analysis."""
+    texts = TextBatch.from_rows(batch, cfg.num_negatives)
+    return loss_fn(embed_texts(encoder, texts.queries, texts.instructions), embed_texts(encoder, texts.docs))
+
+
+def enable_gradient_checkpointing(encoder) -> None:
+    """Recompute backbone activations in backward (non-reentrant: keeps RNG state, works with frozen inputs)."""
+    model = encoder.backbone.get_base_model() if hasattr(encoder.backbone, "get_base_model") else encoder.backbone
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name warns
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _check_world(cfg: TrainConfig, world: World) -> None:
+    if cfg.batch_size % world.size:
+        raise ValueError(f"train.batch_size={cfg.batch_size} is not divisible by the {world.size} processes")
 
 
 def fit(encoder, rows: list[Row], cfg: TrainConfig, *, seed: int, checkpoint_dir: str | Path, logger=None,
         should_stop=lambda: False) -> dict:
-    """Train for ``cfg.max_steps`` (resuming from ``checkpoint_dir/last`` if present); returns a summary."""
+    """Train for ``cfg.max_steps`` (resuming from ``checkpoint_dir/last`` if present); returns a summary.
+
+    Under torch.distributed (torchrun / SLURM tasks, see distributed.init_from_env) each rank trains on its
+    slice of every global batch, negatives span all ranks, and rank 0 writes checkpoints and logs.
+    ``should_stop`` (e.g. train.signals.StopSignals) is polled after every step: when true on any rank, a
+    checkpoint is written and ``Preempted`` raised.
+    """
     from embedgrid.logger import NullLogger
 
-    logger = logger or NullLogger()
+    world = current_world()
+    _check_world(cfg, world)
+    logger = logger if (logger is not None and world.is_main) else NullLogger()
     checkpoint_dir = Path(checkpoint_dir)
     loss_fn = InfoNCELoss(cfg.temperature, cfg.symmetric_loss)
+    trainable = [p for p in encoder.parameters() if p.requires_grad]
     optimizer = make_optimizer(encoder, cfg)
     scheduler = make_scheduler(optimizer, cfg)
-    torch.manual_seed(seed)
     meta = load_checkpoint(checkpoint_dir, encoder, optimizer, scheduler)
     start = meta["step"] if meta else 0
     if start:
         log.info("resuming training at step %d/%d from %s", start, cfg.max_steps, checkpoint_dir / "last")
     if cfg.gradient_checkpointing:
-        encoder.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_gradient_checkpointing(encoder)
     encoder.train()
-    steps = range(start, cfg.max_steps)
     bar = None
-    if cfg.progress_bar and cfg.max_steps > start:
+    if cfg.progress_bar and cfg.max_steps > start and world.is_main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.max_steps, initial=start, desc="train", unit="step")
     history, started = [], time.perf_counter()
-    for step in steps:
+    for step in range(start, cfg.max_steps):
         t0 = time.perf_counter()
-        batch = batch_rows(rows, cfg.batch_size, step, seed)
-        loss = compute_loss(encoder, loss_fn, batch, cfg)
-        if not math.isfinite(loss.item()):
-            raise NonFiniteLoss(f"loss is {loss.item()} at step {step}; last good checkpoint kept in "
-                                f"{checkpoint_dir / 'last'} (lower train.lr or check the data)")
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in encoder.parameters() if p.requires_grad],
-                                                   cfg.max_grad_norm)
+        torch.manual_seed(step_seed(seed, step, world.rank))
+        batch = TextBatch.from_rows(local_rows(rows, cfg, step, seed, world), cfg.num_negatives)
+        loss = all_mean(train_step(encoder, loss_fn, batch, cfg, world).item(), world)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm))
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            optimizer.zero_grad(set_to_none=True)
+            last = checkpoint_dir / "last"
+            kept = f"last good checkpoint kept in {last}" if last.exists() else "no checkpoint written yet"
+            raise NonFiniteLoss(f"non-finite training at step {step + 1}/{cfg.max_steps}: loss={loss}, "
+                                f"grad_norm={grad_norm}; weights not updated, {kept} "
+                                "(lower train.lr, enable train.max_grad_norm, or check the data)")
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         seconds = time.perf_counter() - t0
-        record = {"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0],
-                  "train/grad_norm": float(grad_norm), "train/examples_per_s": cfg.batch_size / seconds}
-        history.append(record["train/loss"])
-        if step % cfg.log_every == 0 or step + 1 == cfg.max_steps:
-            logger.log(record, step=step + 1)
-        if bar is not None:
-            bar.set_postfix(loss=f"{record['train/loss']:.4f}", ex_s=f"{record['train/examples_per_s']:.1f}")
-            bar.update(1)
         done = step + 1
-        if done % cfg.checkpoint_every == 0 or done == cfg.max_steps or should_stop():
-            save_checkpoint(checkpoint_dir, encoder, optimizer, scheduler, done, {"loss": record["train/loss"]})
-        if should_stop() and done < cfg.max_steps:
+        record = {"train/loss": loss, "train/lr": scheduler.get_last_lr()[0], "train/grad_norm": grad_norm,
+                  "train/examples_per_s": cfg.batch_size / seconds, "train/seconds_per_step": seconds,
+                  "train/candidates_per_query": len(batch.docs) * world.size, "train/examples": done * cfg.batch_size}
+        history.append(loss)
+        if step % cfg.log_every == 0 or done == cfg.max_steps:
+            logger.log(record, step=done)
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss:.4f}", ex_s=f"{record['train/examples_per_s']:.1f}")
+            bar.update(1)
+        stop = any_rank(bool(should_stop()), world)
+        if done % cfg.checkpoint_every == 0 or done == cfg.max_steps or stop:
+            if world.is_main:
+                save_checkpoint(checkpoint_dir, encoder, optimizer, scheduler, done,
+                                {"loss": loss, "batch_size": cfg.batch_size, "world_size": world.size,
+                                 "examples_seen": done * cfg.batch_size})
+            barrier(world)
+        if stop and done < cfg.max_steps:
+            if bar is not None:
+                bar.close()
             raise Preempted(f"stopped at step {done}/{cfg.max_steps}; checkpoint written, relaunch to resume")
     if bar is not None:
         bar.close()
     encoder.eval()
     return {"start_step": start, "steps": cfg.max_steps, "final_loss": history[-1] if history else None,
-            "first_loss": history[0] if history else None, "seconds": round(time.perf_counter() - started, 3)}
+            "first_loss": history[0] if history else None, "seconds": round(time.perf_counter() - started, 3),
+            "world_size": world.size, "grad_cache": cfg.grad_cache}

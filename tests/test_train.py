@@ -1,0 +1,290 @@
+"""The training loop: schedule, optimizer groups, exact resume (real SIGKILL), SIGTERM/SIGUSR1, NaN, checkpoints."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import ROOT
+
+POOLINGS = {
+    "mean": {"_target_": "embedgrid.pooling.MeanPooling"},
+    "latent": {"_target_": "embedgrid.pooling.LatentAttentionPooling", "num_latents": 8, "num_heads": 2,
+               "head_dim": None, "ff_mult": 2, "output_dim": None},
+}
+
+
+def tiny_encoder(pooling: str = "mean", dropout: float = 0.0, seed: int = 0, attention: str = "causal",
+                 perturb_lora: bool = True):
+    """A tiny Qwen2 + LoRA encoder; ``perturb_lora`` makes lora_B non-zero so every LoRA matrix gets a gradient."""
+    from embedgrid.encoder import build_encoder
+    from embedgrid.spec import EncoderSpec, LoraSpec
+
+    torch.manual_seed(seed)
+    spec = EncoderSpec(checkpoint={"_target_": "embedgrid.assets.tiny_checkpoint"}, pooling=dict(POOLINGS[pooling]),
+                       attention=attention, max_length=32, lora=LoraSpec(r=4, alpha=8, dropout=dropout))
+    encoder = build_encoder(spec)
+    if perturb_lora:
+        generator = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for name, p in encoder.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
+    return encoder
+
+
+def word_rows(n: int = 64, negatives: int = 1, instruction: str | None = None):
+    from embedgrid.data.wordnet import definition_synonym_rows
+
+    return definition_synonym_rows(limit=n, num_negatives=negatives, instruction=instruction)
+
+
+def train_config(**overrides):
+    from embedgrid.train.config import TrainConfig
+
+    base = dict(max_steps=4, batch_size=4, lr=1e-3, warmup_steps=1, checkpoint_every=2, progress_bar=False)
+    return TrainConfig(**{**base, **overrides})
+
+
+def trainable(encoder) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in encoder.named_parameters() if p.requires_grad}
+
+
+def grads(encoder) -> torch.Tensor:
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                      for p in encoder.parameters() if p.requires_grad])
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+# ---- schedule, optimizer, config ---------------------------------------------------------------------------
+def test_warmup_then_linear_decay_to_zero():
+    from embedgrid.train.loop import make_scheduler
+
+    cfg = train_config(max_steps=10, warmup_steps=4, lr=1.0)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_scheduler(optimizer, cfg)
+    lrs = []
+    for _ in range(10):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[:4] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    assert lrs[4] == pytest.approx(1.0) and lrs[4:] == sorted(lrs[4:], reverse=True)
+    assert scheduler.get_last_lr()[0] == pytest.approx(0.0)
+
+
+def test_optimizer_groups_head_lr_and_no_decay_on_1d_params():
+    from embedgrid.train.loop import make_optimizer
+
+    encoder = tiny_encoder("latent", perturb_lora=False)
+    optimizer = make_optimizer(encoder, train_config(lr=1e-5, pooling_lr=1e-3, weight_decay=0.05))
+    head_ids = {id(p) for p in encoder.pooling.parameters()}
+    seen = 0
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            seen += 1
+            assert group["lr"] == (1e-3 if id(p) in head_ids else 1e-5)
+            assert group["weight_decay"] == (0.05 if p.ndim >= 2 else 0.0)
+    assert seen == sum(1 for p in encoder.parameters() if p.requires_grad)
+
+
+def test_train_config_rejects_bad_values():
+    from embedgrid.train.config import TrainConfig
+
+    with pytest.raises(ValueError, match="grad_cache_chunk"):
+        TrainConfig(grad_cache_chunk=0)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        TrainConfig(batchsize=3)
+
+
+def test_paper_preset_composes(compose):
+    cfg = compose(["train=paper"])
+    assert (cfg.train.lr, cfg.train.max_steps, cfg.train.warmup_steps, cfg.train.batch_size) == (1e-5, 1000, 100, 2048)
+    assert cfg.model.max_length == 512 and cfg.train.grad_cache
+    from omegaconf import OmegaConf
+
+    from embedgrid.train.config import TrainConfig
+
+    TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
+    assert compose(["train=paper", "model.max_length=256"]).model.max_length == 256
+    assert compose([]).model.max_length != 512
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    from embedgrid.losses import InfoNCELoss
+    from embedgrid.train.distributed import World
+    from embedgrid.train.loop import enable_gradient_checkpointing
+    from embedgrid.train.step import TextBatch, plain_step
+
+    batch = TextBatch.from_rows(word_rows(6), 1)
+    out = []
+    for checkpointing in (False, True):
+        encoder = tiny_encoder()
+        if checkpointing:
+            enable_gradient_checkpointing(encoder)
+            assert encoder.backbone.get_base_model().is_activation_checkpointing
+        encoder.train()
+        plain_step(encoder, InfoNCELoss(), batch, World())
+        out.append(grads(encoder))
+    assert float(out[0].norm()) > 0
+    assert float((out[0] - out[1]).norm() / out[0].norm()) < 1e-5
+
+
+# ---- fit: resume, NaN, signals -----------------------------------------------------------------------------
+def test_fit_learns_and_logs(tmp_path):
+    from embedgrid.train.loop import fit
+
+    class Recorder:
+        def __init__(self):
+            self.records = []
+
+        def log(self, metrics, step=None):
+            self.records.append((step, metrics))
+
+    encoder, logger = tiny_encoder(dropout=0.1), Recorder()
+    rows = word_rows(16)
+    summary = fit(encoder, rows, train_config(max_steps=8, lr=5e-3, batch_size=8), seed=0,
+                  checkpoint_dir=tmp_path, logger=logger)
+    assert summary["final_loss"] < summary["first_loss"]
+    assert [s for s, _ in logger.records] == list(range(1, 9))
+    metrics = logger.records[-1][1]
+    assert metrics["train/examples_per_s"] > 0 and metrics["train/candidates_per_query"] == 16
+    assert json.loads((tmp_path / "last" / "meta.json").read_text())["step"] == 8
+
+
+def test_resume_in_process_matches_uninterrupted(tmp_path):
+    from embedgrid.train.loop import Preempted, fit
+
+    rows, cfg = word_rows(16), train_config(max_steps=5, checkpoint_every=10)
+    straight = tiny_encoder(dropout=0.1)
+    fit(straight, rows, cfg, seed=3, checkpoint_dir=tmp_path / "a")
+
+    interrupted = tiny_encoder(dropout=0.1)
+    calls = iter([False, False, True])
+    with pytest.raises(Preempted, match="step 3/5"):
+        fit(interrupted, rows, cfg, seed=3, checkpoint_dir=tmp_path / "b", should_stop=lambda: next(calls))
+    resumed = tiny_encoder(dropout=0.1, seed=99)  # different init: everything must come from the checkpoint
+    summary = fit(resumed, rows, cfg, seed=3, checkpoint_dir=tmp_path / "b")
+    assert summary["start_step"] == 3
+    assert max_diff(trainable(straight), trainable(resumed)) <= 1e-6
+
+
+KILL_SCRIPT = """
+import sys, time, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {root!r})
+from tests.test_train import tiny_encoder, word_rows, train_config
+from embedgrid.train.loop import fit
+from safetensors.torch import save_file
+
+class HangAfter:  # blocks inside step {hang} (after its optimizer step, before its checkpoint) until killed
+    def log(self, metrics, step=None):
+        if step == {hang}:
+            print("HANGING", flush=True)
+            time.sleep(600)
+
+encoder = tiny_encoder(dropout=0.1)
+summary = fit(encoder, word_rows(16), train_config(max_steps=6, checkpoint_every=2), seed=5,
+              checkpoint_dir=sys.argv[1], logger=HangAfter() if sys.argv[2] == "hang" else None)
+print("START", summary["start_step"], flush=True)
+save_file({{n: p.detach().contiguous() for n, p in encoder.named_parameters() if p.requires_grad}}, sys.argv[3])
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_relaunch_ends_with_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    script = tmp_path / "train.py"
+    script.write_text(KILL_SCRIPT.format(root=str(ROOT), hang=3))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(ckpt, mode, out):
+        return subprocess.run([sys.executable, str(script), str(ckpt), mode, str(out)], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    reference = run(tmp_path / "straight", "plain", tmp_path / "straight.safetensors")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "killed"), "hang", "unused"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "HANGING"
+        meta = tmp_path / "killed" / "last" / "meta.json"
+        assert json.loads(meta.read_text())["step"] == 2  # step 3 ran in memory; its state is lost with the kill
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    relaunched = run(tmp_path / "killed", "plain", tmp_path / "resumed.safetensors")
+    assert relaunched.returncode == 0, relaunched.stderr[-2000:]
+    assert "START 2" in relaunched.stdout
+    a, b = load_file(tmp_path / "straight.safetensors"), load_file(tmp_path / "resumed.safetensors")
+    assert max_diff(a, b) <= 1e-6
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_stop_signal_checkpoints_then_raises_preempted(tmp_path, signum):
+    from embedgrid.train.loop import Preempted, fit
+    from embedgrid.train.signals import StopSignals
+
+    class SignalAtStep2:
+        def log(self, metrics, step=None):
+            if step == 2:
+                os.kill(os.getpid(), signum)
+
+    before = signal.getsignal(signum)
+    with pytest.raises(Preempted, match="stopped at step 2/6"), StopSignals() as stop:
+        fit(tiny_encoder(), word_rows(8), train_config(max_steps=6, checkpoint_every=100), seed=0,
+            checkpoint_dir=tmp_path, logger=SignalAtStep2(), should_stop=stop)
+    assert json.loads((tmp_path / "last" / "meta.json").read_text())["step"] == 2
+    assert signal.getsignal(signum) is before
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    import embedgrid.train.loop as loop
+
+    real_step = loop.train_step
+    calls = {"n": 0}
+
+    def poisoned(encoder, loss_fn, batch, cfg, world):
+        calls["n"] += 1
+        loss = real_step(encoder, loss_fn, batch, cfg, world)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(loop, "train_step", poisoned)
+    encoder = tiny_encoder()
+    with pytest.raises(loop.NonFiniteLoss, match=r"step 3/6: loss=nan.*last good checkpoint kept in"):
+        loop.fit(encoder, word_rows(8), train_config(max_steps=6, checkpoint_every=2), seed=0,
+                 checkpoint_dir=tmp_path)
+    assert json.loads((tmp_path / "last" / "meta.json").read_text())["step"] == 2
+    saved = load_file(tmp_path / "last" / "trainable.safetensors")
+    assert all(torch.isfinite(v).all() for v in saved.values())
+    assert max_diff(saved, trainable(encoder)) == 0.0  # the poisoned step did not update the weights
+
+
+def test_checkpoint_recovers_from_a_kill_between_renames(tmp_path):
+    from embedgrid.train.checkpoint import load_checkpoint, save_checkpoint
+    from embedgrid.train.loop import make_optimizer, make_scheduler
+
+    encoder, cfg = tiny_encoder(), train_config()
+    optimizer = make_optimizer(encoder, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    save_checkpoint(tmp_path, encoder, optimizer, scheduler, 7)
+    os.replace(tmp_path / "last", tmp_path / ".last.old")  # the state save_checkpoint passes through
+    assert load_checkpoint(tmp_path, encoder, optimizer, scheduler)["step"] == 7
+    assert (tmp_path / "last" / "meta.json").exists()

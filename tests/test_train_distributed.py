@@ -1,0 +1,93 @@
+"""Data parallel on 2 CPU processes (gloo): loss, gradients and trained weights equal the single-process run on
+the same global batch, with negatives gathered across ranks."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.test_train import grads, tiny_encoder, train_config, trainable, word_rows
+
+WORLD = 2
+# name: (pooling, train config overrides); global batch 8 = 4 per rank
+CASES = {
+    "plain": ("mean", dict(batch_size=8, num_negatives=1)),
+    "grad_cache_symmetric": ("latent", dict(batch_size=8, num_negatives=2, symmetric_loss=True, grad_cache=True,
+                                            grad_cache_chunk=3)),
+}
+FIT = dict(batch_size=8, max_steps=3, checkpoint_every=2, lr=5e-3, warmup_steps=0)
+
+
+def one_step(pooling: str, overrides: dict):
+    """Loss (mean over ranks) and gradients of step 0 of the global batch, in this process's world."""
+    from embedgrid.losses import InfoNCELoss
+    from embedgrid.train.distributed import all_mean, current_world
+    from embedgrid.train.loop import local_rows, train_step
+    from embedgrid.train.step import TextBatch
+
+    cfg, world = train_config(**overrides), current_world()
+    encoder = tiny_encoder(pooling)
+    encoder.train()
+    batch = TextBatch.from_rows(local_rows(word_rows(16, cfg.num_negatives), cfg, 0, 0, world), cfg.num_negatives)
+    loss = train_step(encoder, InfoNCELoss(cfg.temperature, cfg.symmetric_loss), batch, cfg, world)
+    return all_mean(loss.item(), world), grads(encoder)
+
+
+def trained_weights(checkpoint_dir):
+    from embedgrid.train.loop import fit
+
+    encoder = tiny_encoder("latent")
+    fit(encoder, word_rows(16), train_config(**FIT), seed=0, checkpoint_dir=checkpoint_dir)
+    return trainable(encoder)
+
+
+def _worker(rank: int, init_file: str, out: str, checkpoint_dir: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        results = {name: one_step(*case) for name, case in CASES.items()}
+        results["fit"] = trained_weights(checkpoint_dir)
+        if rank == 0:
+            torch.save(results, out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
+    import json
+
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "ranks.pt"
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(out), str(tmp_path / "ddp")), nprocs=WORLD, join=True)
+    got = torch.load(out, weights_only=True)
+    for name, case in CASES.items():
+        loss, grad = one_step(*case)
+        assert got[name][0] == pytest.approx(loss, rel=1e-5), name
+        assert float(grad.norm()) > 0
+        assert float((got[name][1] - grad).norm() / grad.norm()) <= 1e-5, name
+    single = trained_weights(tmp_path / "single")
+    assert max(float((got["fit"][k] - single[k]).abs().max()) for k in single) <= 1e-5
+    meta = json.loads((tmp_path / "ddp" / "last" / "meta.json").read_text())
+    assert meta["world_size"] == WORLD and meta["step"] == 3
+
+
+def test_batch_not_divisible_by_world_is_a_clear_error(tmp_path):
+    from embedgrid.train.distributed import World
+    from embedgrid.train.loop import _check_world
+
+    with pytest.raises(ValueError, match="batch_size=9 is not divisible by the 2 processes"):
+        _check_world(train_config(batch_size=9), World(0, 2))
+
+
+def test_local_rows_partition_the_global_batch():
+    from embedgrid.train.batches import batch_rows
+    from embedgrid.train.distributed import World
+    from embedgrid.train.loop import local_rows
+
+    rows, cfg = word_rows(20), train_config(batch_size=6)
+    parts = [local_rows(rows, cfg, 4, 1, World(r, 3)) for r in range(3)]
+    assert [len(p) for p in parts] == [2, 2, 2]
+    assert sum(parts, []) == batch_rows(rows, 6, 4, 1)
