@@ -1,6 +1,7 @@
 """WordNet 3.0 (Debian ``wordnet-base``) as real offline text: synsets, glosses, hypernym siblings.
 
-Training pairs are definition ↔ synonyms; hard negatives are sibling synsets under the same hypernym.
+Training pairs are definition ↔ synonyms; hard negatives are sibling synsets under the same hypernym (then
+cousins, then random synsets of the same split).
 Synsets are split deterministically by a hash of their id, so evaluation tasks built on the held-out split
 (see embedgrid/evaluate/tasks) never see training synsets.
 """
@@ -93,7 +94,11 @@ def siblings_index(synsets: dict[str, Synset]) -> dict[str, list[str]]:
 
 def definition_synonym_rows(split: str = "train", num_negatives: int = 1, seed: int = 0,
                             limit: int | None = None, instruction: str | None = None) -> list[Row]:
-    """Rows (definition → its synonyms) over synsets with ≥2 words; negatives from hypernym siblings."""
+    """Rows (definition → its synonyms) over synsets with ≥2 words of one split.
+
+    Hard negatives come from the same split, nearest first: sibling synsets under the same hypernym, then
+    cousins (under a sibling of the hypernym), then random synsets (adjectives and adverbs have no hypernyms).
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown WordNet split '{split}'; valid: {', '.join(SPLITS)}")
     synsets = load_synsets()
@@ -104,10 +109,18 @@ def definition_synonym_rows(split: str = "train", num_negatives: int = 1, seed: 
     rows = []
     for synset_id in ids[:limit] if limit else ids:
         synset = synsets[synset_id]
-        candidates = sorted({c for p in synset.hypernyms for c in children.get(p, []) if c != synset_id
-                             and synsets[c].split == split})
-        if len(candidates) < num_negatives:  # adjectives and adverbs have no hypernyms: random same-split synsets
-            candidates += [c for c in rng.sample(ids, min(len(ids), num_negatives + 1)) if c != synset_id]
-        negatives = tuple(", ".join(synsets[c].words) for c in rng.sample(candidates, num_negatives))
-        rows.append(Row(synset.definition, ", ".join(synset.words), negatives, instruction))
+        positive = ", ".join(synset.words)
+        siblings = {c for p in synset.hypernyms for c in children.get(p, [])}
+        cousins = {c for p in synset.hypernyms for g in synsets[p].hypernyms if p in synsets
+                   for u in children.get(g, []) for c in children.get(u, [])} - siblings
+        negatives: list[str] = []
+        for tier in (siblings, cousins):
+            texts = sorted({", ".join(synsets[c].words) for c in tier
+                            if c != synset_id and synsets[c].split == split} - {positive})
+            negatives += rng.sample(texts, min(len(texts), num_negatives - len(negatives)))
+        while len(negatives) < num_negatives:
+            text = ", ".join(synsets[rng.choice(ids)].words)
+            if text != positive and text not in negatives:
+                negatives.append(text)
+        rows.append(Row(synset.definition, positive, tuple(negatives), instruction))
     return rows
