@@ -64,7 +64,9 @@ def encoder_spec(cfg: DictConfig):
         attn_implementation=model.get("attn_implementation", "sdpa"),
         trust_remote_code=bool(model.get("trust_remote_code", False)), max_length=int(model["max_length"]),
         pool_instruction=bool(cfg.instruction_in_pooling),
-        lora=LoraSpec(**OmegaConf.to_container(cfg.lora, resolve=True)), name=cell_name(cfg),
+        lora=LoraSpec(**{**OmegaConf.to_container(cfg.lora, resolve=True),  # model-specific layer names (BERT)
+                         **({"target_modules": model["lora_target_modules"]} if model.get("lora_target_modules")
+                            else {})}), name=cell_name(cfg),
     )
 
 
@@ -161,8 +163,7 @@ def _train_and_evaluate(cfg: DictConfig, cell_dir: Path, device: str, logger) ->
     from hydra.utils import instantiate
 
     from embedgrid.encoder import SPEC_FILE, build_encoder, load_encoder
-    from embedgrid.evaluate.model import MtebEncoder
-    from embedgrid.evaluate.run import evaluate_tasks
+    from embedgrid.evaluate.run import evaluate_encoder
     from embedgrid.train.config import TrainConfig
     from embedgrid.train.loop import fit
 
@@ -191,10 +192,9 @@ def _train_and_evaluate(cfg: DictConfig, cell_dir: Path, device: str, logger) ->
     summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
 
     t1 = time.perf_counter()
-    model = MtebEncoder(encoder, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
-                        instructions=OmegaConf.to_container(cfg.eval.instructions, resolve=True),
-                        instruction_scope=cfg.eval.instruction_scope, batch_size=int(cfg.eval.batch_size))
-    scores = evaluate_tasks(model, list(cfg.eval.tasks), cell_dir, batch_size=int(cfg.eval.batch_size))
+    scores, summary["category_scores"] = evaluate_encoder(
+        encoder, OmegaConf.to_container(cfg.eval, resolve=True), cell_dir, name=f"embedgrid/{cell_name(cfg)}",
+        revision=config_hash(cfg))
     timings["eval_s"] = round(time.perf_counter() - t1, 2)
     summary["timings"] = timings
     return scores, summary

@@ -33,9 +33,11 @@ class Encoder(nn.Module):
         self.tokenizer = tokenizer
         self.spec = spec
         self.truncated = 0  # texts cut to max_length so far (logged by encode, recorded by training)
-        bos = tokenizer.bos_token_id
-        # Keep BOS exactly where the tokenizer itself would put it (Llama/Mistral do, Qwen2/SmolLM2 do not).
-        self._bos = [bos] if bos is not None and tokenizer("a").input_ids[:1] == [bos] else []
+        # Keep BOS exactly where the tokenizer itself would put it (Llama/Mistral do, Qwen2/SmolLM2 do not);
+        # an encoder's CLS likewise (BERT: [CLS] text [SEP], with SEP standing in for EOS).
+        leading = {tokenizer.bos_token_id, getattr(tokenizer, "cls_token_id", None)} - {None}
+        first = tokenizer("a").input_ids[:1]
+        self._bos = first if first and first[0] in leading else []
 
     @property
     def device(self) -> torch.device:

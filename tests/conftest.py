@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 
 # Shrinks a cell to seconds on a CPU: tiny model, few steps, one offline task.
 TINY = ["model=tiny", "train.max_steps=3", "train.batch_size=4", "train.checkpoint_every=2", "threads=1",
-        "train.progress_bar=false", "logger=none"]
+        "train.progress_bar=false", "logger=none", "eval=offline_small", "eval.tasks=[LeeDocumentSTS]"]
 
 
 @pytest.fixture

@@ -7,22 +7,36 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 
 from embedgrid.encoder import Encoder
 
+INSTRUCTION_SCOPES = ("query", "all")
+
 
 class MtebEncoder(AbsEncoder):
     """Wraps :class:`Encoder` for ``mteb.evaluate``.
 
     ``instructions`` maps task names to an instruction; ``instruction_scope`` says which texts get it:
-    ``query`` (retrieval-style: only texts mteb marks as queries, or every text of a task without a
-    query/document split) or ``all``.
+    ``query`` (the paper's rule: retrieval/reranking queries only, and every text of a task without a
+    query/document split) or ``all`` (documents too).
+
+    Embeddings are cached per task, keyed by (role, instruction, text), and texts are deduplicated within a call:
+    mteb encodes STS's sentence1 and sentence2 columns separately (Lee: 2 x 1,225 texts of 50 documents) and
+    classification's train and test splits separately. The role is part of the key because a query and a
+    document with the same text may get different instructions (mteb #5383). The cache is dropped when the task
+    changes, so memory stays bounded by one task.
     """
 
     def __init__(self, encoder: Encoder, name: str, revision: str, *, instructions: dict[str, str] | None = None,
                  instruction_scope: str = "query", batch_size: int = 32, show_progress_bar: bool = True):
+        if instruction_scope not in INSTRUCTION_SCOPES:
+            raise ValueError(f"unknown eval.instruction_scope '{instruction_scope}'; valid: "
+                             f"{', '.join(INSTRUCTION_SCOPES)}")
         self.model = encoder
         self.instructions = dict(instructions or {})
         self.instruction_scope = instruction_scope
         self.batch_size = batch_size
         self.show_progress_bar = show_progress_bar
+        self.texts_encoded = 0  # texts that went through the network (cache misses), for tests and benchmarks
+        self._cache_task: str | None = None
+        self._cache: dict[tuple[str | None, str | None, str], np.ndarray] = {}
         self.mteb_model_meta = ModelMeta.create_empty(overwrites={
             "name": name, "revision": revision, "similarity_fn_name": ScoringFunction.COSINE,
             "embed_dim": encoder.dim, "max_tokens": encoder.spec.max_length, "framework": ["PyTorch"],
@@ -39,7 +53,17 @@ class MtebEncoder(AbsEncoder):
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
         texts = [text for batch in inputs for text in batch["text"]]
-        return self.model.encode(texts, batch_size=self.batch_size,
-                                 instruction=self.instruction_for(task_metadata.name, prompt_type),
-                                 show_progress_bar=self.show_progress_bar,
-                                 desc=f"{task_metadata.name}/{getattr(prompt_type, 'value', prompt_type) or 'text'}")
+        role = getattr(prompt_type, "value", prompt_type)
+        instruction = self.instruction_for(task_metadata.name, prompt_type)
+        if self._cache_task != task_metadata.name:
+            self._cache_task, self._cache = task_metadata.name, {}
+        missing = list(dict.fromkeys(t for t in texts if (role, instruction, t) not in self._cache))
+        if missing:
+            vectors = self.model.encode(missing, batch_size=self.batch_size, instruction=instruction,
+                                        show_progress_bar=self.show_progress_bar,
+                                        desc=f"{task_metadata.name}/{role or 'text'}")
+            self.texts_encoded += len(missing)
+            self._cache.update({(role, instruction, t): v for t, v in zip(missing, vectors)})
+        if not texts:
+            return np.zeros((0, self.model.dim), dtype=np.float32)
+        return np.stack([self._cache[(role, instruction, t)] for t in texts])

