@@ -45,5 +45,6 @@ def last_token(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tens
 
 
 def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.to(states.dtype).unsqueeze(-1)
-    return (states * weights).sum(dim=-2) / weights.sum(dim=-2).clamp(min=1.0)
+    """Mean over the positions where ``mask`` is 1, summed in float32 (a bf16 sum over long texts drifts)."""
+    weights = mask.to(torch.float32).unsqueeze(-1)
+    return (states.float() * weights).sum(dim=-2) / weights.sum(dim=-2).clamp(min=1.0)
