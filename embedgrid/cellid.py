@@ -17,9 +17,13 @@ RUNTIME_TRAIN_KEYS = ("checkpoint_every", "log_every", "progress_bar")
 def identity(cfg) -> dict:
     from omegaconf import OmegaConf
 
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False) if not isinstance(cfg, dict) \
-        else cfg
-    ident = {k: container.get(k) for k in IDENTITY_KEYS if k in container}
+    # Key by key, never the whole root: the root holds hydra.run/sweep dirs, which are ${cell_name:} themselves.
+    ident = {}
+    for key in IDENTITY_KEYS:
+        if key in cfg:
+            value = cfg[key]
+            ident[key] = OmegaConf.to_container(value, resolve=True, throw_on_missing=False) \
+                if OmegaConf.is_config(value) else value
     if isinstance(ident.get("train"), dict):
         ident["train"] = {k: v for k, v in ident["train"].items() if k not in RUNTIME_TRAIN_KEYS}
     return ident

@@ -1,15 +1,31 @@
-"""Glue between Hydra and a cell: where the cell lives, what is printed, what a sweep does with failures."""
+"""Glue between Hydra and a cell: where the cell lives, what is printed, what a sweep does with failures.
+
+The sweep-level parts (plan, skip done cells, dry run, summary, analysis) are in embedgrid/sweeper.py.
+"""
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
+
+
+def in_submitit_job() -> bool:
+    return "SUBMITIT_FOLDER" in os.environ  # set by submitit in the job process
+
+
+def default_threads(cfg: DictConfig, hydra_cfg) -> None:
+    """Under a submitit launcher, torch threads follow its cpus_per_task unless ``threads=`` is set."""
+    cpus = hydra_cfg.launcher.get("cpus_per_task") if "launcher" in hydra_cfg else None
+    if cfg.get("threads") is None and cpus and in_submitit_job():
+        with open_dict(cfg):
+            cfg.threads = int(cpus)
 
 
 def run_cell(cfg: DictConfig):
@@ -22,9 +38,17 @@ def run_cell(cfg: DictConfig):
         state = cell_state(cell_dir, cfg)
         print(f"[{state:>7}] {cell_dir}")
         return {"cell_dir": cell_dir, "status": state}
+    default_threads(cfg, hydra_cfg)
     try:
         outcome = run(cfg, cell_dir)
     except Exception as error:
+        if is_preemption(error):
+            # Checkpoint written, cell.json says partial. In a submitit job, leave without a result so SLURM's
+            # requeue (or submitit's) reruns this cell, which resumes; elsewhere stop the whole sweep.
+            log.warning("cell %s preempted: %s", cell_dir, error)
+            if in_submitit_job():
+                raise SystemExit(f"preempted: {error}") from None
+            raise
         if not multirun:
             raise
         log.error("cell %s failed: %s: %s (recorded in cell.json)", cell_dir, type(error).__name__, error)
@@ -32,3 +56,11 @@ def run_cell(cfg: DictConfig):
     print(f"\ncell: {outcome.cell_dir}  ({'skipped, already done' if outcome.skipped else outcome.status})")
     print(json.dumps(outcome.scores, indent=2), file=sys.stdout, flush=True)
     return {"cell_dir": str(outcome.cell_dir), "status": outcome.status, "skipped": outcome.skipped}
+
+
+def is_preemption(error: BaseException) -> bool:
+    if "embedgrid.train.loop" not in sys.modules:  # training never started: not a preemption
+        return False
+    from embedgrid.train.loop import Preempted
+
+    return isinstance(error, Preempted)

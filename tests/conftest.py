@@ -51,3 +51,45 @@ def launch_env():
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
     return env
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p+1 free (slurmctld, slurmd), so test clusters never clash with a user's."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for the test SLURM cluster")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real one-node SLURM cluster (embedgrid.slurm) for the session; stopped (jobs cancelled) at the end."""
+    import shutil
+
+    from embedgrid.slurm import LocalCluster
+
+    if shutil.which("slurmctld") is None:
+        pytest.skip("Debian slurm-wlm is not installed (./setup.sh installs it)")
+    if os.geteuid() != 0:
+        pytest.skip("the local SLURM cluster runs its daemons as root")
+    cluster = LocalCluster(tmp_path_factory.mktemp("slurm"), port=_free_port_pair(), gpus=2)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def slurm_env(slurm_cluster, launch_env):
+    """launch_env + SLURM_CONF of the session's cluster."""
+    return {**launch_env, **slurm_cluster.env}

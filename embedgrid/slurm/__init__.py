@@ -1,0 +1,4 @@
+"""A local one-node SLURM cluster (start/stop/status) and the pre-submit controller check."""
+from embedgrid.slurm.cluster import LocalCluster, SlurmError, check_controller
+
+__all__ = ["LocalCluster", "SlurmError", "check_controller"]

@@ -1,0 +1,96 @@
+"""Sweeps that survive (basic launcher): the paper's grid, skip on relaunch, dry run, per-cell failures, bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TINY
+
+GRID = [*TINY, "eval.tasks=[LeeDocumentSTS]"]
+PAPER_DESIGNS = {("eos_last", "causal"), ("last_layer_trainable", "causal"), ("multi_layer_trainable", "causal"),
+                 ("last_layer_trainable", "bidirectional"), ("multi_layer_trainable", "bidirectional")}
+
+
+def launch(args, env, check=True, timeout=600):
+    proc = subprocess.run([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"launch.py failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def cell_records(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/cell.json")}
+
+
+def dry_run_states(stdout: str) -> list[str]:
+    return [line.split("]")[0].strip(" [") for line in stdout.splitlines() if line.startswith("  [")]
+
+
+@pytest.mark.slow
+def test_paper_grid_runs_five_designs_then_skips_and_dry_run_shows_done(tmp_path, launch_env):
+    sweep = tmp_path / "paper"
+    args = ["-m", "experiment=paper_grid", *GRID, f"hydra.sweep.dir={sweep}"]
+
+    dry = launch([*args, "dry_run=true"], launch_env)
+    assert dry_run_states(dry.stdout) == ["new"] * 5
+    assert not any(sweep.glob("*/cell.json")), "a dry run must not run cells"
+
+    first = launch(args, launch_env)
+    records = cell_records(sweep)
+    assert {(r["design"]["pooling"], r["design"]["attention"]) for r in records.values()} == PAPER_DESIGNS
+    for name, record in records.items():
+        assert record["status"] == "done", name
+        assert record["train"]["steps"] == 3
+        assert "LeeDocumentSTS" in json.loads((sweep / name / "scores.json").read_text())
+    assert "5 done, 0 skipped, 0 partial, 0 failed" in first.stdout
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["counts"]["done"] == 5
+
+    started = time.perf_counter()
+    again = launch(args, launch_env)
+    assert "0 done, 5 skipped" in again.stdout
+    assert time.perf_counter() - started < 60, "a relaunch of a finished grid must not rerun cells"
+    assert all(r["attempts"] == 1 for r in cell_records(sweep).values())
+    assert dry_run_states(launch([*args, "dry_run=true"], launch_env).stdout) == ["done"] * 5
+
+
+@pytest.mark.slow
+def test_failed_cell_is_recorded_and_does_not_stop_the_others(tmp_path, launch_env):
+    sweep = tmp_path / "fail"
+    # lr=nan: AdamW refuses it, a real error raised inside the cell
+    args = ["-m", *GRID, "pooling=mean", "train.lr=1e-3,nan", f"hydra.sweep.dir={sweep}", "analyze=false"]
+    proc = launch(args, launch_env, check=False)
+    assert proc.returncode != 0, "a grid with a failed cell must exit non-zero"
+    assert "1 done, 0 skipped, 0 partial, 1 failed" in proc.stdout
+    statuses = sorted(r["status"] for r in cell_records(sweep).values())
+    assert statuses == ["done", "failed"]
+    failed = next(r for r in cell_records(sweep).values() if r["status"] == "failed")
+    assert "Traceback" in failed["traceback"] and failed["error"]
+    states = dry_run_states(launch([*args, "dry_run=true"], launch_env).stdout)
+    assert sorted(states) == ["done", "failed"]
+
+
+def test_unwritable_sweep_dir_fails_before_any_cell(tmp_path, launch_env):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    proc = launch(["-m", *GRID, "pooling=mean,eos_last", f"hydra.sweep.dir={blocker}/sweep"], launch_env,
+                  check=False, timeout=120)
+    assert proc.returncode != 0
+    assert "not writable" in proc.stdout + proc.stderr
+    assert "Loading weights" not in proc.stdout + proc.stderr
+
+
+def test_unknown_design_names_valid_choices(launch_env, tmp_path):
+    proc = launch(["-m", *GRID, "design=eos_bidirectional", f"hydra.sweep.dir={tmp_path}"], launch_env,
+                  check=False, timeout=120)
+    assert proc.returncode != 0
+    message = proc.stdout + proc.stderr
+    assert "eos_bidirectional" in message
+    for valid in ("eos_causal", "last_layer_causal", "multi_layer_bidirectional"):
+        assert valid in message
