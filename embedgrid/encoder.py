@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 SPEC_FILE = "encoder.json"
 POOLING_FILE = "pooling.safetensors"
 ADAPTER_DIR = "adapter"
+SORT_WINDOW = 8192  # texts tokenized and length-sorted together by encode
 
 
 class Encoder(nn.Module):
@@ -103,29 +104,36 @@ class Encoder(nn.Module):
                show_progress_bar: bool = False, desc: str = "encode") -> np.ndarray:
         """Embed texts in batches of similar token length; returns (n, dim) float32, L2-normalised, in input order.
 
-        Texts are tokenized once up front and sorted by token count (longest first, so running out of memory
-        happens on the first batch), which keeps padding, and wasted compute, to a minimum.
+        Texts are tokenized once, a window of ``SORT_WINDOW`` at a time (bounded memory on million-document
+        corpora), and sorted by token count within it (longest first, so running out of memory happens on the
+        first batch), which keeps padding, and wasted compute, to a minimum.
         """
         texts = list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return out
         was_training = self.training
         self.eval()
         truncated_before = self.truncated
-        rows, prefix_len = self.token_rows(texts, instruction)
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        starts = range(0, len(texts), batch_size)
+        bar = None
         if show_progress_bar:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc=desc, unit="batch", leave=False)
+            bar = tqdm(total=len(texts), desc=desc, unit="text", leave=False)
         try:
-            for start in starts:
-                index = order[start:start + batch_size]
-                out[index] = self.embed(self.collate([rows[i] for i in index], prefix_len)).cpu().numpy()
+            for window in range(0, len(texts), SORT_WINDOW):
+                rows, prefix_len = self.token_rows(texts[window:window + SORT_WINDOW], instruction)
+                order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+                for start in range(0, len(order), batch_size):
+                    index = order[start:start + batch_size]
+                    vectors = self.embed(self.collate([rows[i] for i in index], prefix_len))
+                    out[[window + i for i in index]] = vectors.cpu().numpy()
+                    if bar is not None:
+                        bar.update(len(index))
         finally:
             self.train(was_training)
+            if bar is not None:
+                bar.close()
         if self.truncated > truncated_before:
             log.info("%s: %d of %d texts truncated to max_length=%d", desc, self.truncated - truncated_before,
                      len(texts), self.spec.max_length)

@@ -243,3 +243,14 @@ def test_output_dim_comes_from_the_pooling_config():
     spec = replace(spec, pooling={**spec.pooling, "output_dim": 24, "num_latents": 16})
     encoder = build_encoder(spec)
     assert encoder.dim == 24 and encoder.encode([SHORT]).shape == (1, 24)
+
+
+def test_encode_returns_input_order_across_batches_and_sort_windows(encoders, monkeypatch):
+    encoder = encoders("mean", "causal")
+    texts = [LONG, SHORT, MEDIUM, SHORT + " Again.", LONG[:60]]
+    one_by_one = np.stack([encoder.encode([t])[0] for t in texts])
+    np.testing.assert_allclose(encoder.encode(texts, batch_size=2), one_by_one, atol=1e-5, rtol=0)
+    monkeypatch.setattr("embedgrid.encoder.SORT_WINDOW", 2)
+    windowed = encoder.encode(texts, batch_size=2, show_progress_bar=True)
+    np.testing.assert_allclose(windowed, one_by_one, atol=1e-5, rtol=0)
+    assert encoder.encode([]).shape == (0, encoder.dim)
