@@ -1,0 +1,75 @@
+"""python -m analysis SWEEP_DIR [MORE_DIRS ...]: tables, Wilcoxon + Holm statistics, plots and report.md."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from analysis.designs import DEFAULT_PRESETS, PRESETS
+from analysis.stats import ALTERNATIVES, METHODS, ZERO_METHODS, WilcoxonSettings
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("sweep_dirs", nargs="+", help="sweep directories (every cell.json below them is collected)")
+    p.add_argument("--out", default=None, help="output directory (default: <first sweep dir>/analysis)")
+    p.add_argument("--baseline", default="eos_last,causal", help="POOLING,ATTENTION of the baseline design")
+    p.add_argument("--compare", nargs="+", default=list(DEFAULT_PRESETS), metavar="PRESET",
+                   help=f"comparison presets: paper, {', '.join(PRESETS)}")
+    p.add_argument("--by", nargs="*", default=[], metavar="KEY",
+                   help="extra config keys that split designs, e.g. train.lr grid")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--alternative", choices=ALTERNATIVES, default="two-sided",
+                   help="of candidate − reference (one-sided only if pre-registered)")
+    p.add_argument("--zero-method", choices=ZERO_METHODS, default="wilcox")
+    p.add_argument("--method", choices=METHODS, default="auto", help="scipy.stats.wilcoxon method")
+    p.add_argument("--correction", action="store_true", help="continuity correction (asymptotic method only)")
+    p.add_argument("--decimals", type=int, default=4, help="round differences before ranking (-1: no rounding)")
+    p.add_argument("--family", choices=("comparison", "category", "all"), default="comparison",
+                   help="Holm family: all tests of one preset | one preset and category | every test")
+    p.add_argument("--no-pooled", action="store_true", help="skip the all-tasks-pooled test per pair")
+    p.add_argument("--include-unfinished", action="store_true", help="use scores of cells not marked done")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--cd-min-tasks", type=int, default=6)
+    p.add_argument("--wandb", action="store_true", help="log tables and plots to the sweep's W&B group")
+    p.add_argument("--wandb-project", default=None)
+    p.add_argument("--wandb-entity", default=None)
+    p.add_argument("--wandb-mode", choices=("offline", "online", "disabled"), default=None)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    baseline = tuple(args.baseline.split(","))
+    if len(baseline) != 2:
+        parser().error(f"--baseline must be POOLING,ATTENTION, got '{args.baseline}'")
+    from analysis.run import AnalysisConfig, analyze
+
+    try:
+        settings = WilcoxonSettings(alpha=args.alpha, alternative=args.alternative, zero_method=args.zero_method,
+                                method=args.method, correction=args.correction,
+                                decimals=None if args.decimals < 0 else args.decimals)
+        config = AnalysisConfig(by=tuple(args.by), baseline=baseline, presets=tuple(args.compare),
+                                settings=settings, family=args.family, pooled=not args.no_pooled,
+                                include_unfinished=args.include_unfinished, plots=not args.no_plots,
+                                cd_min_tasks=args.cd_min_tasks, out_dir=args.out, wandb=args.wandb,
+                                wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
+                                wandb_mode=args.wandb_mode)
+        result = analyze(args.sweep_dirs, config)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"analysis: error: {error}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    print()
+    if result.problems:
+        kinds = {}
+        for problem in result.problems:
+            kinds[problem.kind] = kinds.get(problem.kind, 0) + 1
+        print("problems: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) + " (see report.md)")
+    print(f"report: {result.files['report']}")
+    print(f"stats:  {result.files['stats']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

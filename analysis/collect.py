@@ -1,0 +1,222 @@
+"""Read cell directories (cell.json + scores.json) under one or several sweep directories into tables.
+
+Only the files of the cell-directory contract are read; nothing here imports embedgrid. Anything unusual (a
+failed, unfinished or unrecorded cell, a missing seed, a NaN score, two cells for one design and seed) becomes a
+``Problem`` listed in the report instead of an exception.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analysis.designs import Design
+
+CELL_FILE, SCORES_FILE, HYDRA_CONFIG = "cell.json", "scores.json", os.path.join(".hydra", "config.yaml")
+# Folders inside a sweep that never hold cells (a cell's own sub-folders, our output, W&B files).
+PRUNE = {"analysis", "checkpoints", "mteb", "model", "wandb", ".hydra", "__pycache__", ".submitit"}
+DESIGN_KEYS = ("model", "pooling", "attention")
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str      # failed | partial | running | unrecorded | unreadable | no scores | nan score | missing | ...
+    where: str     # cell name, or design + seed
+    detail: str = ""
+
+
+@dataclass
+class Collection:
+    roots: list[Path]
+    cells: "pandas.DataFrame"    # one row per cell directory found (any status)
+    scores: "pandas.DataFrame"   # long: design, model, pooling, attention, seed, cell, grid, task, category, score
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def designs(self) -> list[Design]:
+        return sorted(set(self.cells["design"])) if len(self.cells) else []
+
+
+def find_cell_dirs(root: Path) -> tuple[list[Path], list[Path]]:
+    """(dirs with cell.json, dirs Hydra started but no cell.json was written in), depth-first, sorted."""
+    recorded, unrecorded = [], []
+    for current, dirs, files in os.walk(root):
+        here = Path(current)
+        if CELL_FILE in files:
+            recorded.append(here)
+            dirs[:] = []
+            continue
+        if os.path.isfile(here / HYDRA_CONFIG) and here != root:
+            unrecorded.append(here)
+            dirs[:] = []
+            continue
+        dirs[:] = sorted(d for d in dirs if d not in PRUNE)
+    return sorted(recorded), sorted(unrecorded)
+
+
+def _lookup(config: dict, dotted: str):
+    node = config
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _design(record: dict, by: tuple[str, ...]) -> tuple[Design, int | None]:
+    config = record.get("config") or {}
+    design = record.get("design") or {}
+
+    def pick(key):
+        value = design.get(key)
+        if value is None:
+            node = config.get(key)
+            value = node.get("name") if isinstance(node, dict) else node
+        return str(value) if value is not None else "?"
+
+    extra = tuple((key, str(record.get(key) if key in record and key != "config" else _lookup(config, key)))
+                  for key in by)
+    seed = design.get("seed", config.get("seed"))
+    return Design(pick("model"), pick("pooling"), pick("attention"), extra), (int(seed) if seed is not None else None)
+
+
+def _read_json(path: Path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _score(value) -> float:
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return score if math.isfinite(score) else math.nan
+
+
+def collect(sweep_dirs, by: tuple[str, ...] = (), include_unfinished: bool = False) -> Collection:
+    """Collect every cell under ``sweep_dirs``; ``by`` adds config keys (dotted, e.g. ``train.lr``) to the design."""
+    import pandas as pd
+
+    roots = [Path(d) for d in ([sweep_dirs] if isinstance(sweep_dirs, (str, os.PathLike)) else sweep_dirs)]
+    for root in roots:
+        if not root.is_dir():
+            raise FileNotFoundError(f"sweep directory {root} does not exist")
+    cells, scores, problems = [], [], []
+    for root in roots:
+        recorded, unrecorded = find_cell_dirs(root)
+        for cell_dir in unrecorded:
+            record = _hydra_record(cell_dir)
+            design, seed = _design(record, by)
+            cells.append(_cell_row(cell_dir, record, design, seed, status="unrecorded"))
+            problems.append(Problem("unrecorded", cell_dir.name,
+                                    "Hydra created the directory but no cell.json was written (never ran, or died "
+                                    "before starting)"))
+        for cell_dir in recorded:
+            try:
+                record = _read_json(cell_dir / CELL_FILE)
+            except (OSError, ValueError) as error:
+                problems.append(Problem("unreadable", str(cell_dir), f"cell.json: {error}"))
+                continue
+            design, seed = _design(record, by)
+            status = str(record.get("status", "unknown"))
+            row = _cell_row(cell_dir, record, design, seed, status)
+            cells.append(row)
+            if status != "done":
+                error = record.get("error") or ""
+                problems.append(Problem(status, row["cell"], error or f"status '{status}'"))
+                if not include_unfinished:
+                    continue
+            if not (cell_dir / SCORES_FILE).exists():
+                if status == "done":
+                    problems.append(Problem("no scores", row["cell"], "status done but scores.json is missing"))
+                continue
+            try:
+                task_scores = _read_json(cell_dir / SCORES_FILE)
+            except (OSError, ValueError) as error:
+                problems.append(Problem("unreadable", row["cell"], f"scores.json: {error}"))
+                continue
+            for task, entry in sorted(task_scores.items()):
+                if not isinstance(entry, dict) or "main_score" not in entry:
+                    continue  # not a task (e.g. per-category summaries)
+                score = _score(entry["main_score"])
+                if math.isnan(score):
+                    problems.append(Problem("nan score", row["cell"],
+                                            f"{task}: main_score = {entry['main_score']!r}; excluded from tests"))
+                scores.append({**{k: row[k] for k in ("design", "model", "pooling", "attention", "seed", "cell",
+                                                      "grid")},
+                               "task": task, "category": str(entry.get("category") or "unknown"), "score": score})
+                row["n_scores"] += 1
+    cell_frame = pd.DataFrame(cells, columns=["cell", "path", "grid", "design", "model", "pooling", "attention",
+                                              "seed", "status", "error", "config_hash", "n_scores", "config"])
+    score_frame = pd.DataFrame(scores, columns=["design", "model", "pooling", "attention", "seed", "cell", "grid",
+                                                "task", "category", "score"])
+    problems += _missing_cells(cell_frame) + _duplicate_cells(cell_frame)
+    return Collection(roots, cell_frame, score_frame, problems)
+
+
+def _cell_row(cell_dir: Path, record: dict, design: Design, seed, status: str) -> dict:
+    return {"cell": record.get("cell") or cell_dir.name, "path": str(cell_dir), "grid": record.get("grid"),
+            "design": design, "model": design.model, "pooling": design.pooling, "attention": design.attention,
+            "seed": seed, "status": status, "error": record.get("error"), "config_hash": record.get("config_hash"),
+            "n_scores": 0, "config": record.get("config") or {}}
+
+
+def _hydra_record(cell_dir: Path) -> dict:
+    try:
+        import yaml
+
+        with open(cell_dir / HYDRA_CONFIG) as f:
+            config = yaml.safe_load(f) or {}
+    except Exception:  # noqa: BLE001 - an unreadable Hydra file still leaves the directory listed
+        config = {}
+    return {"cell": cell_dir.name, "grid": config.get("grid"), "config": config}
+
+
+def _missing_cells(cells) -> list[Problem]:
+    """Seeds that some designs of a model have and others lack (no directory at all)."""
+    problems = []
+    if cells.empty:
+        return problems
+    for _, group in cells.groupby(cells["design"].map(lambda d: d.variant), sort=True):
+        seeds = sorted({s for s in group["seed"] if s is not None and not _isnan(s)})
+        for design in sorted(set(group["design"])):
+            have = set(group.loc[group["design"] == design, "seed"])
+            for seed in seeds:
+                if seed not in have:
+                    problems.append(Problem("missing", f"{design.label()} seed {seed}",
+                                            "no cell directory (other designs have this seed)"))
+    return problems
+
+
+def _duplicate_cells(cells) -> list[Problem]:
+    problems = []
+    done = cells[cells["status"] == "done"]
+    for (design, seed), group in done.groupby(["design", "seed"], sort=True):
+        if len(group) > 1:
+            differing = _differing_keys(list(group["config"]))
+            problems.append(Problem(
+                "duplicate", f"{design.label()} seed {seed}",
+                f"{len(group)} cells ({', '.join(group['cell'])}) averaged as one seed; configs differ in: "
+                f"{', '.join(differing[:6]) or 'nothing recorded'} (separate them with --by KEY)"))
+    return problems
+
+
+def _flatten(node, prefix="") -> dict:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: json.dumps(node, sort_keys=True, default=str)}
+
+
+def _differing_keys(configs: list[dict]) -> list[str]:
+    flat = [_flatten(c) for c in configs]
+    keys = sorted(set().union(*flat))
+    return [k for k in keys if len({f.get(k) for f in flat}) > 1]
+
+
+def _isnan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)

@@ -1,0 +1,167 @@
+"""analyze(): collect cells → seed means → comparisons → tables, plots, report.md (all writes atomic)."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import plots
+from analysis.atomic import write_csv, write_text
+from analysis.collect import Collection, Problem, collect
+from analysis.compare import run_comparisons
+from analysis.designs import DEFAULT_BASELINE, DEFAULT_PRESETS, Design, display_order, resolve_presets
+from analysis.report import compact, render
+from analysis.stats import WilcoxonSettings, friedman
+from analysis.tables import category_table, ordered_categories, task_means
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnalysisConfig:
+    by: tuple[str, ...] = ()                    # extra config keys that split designs (e.g. "train.lr")
+    baseline: tuple[str, str] = DEFAULT_BASELINE
+    presets: tuple[str, ...] = DEFAULT_PRESETS
+    settings: WilcoxonSettings = field(default_factory=WilcoxonSettings)
+    family: str = "comparison"                  # Holm family: comparison | category | all
+    pooled: bool = True                         # also test over all tasks pooled (category "All tasks")
+    include_unfinished: bool = False            # use scores of cells whose status is not "done"
+    plots: bool = True
+    cd_min_tasks: int = 6                       # fewest shared tasks for a CD diagram (2/2^6 < 0.05)
+    out_dir: str | Path | None = None           # default: <first sweep dir>/analysis
+    wandb: bool = False                         # log tables + plots to the sweep's W&B group
+    wandb_project: str | None = None
+    wandb_entity: str | None = None
+    wandb_mode: str | None = None
+
+
+@dataclass
+class AnalysisResult:
+    config: AnalysisConfig
+    collection: Collection
+    out_dir: Path
+    means: pd.DataFrame          # design, category, task, mean, std, n_seeds
+    table: pd.DataFrame          # long category table
+    stats: pd.DataFrame
+    problems: list
+    labels: dict[Design, str]
+    friedman: list[list] = field(default_factory=list)
+    plot_notes: list[str] = field(default_factory=list)
+    files: dict = field(default_factory=dict)
+    created: str = ""
+    command: str = ""
+    report: str = ""
+
+    def summary(self) -> str:
+        return compact(self)
+
+
+def design_labels(designs) -> dict[Design, str]:
+    with_model = len({d.model for d in designs}) > 1
+    return {d: d.label(with_model=with_model) for d in designs}
+
+
+def analyze(sweep_dirs, config: AnalysisConfig | None = None, **overrides) -> AnalysisResult:
+    """Analyse one or several sweep directories; writes <out_dir>/{tables.csv, categories.csv, stats.csv,
+    report.md, plots/*.png} and returns everything it computed."""
+    config = config or AnalysisConfig()
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            raise TypeError(f"unknown analysis option '{key}'")
+        setattr(config, key, value)
+    config.presets = tuple(resolve_presets(config.presets))
+    dirs = [sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else list(sweep_dirs)
+    collection = collect(dirs, by=tuple(config.by), include_unfinished=config.include_unfinished)
+    out_dir = Path(config.out_dir) if config.out_dir else Path(dirs[0]) / "analysis"
+
+    means = task_means(collection.scores) if len(collection.scores) else pd.DataFrame(
+        columns=["design", "category", "task", "mean", "std", "n_seeds"])
+    table = category_table(collection.scores)
+    scored = set(means["design"])
+    labels = design_labels(set(collection.designs) | scored)
+    stats, comparison_problems = run_comparisons(means, list(config.presets), tuple(config.baseline),
+                                                 config.settings, config.family, config.pooled, labels)
+    problems = list(collection.problems) + comparison_problems
+    if scored and not any((d.pooling, d.attention) == tuple(config.baseline) for d in scored):
+        problems.append(Problem("baseline missing", f"{config.baseline[0]} + {config.baseline[1]}",
+                                "no cell of the baseline design has scores: no differences or vs_baseline tests "
+                                "(choose another with --baseline POOLING,ATTENTION)"))
+    result = AnalysisResult(config, collection, out_dir, means, table, stats, problems, labels,
+                            created=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                            command="python -m analysis " + " ".join(str(d) for d in dirs))
+    result.friedman = friedman_rows(means, labels)
+    _write(result)
+    if config.wandb:
+        from analysis.wandb_log import log_to_wandb
+
+        result.files["wandb_run"] = log_to_wandb(result)
+    return result
+
+
+def friedman_rows(means: pd.DataFrame, labels) -> list[list]:
+    rows = []
+    if means.empty:
+        return rows
+    for category in ordered_categories(set(means["category"])) + [None]:
+        matrix = plots.score_matrix(means, category)
+        outcome = friedman(matrix.to_numpy()) if matrix.shape[1] >= 3 else None
+        if outcome:
+            rows.append([category or "All tasks", matrix.shape[1], matrix.shape[0], f"{outcome[0]:.3f}",
+                         f"{outcome[1]:.4g}"])
+    return rows
+
+
+def _write(result: AnalysisResult) -> None:
+    out, files = result.out_dir, result.files
+    coll = result.collection
+    long = coll.scores.assign(design=coll.scores["design"].map(lambda d: result.labels[d]))
+    files["tables"] = write_csv(out / "tables.csv", long[["design", "model", "pooling", "attention", "seed", "task",
+                                                          "category", "score", "cell", "grid"]])
+    table = result.table.assign(design=result.table["design"].map(lambda d: result.labels[d]))
+    files["categories"] = write_csv(out / "categories.csv", table)
+    files["stats"] = write_csv(out / "stats.csv", result.stats.drop(columns=["reference_design",
+                                                                             "candidate_design"]))
+    cells = coll.cells.drop(columns=["config", "design"])
+    files["cells"] = write_csv(out / "cells.csv", cells)
+    files["plots"] = []
+    if result.config.plots:
+        _plots(result)
+    result.report = render(result)
+    files["report"] = write_text(out / "report.md", result.report)
+
+
+def _plots(result: AnalysisResult) -> None:
+    """Each plot is optional: a failure becomes a note in the report, never a crash."""
+    plot_dir, files, settings = result.out_dir / "plots", result.files, result.config.settings
+
+    def attempt(name, make):
+        try:
+            outcome = make()
+        except Exception as error:  # noqa: BLE001
+            log.warning("plot %s failed: %s", name, error)
+            result.plot_notes.append(f"{name}: plot failed ({type(error).__name__}: {error})")
+            return
+        path, note = outcome if isinstance(outcome, tuple) else (outcome, None)
+        if path is not None:
+            files["plots"].append(path)
+        if note:
+            result.plot_notes.append(note)
+
+    attempt("categories", lambda: plots.category_bars(result.table, result.labels, plot_dir / "categories.png"))
+    if len(result.means):
+        attempt("cd all tasks", lambda: plots.cd_diagram(result.means, result.labels, None,
+                                                         plot_dir / "cd_all_tasks.png", settings,
+                                                         result.config.cd_min_tasks))
+        for category in ordered_categories(set(result.means["category"])):
+            attempt(f"cd {category}", lambda c=category: plots.cd_diagram(
+                result.means, result.labels, c, plot_dir / f"cd_{c}.png", settings, result.config.cd_min_tasks))
+    norms = plots.layer_weight_norms(result.collection.cells[result.collection.cells["status"] == "done"])
+    if len(norms):
+        files["layer_weights"] = write_csv(result.out_dir / "layer_weights.csv",
+                                           norms.assign(design=norms["design"].map(lambda d: result.labels[d])))
+        attempt("layer weights", lambda: plots.layer_weight_heatmap(norms, result.labels,
+                                                                    plot_dir / "layer_weights.png"))

@@ -1,0 +1,209 @@
+"""A synthetic sweep (seeds, a failed cell, NaN scores, ...) through `python -m analysis`: tables, stats, flags."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.numpy import load_file
+from scipy.stats import wilcoxon
+from statsmodels.stats.multitest import multipletests
+
+from analysis import Design, analyze, collect
+from analysis.__main__ import main
+from tests.fixtures.analysis_sweep import TASKS, paper_sweep, write_cell
+
+D = {n: ("tiny", p, a) for n, (p, a) in enumerate(
+    [("eos_last", "causal"), ("last_layer_trainable", "causal"), ("multi_layer_trainable", "causal"),
+     ("last_layer_trainable", "bidirectional"), ("multi_layer_trainable", "bidirectional")], start=1)}
+
+
+def set_score(sweep: Path, pooling, attention, seed, task, value):
+    for cell in sweep.glob(f"tiny-{pooling}-{attention}-seed{seed}-*"):
+        scores = json.loads((cell / "scores.json").read_text())
+        scores[task]["main_score"] = value
+        (cell / "scores.json").write_text(json.dumps(scores))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep") / "paper"
+    written = paper_sweep(root, seeds=(0, 1, 2), effects={
+        ("multi_layer_trainable", "bidirectional"): {"STS": 0.03, "Classification": -0.02},
+        ("last_layer_trainable", "causal"): {"STS": 0.02}})
+    # NaN in one seed (the task mean uses the other two) and in every seed (the task drops out of the tests).
+    set_score(root, "multi_layer_trainable", "bidirectional", 0, "STS0", float("nan"))
+    for seed in (0, 1, 2):
+        set_score(root, "last_layer_trainable", "bidirectional", seed, "STS1", None)
+    written = {k: (math.nan if (k[:3] == ("multi_layer_trainable", "bidirectional", 0) and k[3] == "STS0") or
+                   (k[:2] == ("last_layer_trainable", "bidirectional") and k[3] == "STS1") else v)
+               for k, v in written.items()}
+    write_cell(root, "tiny", "mean", "causal", 0, None, status="failed", error="RuntimeError: CUDA out of memory")
+    write_cell(root, "tiny", "mean", "causal", 1, {"STS0": ("STS", 0.5)}, status="partial")
+    (root / "tiny-never-started" / ".hydra").mkdir(parents=True)
+    (root / "tiny-never-started" / ".hydra" / "config.yaml").write_text(
+        "model: {name: tiny}\npooling: {name: mean}\nattention: {name: bidirectional}\nseed: 0\ngrid: paper\n")
+    return root, written
+
+
+@pytest.fixture(scope="module")
+def result(sweep):
+    return analyze(sweep[0])
+
+
+def seed_mean(written, pooling, attention, task):
+    values = [v for (p, a, s, t), v in written.items() if (p, a, t) == (pooling, attention, task)]
+    return np.nanmean(values) if not all(math.isnan(v) for v in values) else math.nan
+
+
+def test_tables_csv_is_long_and_complete(result, sweep):
+    root, written = sweep
+    tables = pd.read_csv(root / "analysis" / "tables.csv")
+    assert {"design", "task", "category", "score", "seed"} <= set(tables.columns)
+    assert len(tables) == 5 * 3 * 17          # 5 designs × 3 seeds × 17 tasks; failed / partial cells excluded
+    row = tables[(tables.pooling == "last_layer_trainable") & (tables.attention == "causal") & (tables.seed == 2)
+                 & (tables.task == "Clf3")]
+    assert row["score"].item() == written[("last_layer_trainable", "causal", 2, "Clf3")]
+    assert tables["score"].isna().sum() == 4   # 1 + 3 NaN scores kept in the table, flagged
+
+
+def test_category_table_is_seed_mean_of_task_means(result, sweep):
+    root, written = sweep
+    categories = pd.read_csv(root / "analysis" / "categories.csv")
+    design = Design(*D[2])
+    label = result.labels[design]
+    per_seed = [np.mean([written[("last_layer_trainable", "causal", s, t)] for t in TASKS["STS"]]) for s in (0, 1, 2)]
+    row = categories[(categories.design == label) & (categories.column == "STS")]
+    assert row["mean"].item() == pytest.approx(np.mean(per_seed))
+    assert row["std"].item() == pytest.approx(np.std(per_seed, ddof=1))
+    assert row["n_seeds"].item() == 3
+    nan_row = categories[(categories.design == result.labels[Design(*D[4])]) & (categories.column == "STS")]
+    assert nan_row["n_tasks"].item() == 7 and nan_row["total_tasks"].item() == 8
+
+
+def test_stats_equal_direct_scipy_and_holm(result, sweep):
+    root, written = sweep
+    stats = pd.read_csv(root / "analysis" / "stats.csv")
+    family = stats[stats.comparison == "pooling_bidirectional"]
+    assert set(family.category) == {"STS", "Classification", "PairClassification", "All tasks"}
+    row = family[family.category == "Classification"].iloc[0]
+    x = np.array([seed_mean(written, "multi_layer_trainable", "bidirectional", t) for t in TASKS["Classification"]])
+    y = np.array([seed_mean(written, "last_layer_trainable", "bidirectional", t) for t in TASKS["Classification"]])
+    direct = wilcoxon(np.round(x - y, 4))
+    assert row["W"] == pytest.approx(float(direct.statistic)) and row["p"] == pytest.approx(float(direct.pvalue))
+    assert row["n"] == 6 and row["median_diff"] == pytest.approx(np.median(np.round(x - y, 4)))
+    assert row["rank_biserial"] < 0   # design 5 is worse on classification (effect −0.02)
+    np.testing.assert_allclose(family["p_holm"], multipletests(family["p"], method="holm")[1])
+    assert (family["family_size"] == 4).all()
+
+    # STS1 has no score in any seed of design 4: excluded from its STS tests, and said so.
+    sts = family[family.category == "STS"].iloc[0]
+    assert sts["n"] == 7 and "STS1" in sts["excluded_tasks"]
+    # design 5 keeps STS0 (two finite seeds), averaged without the NaN seed
+    x = [seed_mean(written, "multi_layer_trainable", "bidirectional", t) for t in TASKS["STS"] if t != "STS1"]
+    y = [seed_mean(written, "last_layer_trainable", "bidirectional", t) for t in TASKS["STS"] if t != "STS1"]
+    assert sts["p"] == pytest.approx(float(wilcoxon(np.round(np.subtract(x, y), 4)).pvalue))
+
+
+def test_power_flags(result):
+    stats = result.stats
+    assert stats.loc[stats.category == "PairClassification", "p_unreachable"].all()   # 3 tasks: min p = 0.25
+    assert not stats.loc[stats.category == "Classification", "p_unreachable"].any()   # 6 tasks: 0.03125
+    assert set(stats.comparison) == {"vs_baseline", "pooling_causal", "pooling_bidirectional",
+                                     "attention_trainable", "all_pairs"}
+    pairs = stats[stats.comparison == "attention_trainable"][["reference", "candidate"]].drop_duplicates()
+    assert len(pairs) == 2 and all("causal" in r and "bidirectional" in c for r, c in pairs.to_numpy())
+
+
+def test_report_lists_problems_and_marks(result, sweep):
+    root, _ = sweep
+    report = (root / "analysis" / "report.md").read_text()
+    for text in ("RuntimeError: CUDA out of memory", "partial", "tiny-never-started", "nan score", "STS1",
+                 "| missing | tiny/mean/causal seed 2", "## Difference from the baseline (eos_last + causal)",
+                 "PairClassification (n=3)", "multipletests(method='holm')", "zero_method=`wilcox`"):
+        assert text in report, text
+    kinds = [p.kind for p in result.problems]
+    assert kinds.count("nan score") == 4 and kinds.count("failed") == 1 and "unrecorded" in kinds
+    # design 5 beats the baseline on all 8 STS tasks by 0.03: p = 2/2^8 < 0.05 → marked in the difference table
+    diff_row = next(line for line in report.splitlines()
+                    if line.startswith("| multi_layer_trainable/bidirectional (#5) | eos_last/causal (#1)"))
+    assert "+0.03" in diff_row.split("|")[3] and "*" in diff_row.split("|")[3]
+    assert "°" in diff_row.split("|")[5]       # PairClassification: significance unreachable
+
+
+def test_plots_and_layer_weights(result, sweep):
+    root, _ = sweep
+    plots = root / "analysis" / "plots"
+    for name in ("categories", "cd_all_tasks", "cd_STS", "cd_Classification", "layer_weights"):
+        assert (plots / f"{name}.png").stat().st_size > 1000, name
+    assert not (plots / "cd_PairClassification.png").exists()   # 3 tasks: too few
+    norms = pd.read_csv(root / "analysis" / "layer_weights.csv")
+    assert set(norms["cell"].str.split("-").str[1]) == {"multi_layer_trainable"} and len(norms) == 6 * 4
+    cell = norms["cell"].iloc[0]
+    weights = load_file(str(root / cell / "model" / "pooling.safetensors"))["layer_weights"]
+    np.testing.assert_allclose(norms[norms.cell == cell]["l2_norm"], np.linalg.norm(weights, axis=1), rtol=1e-5)
+
+
+def test_cli_prints_table_and_report_path(sweep, tmp_path, capsys):
+    root, _ = sweep
+    assert main([str(root), "--out", str(tmp_path / "out"), "--compare", "paper", "--no-plots",
+                 "--zero-method", "pratt", "--family", "category"]) == 0
+    out = capsys.readouterr().out
+    assert f"report: {tmp_path / 'out' / 'report.md'}" in out
+    assert "multi_layer_trainable/bidirectional (#5)" in out and "+0.03" in out
+    stats = pd.read_csv(tmp_path / "out" / "stats.csv")
+    assert set(stats.comparison) == {"pooling_causal", "pooling_bidirectional", "attention_trainable"}
+    assert set(stats.zero_method) == {"pratt"}
+    assert set(stats.family) == {f"{c}:{k}" for c, k in zip(stats.comparison, stats.category)}
+    assert not (tmp_path / "out" / "plots").exists()
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main([str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([str(tmp_path), "--compare", "pooling"]) == 2
+    assert "valid: paper, vs_baseline" in capsys.readouterr().err
+
+
+def test_empty_and_baseline_less_sweeps_do_not_crash(tmp_path):
+    empty = analyze(tmp_path)
+    assert "No scores" in empty.report and empty.summary() == "no scores found"
+    write_cell(tmp_path, "tiny", "mean", "causal", 0, {"A": ("STS", 0.5), "B": ("STS", 0.6)})
+    write_cell(tmp_path, "tiny", "mean", "bidirectional", 0, {"A": ("STS", 0.4), "B": ("STS", 0.7)})
+    result = analyze(tmp_path)
+    assert "baseline missing" in [p.kind for p in result.problems]
+    skipped = [p for p in result.problems if p.kind == "comparison skipped"]
+    assert {p.where for p in skipped} == {"vs_baseline", "pooling_causal", "pooling_bidirectional",
+                                          "attention_trainable"}
+    other = analyze(tmp_path, baseline=("mean", "causal"), presets=["vs_baseline"])
+    assert len(other.stats) == 2 and other.stats["n"].tolist() == [2, 2]   # STS + all tasks
+
+
+def test_duplicates_are_reported_and_split_by_config_key(tmp_path):
+    for lr in (1e-5, 1e-4):
+        write_cell(tmp_path, "tiny", "mean", "causal", 0, {"A": ("STS", 0.5 + lr * 1000)},
+                   extra_config={"train": {"lr": lr}})
+    merged = collect(tmp_path)
+    duplicate = [p for p in merged.problems if p.kind == "duplicate"]
+    assert len(duplicate) == 1 and "train.lr" in duplicate[0].detail
+    split = collect(tmp_path, by=("train.lr",))
+    assert not [p for p in split.problems if p.kind == "duplicate"] and len(split.designs) == 2
+    assert "train.lr=0.0001" in split.designs[0].label() + split.designs[1].label()
+
+
+def test_wandb_logging_is_guarded(sweep, tmp_path, monkeypatch):
+    import wandb
+
+    root, _ = sweep
+    result = analyze(root, out_dir=tmp_path / "a", plots=False, presets=["paper"], wandb=True, wandb_mode="disabled")
+    assert result.files["wandb_run"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(wandb, "init", broken)
+    result = analyze(root, out_dir=tmp_path / "b", plots=False, presets=["paper"], wandb=True)
+    assert result.files["wandb_run"] is None and (tmp_path / "b" / "report.md").exists()
