@@ -180,8 +180,11 @@ def _train_and_evaluate(cfg: DictConfig, cell_dir: Path, device: str, logger) ->
         if train_cfg.max_steps > 0:
             rows = instantiate(cfg.data.loader)
             log.info("training on %d rows (%s) for %d steps", len(rows), cfg.data.name, train_cfg.max_steps)
-            summary["train"] = fit(encoder, rows, train_cfg, seed=int(cfg.seed),
-                                   checkpoint_dir=cell_dir / CHECKPOINT_DIR, logger=logger)
+            from embedgrid.train.signals import StopSignals
+
+            with StopSignals() as stop:  # SIGTERM/SIGUSR1: checkpoint, then Preempted (cell stays partial)
+                summary["train"] = fit(encoder, rows, train_cfg, seed=int(cfg.seed),
+                                       checkpoint_dir=cell_dir / CHECKPOINT_DIR, logger=logger, should_stop=stop)
             summary["train"]["truncated_texts"] = encoder.truncated
             _record(cell_dir, cfg, train=summary["train"])
         else:

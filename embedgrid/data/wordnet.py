@@ -106,21 +106,38 @@ def definition_synonym_rows(split: str = "train", num_negatives: int = 1, seed: 
     rng = random.Random(seed)
     ids = sorted(s.id for s in synsets.values() if len(s.words) >= 2 and s.split == split and s.definition)
     rng.shuffle(ids)
+    text = {i: ", ".join(synsets[i].words) for i in ids}
+
+    def valid(candidate: str, synset_id: str, taken: list[str]) -> bool:
+        if candidate == synset_id or synsets[candidate].split != split:
+            return False
+        words = text.get(candidate) or ", ".join(synsets[candidate].words)
+        return words != text[synset_id] and words not in taken
+
+    def pick(pool: list[str], synset_id: str, taken: list[str], count: int) -> list[str]:
+        """``count`` distinct valid texts from ``pool``: exhaustive for small pools, else by rejection."""
+        if len(pool) <= 64:
+            options = sorted({", ".join(synsets[c].words) for c in pool if valid(c, synset_id, taken)})
+            return rng.sample(options, min(count, len(options)))
+        out: list[str] = []
+        for _ in range(20 * count):
+            candidate = rng.choice(pool)
+            if len(out) < count and valid(candidate, synset_id, taken + out):
+                out.append(", ".join(synsets[candidate].words))
+        return out
+
     rows = []
     for synset_id in ids[:limit] if limit else ids:
         synset = synsets[synset_id]
-        positive = ", ".join(synset.words)
-        siblings = {c for p in synset.hypernyms for c in children.get(p, [])}
-        cousins = {c for p in synset.hypernyms for g in synsets[p].hypernyms if p in synsets
-                   for u in children.get(g, []) for c in children.get(u, [])} - siblings
-        negatives: list[str] = []
-        for tier in (siblings, cousins):
-            texts = sorted({", ".join(synsets[c].words) for c in tier
-                            if c != synset_id and synsets[c].split == split} - {positive})
-            negatives += rng.sample(texts, min(len(texts), num_negatives - len(negatives)))
+        siblings = [c for p in synset.hypernyms for c in children.get(p, [])]
+        negatives = pick(siblings, synset_id, [], num_negatives)
+        if len(negatives) < num_negatives:
+            cousins = [c for p in synset.hypernyms if p in synsets for g in synsets[p].hypernyms
+                       for u in children.get(g, []) if u != p for c in children.get(u, [])]
+            negatives += pick(cousins, synset_id, negatives, num_negatives - len(negatives))
         while len(negatives) < num_negatives:
-            text = ", ".join(synsets[rng.choice(ids)].words)
-            if text != positive and text not in negatives:
-                negatives.append(text)
-        rows.append(Row(synset.definition, positive, tuple(negatives), instruction))
+            candidate = rng.choice(ids)
+            if valid(candidate, synset_id, negatives):
+                negatives.append(text[candidate])
+        rows.append(Row(synset.definition, text[synset_id], tuple(negatives), instruction))
     return rows

@@ -1,0 +1,39 @@
+"""Preemption through the cell: SIGTERM mid-training → checkpoint, cell partial; launching again resumes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from tests.conftest import TINY
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_cell_checkpoints_and_the_relaunch_resumes(compose, tmp_path, monkeypatch):
+    import embedgrid.train.loop as loop
+    from embedgrid.cell import PARTIAL, run
+
+    cfg = compose([*TINY, "train.max_steps=8", "train.checkpoint_every=2"])
+    real_save = loop.save_checkpoint
+
+    def save_then_sigterm(*args, **kwargs):  # SLURM's SIGTERM arriving right after the step-2 checkpoint
+        path = real_save(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return path
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(loop.Preempted, match="stopped at step 3/8"):
+        run(cfg, tmp_path)
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert json.loads((tmp_path / "checkpoints" / "last" / "meta.json").read_text())["step"] == 3
+    record = json.loads((tmp_path / "cell.json").read_text())
+    assert record["status"] == PARTIAL and "Preempted" in record["error"]
+
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    outcome = run(cfg, tmp_path)
+    record = json.loads((tmp_path / "cell.json").read_text())
+    assert outcome.status == "done" and record["attempts"] == 2
+    assert record["train"]["start_step"] == 3 and record["train"]["steps"] == 8
