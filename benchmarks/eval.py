@@ -1,0 +1,136 @@
+"""Evaluation wall time: embedgrid's MTEB path against mteb evaluating a sentence-transformers model of the
+same weights and pooling, task by task, on the offline suite, in one process.
+
+Both sides: the same checkpoint (LoRA off, as a zero-shot cell's LoRA is a no-op), mean pooling, causal attention,
+the same max length, batch size, thread count and tasks (the eval config's subsets), no instructions, and
+mteb's own evaluators with no result cache (every task runs). Per task the two run back to back, so load drift
+hits both alike. embedgrid encodes each text with EOS appended (its cell protocol); sentence-transformers as
+mteb hands texts over (no EOS), i.e. one token fewer per text; the table shows both main scores.
+
+    python benchmarks/eval.py --model smollm2_135m                # eval=offline subsets
+    python benchmarks/eval.py --model tiny --eval offline_small    # seconds
+
+Prints a table and writes benchmarks/results/eval_<model>.json. Goal: ratio (sentence-transformers seconds /
+embedgrid seconds over the suite) >= 1.0, i.e. ours no slower.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MAX_LENGTH = {"tiny": 64, "smollm2_135m": 64}  # conf/model/<model>.yaml max_length
+
+
+def eval_settings(name: str, overrides: list[str]) -> dict:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import embedgrid  # noqa: F401  (resolvers)
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"eval={name}", *overrides])
+    return OmegaConf.to_container(cfg.eval, resolve=True)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=list(MAX_LENGTH), default="smollm2_135m")
+    parser.add_argument("--eval", default="offline", help="conf/eval/<name>.yaml (default: offline)")
+    parser.add_argument("--override", action="append", default=[], help="extra Hydra override, e.g. "
+                        "eval.max_samples=100 (repeatable)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/eval_<model>.json)")
+    args = parser.parse_args(argv)
+
+    import mteb
+    import torch
+
+    from benchmarks.encode import CHECKPOINTS, build_ours, build_sentence_transformers
+    from embedgrid.backbone import resolve_checkpoint
+    from embedgrid.evaluate.model import MtebEncoder
+    from embedgrid.evaluate.run import resolve_tasks
+    from embedgrid.io import write_json
+
+    logging.getLogger("mteb").setLevel(logging.WARNING)
+    torch.set_num_threads(args.threads)
+    settings = eval_settings(args.eval, args.override)
+    max_length = MAX_LENGTH[args.model]
+    ours = build_ours(args.model, max_length, "sdpa")
+    path = resolve_checkpoint(CHECKPOINTS[args.model])
+    theirs = build_sentence_transformers(path, ours.dim, max_length, "sdpa")
+
+    def tasks():
+        return resolve_tasks(settings["tasks"], max_samples=settings.get("max_samples"),
+                             task_samples=settings.get("task_samples"), sample_seed=settings.get("sample_seed", 0))
+
+    def timed(model, task) -> tuple[float, float]:
+        start = time.perf_counter()
+        result = mteb.evaluate(model, task, cache=None, encode_kwargs={"batch_size": args.batch_size},
+                               show_progress_bar=False)
+        return time.perf_counter() - start, float(result.task_results[0].get_score())
+
+    for task in tasks():  # warm-up: file parsing and WordNet indexes are cached per process; both sides reuse them
+        task.load_data()
+    ours.encode(["warm-up text"] * args.batch_size, batch_size=args.batch_size)
+    theirs.encode(["warm-up text"] * args.batch_size, batch_size=args.batch_size, show_progress_bar=False)
+    rows = []
+    for ours_task, their_task in zip(tasks(), tasks()):
+        wrapper = MtebEncoder(ours, name=f"embedgrid/bench-{args.model}", revision="bench", batch_size=args.batch_size,
+                              show_progress_bar=False)
+        ours_s, ours_score = timed(wrapper, ours_task)
+        their_s, their_score = timed(theirs, their_task)
+        rows.append({"task": ours_task.metadata.name, "category": ours_task.metadata.type,
+                     "embedgrid_s": round(ours_s, 2), "sentence_transformers_s": round(their_s, 2),
+                     "ratio": round(their_s / ours_s, 3), "embedgrid_score": round(ours_score, 4),
+                     "sentence_transformers_score": round(their_score, 4), "texts_encoded": wrapper.texts_encoded})
+        print(f"{rows[-1]['task']}: embedgrid {ours_s:.1f} s, sentence-transformers {their_s:.1f} s", flush=True)
+    total_ours = sum(r["embedgrid_s"] for r in rows)
+    total_theirs = sum(r["sentence_transformers_s"] for r in rows)
+    ratio = total_theirs / total_ours
+
+    import sentence_transformers
+    import transformers
+
+    result = {
+        "benchmark": "eval", "model": args.model, "checkpoint": path, "eval": args.eval, "overrides": args.override,
+        "max_samples": settings.get("max_samples"), "batch_size": args.batch_size, "max_length": max_length,
+        "threads": args.threads, "tasks": rows,
+        "total_s": {"embedgrid": round(total_ours, 2), "sentence_transformers": round(total_theirs, 2)},
+        "ratio": round(ratio, 3), "goal_ratio": 1.0, "meets_goal": ratio >= 1.0,
+        "baseline": f"mteb {mteb.__version__} evaluating sentence-transformers {sentence_transformers.__version__} "
+                    "(models.Transformer(checkpoint) + Pooling(mean)) on the same task objects, no cache",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "mteb": mteb.__version__,
+                     "sentence_transformers": sentence_transformers.__version__, "python": platform.python_version()},
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+    }
+    print(f"\nevaluation wall time, model={args.model} zero-shot mean pooling, eval={args.eval} "
+          f"(max_samples {settings.get('max_samples')}), batch {args.batch_size}, max_length {max_length}, "
+          f"{args.threads} thread(s), one run")
+    print("| task | category | embedgrid s | sentence-transformers s | ratio | embedgrid score | ST score |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['task']} | {r['category']} | {r['embedgrid_s']:.1f} | {r['sentence_transformers_s']:.1f} | "
+              f"{r['ratio']:.2f} | {r['embedgrid_score']:.4f} | {r['sentence_transformers_score']:.4f} |")
+    print(f"| **total** | | **{total_ours:.1f}** | **{total_theirs:.1f}** | **{ratio:.2f}** (goal >= 1.0) | | |")
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"eval_{args.model}.json"
+    write_json(out, result)
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
