@@ -162,8 +162,15 @@ def build_pooling(spec: EncoderSpec, backbone_config) -> nn.Module:
     """The head named by ``spec.pooling["_target_"]``, sized from the backbone config and the pooling config."""
     from hydra.utils import get_class
 
+    from embedgrid.pooling import POOLINGS
+
     kwargs = {k: v for k, v in spec.pooling.items() if k != "_target_"}
-    cls = get_class(spec.pooling["_target_"])
+    target = spec.pooling["_target_"]
+    try:
+        cls = get_class(target)
+    except Exception as error:  # noqa: BLE001  (hydra wraps import errors in several types)
+        valid = ", ".join(f"{name} (embedgrid.pooling.{cls.__name__})" for name, cls in POOLINGS.items())
+        raise ValueError(f"unknown pooling class '{target}'; valid: {valid}") from error
     return cls(hidden_size=backbone_config.hidden_size, num_layers=backbone_config.num_hidden_layers,
                is_causal=Attention(spec.attention).is_causal,
                backbone_num_heads=getattr(backbone_config, "num_attention_heads", None), **kwargs)
@@ -189,13 +196,12 @@ def build_encoder(spec: EncoderSpec, *, adapter_dir: str | os.PathLike | None = 
     pooling = build_pooling(spec, backbone.config)
     if not spec.lora.enabled:
         backbone.requires_grad_(False)  # nothing but the adapter is saved, so the base weights must not train
-    if spec.lora.enabled:
-        if adapter_dir is not None:
-            from peft import PeftModel
+    elif adapter_dir is not None:
+        from peft import PeftModel
 
-            backbone = PeftModel.from_pretrained(backbone, str(adapter_dir))
-        else:
-            backbone = attach_lora(backbone, spec)
+        backbone = PeftModel.from_pretrained(backbone, str(adapter_dir))
+    else:
+        backbone = attach_lora(backbone, spec)
     return Encoder(backbone, pooling, tokenizer, spec)
 
 

@@ -157,3 +157,14 @@ def test_eos_last_reads_the_last_real_token_whatever_is_after_it():
     mask = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 1]])
     out = head((states,), mask, mask)
     torch.testing.assert_close(out, torch.stack([states[0, 1], states[1, 3]]))
+
+
+def test_unknown_pooling_class_in_a_config_names_the_valid_ones():
+    from embedgrid.encoder import build_pooling
+    from embedgrid.pooling.sizes import reference_config
+    from embedgrid.spec import EncoderSpec
+
+    spec = EncoderSpec(checkpoint=None, pooling={"_target_": "embedgrid.pooling.ClsPooling"})
+    with pytest.raises(ValueError, match=r"unknown pooling class 'embedgrid.pooling.ClsPooling'.*"
+                                         r"eos_last \(embedgrid.pooling.EosLastPooling\)"):
+        build_pooling(spec, reference_config("smollm2_135m"))
