@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from analysis.designs import DEFAULT_PRESETS, PRESETS
+from analysis.errors import OptionError
 from analysis.stats import ALTERNATIVES, METHODS, ZERO_METHODS, WilcoxonSettings
 
 
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
                                 wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
                                 wandb_mode=args.wandb_mode)
         result = analyze(args.sweep_dirs, config)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, OptionError) as error:
         print(f"analysis: error: {error}", file=sys.stderr)
         return 2
     print(result.summary())

@@ -6,6 +6,7 @@ import pandas as pd
 
 from analysis.collect import Problem
 from analysis.designs import PRESETS, Design
+from analysis.errors import OptionError
 from analysis.stats import WilcoxonSettings, holm, paired_wilcoxon
 from analysis.tables import ordered_categories
 
@@ -51,7 +52,7 @@ def run_comparisons(means: pd.DataFrame, presets: list[str], baseline: tuple[str
         return (labels or {}).get(design) or design.label()
 
     if family not in FAMILIES:
-        raise ValueError(f"unknown family '{family}'; valid: {', '.join(FAMILIES)}")
+        raise OptionError(f"unknown family '{family}'; valid: {', '.join(FAMILIES)}")
     designs = sorted(set(means["design"])) if len(means) else []
     categories = ordered_categories(set(means["category"])) if len(means) else []
     rows, problems = [], []

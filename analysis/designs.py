@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Callable
 
+from analysis.errors import OptionError
+
 # Tang & Yang 2024, designs 1-5 (pooling, attention).
 PAPER_DESIGNS = {
     ("eos_last", "causal"): 1,
@@ -92,7 +94,7 @@ def resolve_presets(names) -> list[str]:
         expanded = PAPER_PRESETS if name == "paper" else (name,)
         for item in expanded:
             if item not in PRESETS:
-                raise ValueError(f"unknown comparison preset '{item}'; valid: paper, {', '.join(PRESETS)}")
+                raise OptionError(f"unknown comparison preset '{item}'; valid: paper, {', '.join(PRESETS)}")
             if item not in out:
                 out.append(item)
     return out

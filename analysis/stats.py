@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from analysis.errors import OptionError
+
 ALTERNATIVES = ("two-sided", "greater", "less")
 ZERO_METHODS = ("wilcox", "pratt", "zsplit")
 METHODS = ("auto", "exact", "asymptotic", "approx")
@@ -32,9 +34,9 @@ class WilcoxonSettings:
                                    ("zero_method", self.zero_method, ZERO_METHODS),
                                    ("method", self.method, METHODS)):
             if value not in valid:
-                raise ValueError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
+                raise OptionError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
         if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+            raise OptionError(f"alpha must be in (0, 1), got {self.alpha}")
 
 
 @dataclass
@@ -112,21 +114,26 @@ def paired_wilcoxon(x, y, settings: WilcoxonSettings = WilcoxonSettings()) -> Pa
     r_plus, r_minus = signed_rank_sums(d, settings.zero_method)
     n_eff = n if settings.zero_method == "zsplit" else n_nonzero
     min_p = min_p_value(n_eff, settings.alternative)
+    W = p = math.nan
     if n == 0:
-        W = p = math.nan
         notes.append("no paired datasets")
+    elif n_nonzero == 0:
+        # scipy returns p = 1 for several all-zero differences but raises for a single one: say p = 1 always.
+        W, p = min(r_plus, r_minus) if settings.alternative == "two-sided" else r_plus, 1.0
+        notes.append("all differences are zero")
     else:
-        if n_nonzero == 0:
-            notes.append("all differences are zero")
         if n_nonzero < n:
             notes.append(f"{n - n_nonzero} zero difference(s), zero_method={settings.zero_method}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # scipy warns on tiny n / all-zero input, both reported in notes
-            result = wilcoxon(d, zero_method=settings.zero_method, correction=settings.correction,
-                              alternative=settings.alternative, method=settings.method)
-        W, p = float(result.statistic), float(result.pvalue)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # scipy warns on tiny n, reported through min_p below
+                result = wilcoxon(d, zero_method=settings.zero_method, correction=settings.correction,
+                                  alternative=settings.alternative, method=settings.method)
+            W, p = float(result.statistic), float(result.pvalue)
+        except ValueError as error:  # e.g. the permutation branch with a single non-zero difference
+            notes.append(f"scipy.stats.wilcoxon: {error}")
     if min_p >= settings.alpha:
-        notes.append(f"p < {settings.alpha:g} unreachable with {n_eff} non-zero pairs (min p = {min_p:.4g})")
+        notes.append(f"p < {settings.alpha:g} unreachable with {n_eff} pair(s) in the test (min p = {min_p:.4g})")
     return PairedResult(
         n=n, n_nonzero=n_nonzero, W=W, p=p, r_plus=r_plus, r_minus=r_minus,
         rank_biserial=(r_plus - r_minus) / (r_plus + r_minus) if r_plus + r_minus > 0 else (0.0 if n else math.nan),
