@@ -45,6 +45,10 @@ def last_token(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tens
 
 
 def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the positions where ``mask`` is 1, summed in float32 (a bf16 sum over long texts drifts)."""
-    weights = mask.to(torch.float32).unsqueeze(-1)
-    return (states.float() * weights).sum(dim=-2) / weights.sum(dim=-2).clamp(min=1.0)
+    """Mean over the positions where ``mask`` is 1, summed in float32 (a bf16 sum over long texts drifts).
+
+    Masked positions are zeroed, not multiplied by 0, so even a non-finite state at a pad position cannot leak.
+    """
+    keep = mask.bool().unsqueeze(-1)
+    total = states.float().masked_fill(~keep, 0.0).sum(dim=-2)
+    return total / keep.sum(dim=-2).clamp(min=1).to(total.dtype)
