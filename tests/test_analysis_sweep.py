@@ -207,3 +207,18 @@ def test_wandb_logging_is_guarded(sweep, tmp_path, monkeypatch):
     monkeypatch.setattr(wandb, "init", broken)
     result = analyze(root, out_dir=tmp_path / "b", plots=False, presets=["paper"], wandb=True)
     assert result.files["wandb_run"] is None and (tmp_path / "b" / "report.md").exists()
+
+
+def test_analysis_imports_neither_torch_nor_embedgrid(sweep, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys; from analysis.__main__ import main; "
+            f"code = main([{str(sweep[0])!r}, '--out', {str(tmp_path)!r}, '--no-plots', '--compare', 'paper']); "
+            "heavy = [m for m in ('torch', 'embedgrid', 'transformers', 'mteb') if m in sys.modules]; "
+            "assert code == 0 and not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "report.md").exists()
