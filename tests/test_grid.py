@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT, TINY
 
-GRID = [*TINY, "eval.tasks=[LeeDocumentSTS]"]
+GRID = [*TINY, "eval.tasks=[LeeDocumentSTS]", "data.loader.limit=512"]
 PAPER_DESIGNS = {("eos_last", "causal"), ("last_layer_trainable", "causal"), ("multi_layer_trainable", "causal"),
                  ("last_layer_trainable", "bidirectional"), ("multi_layer_trainable", "bidirectional")}
 

@@ -1,0 +1,120 @@
+"""Grids on a real one-node SLURM cluster (started by the session fixture): sweep, skip, requeue + resume."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_grid import GRID, PAPER_DESIGNS, cell_records, dry_run_states, launch
+
+SLURM = ["hydra/launcher=local_slurm"]
+pytestmark = pytest.mark.slurm
+
+
+def submitted_jobs(sweep: Path) -> set[str]:
+    """Array task folders (<array id>_<task>) that submitit created."""
+    return {p.name for p in (sweep / ".submitit").glob("*_*") if p.is_dir()}
+
+
+@pytest.mark.slow
+def test_paper_grid_then_2x2_on_slurm(tmp_path, slurm_env):
+    sweep = tmp_path / "grid"
+    paper = ["-m", "experiment=paper_grid", *GRID, *SLURM, f"hydra.sweep.dir={sweep}", "analyze=false"]
+    proc = launch(paper, slurm_env)
+    assert "5 done, 0 skipped" in proc.stdout
+    records = cell_records(sweep)
+    assert {(r["design"]["pooling"], r["design"]["attention"]) for r in records.values()} == PAPER_DESIGNS
+    assert all(r["status"] == "done" for r in records.values())
+    assert len(submitted_jobs(sweep)) == 5, "one array task per cell"
+
+    jobs_before = submitted_jobs(sweep)
+    again = launch(paper, slurm_env)
+    assert "0 done, 5 skipped" in again.stdout
+    assert submitted_jobs(sweep) == jobs_before, "finished cells must not be submitted again"
+    assert dry_run_states(launch([*paper, "dry_run=true"], slurm_env).stdout) == ["done"] * 5
+
+    # A 2 x 2 sweep into the same directory: eos_last x causal is paper design 1, already done.
+    square = ["-m", *GRID, *SLURM, "pooling=mean,eos_last", "attention=causal,bidirectional",
+              f"hydra.sweep.dir={sweep}", "analyze=false"]
+    proc = launch(square, slurm_env)
+    assert "3 done, 1 skipped" in proc.stdout
+    by_design = {(r["design"]["pooling"], r["design"]["attention"]): name for name, r in cell_records(sweep).items()}
+    for pooling in ("mean", "eos_last"):
+        for attention in ("causal", "bidirectional"):
+            name = by_design[(pooling, attention)]
+            assert cell_records(sweep)[name]["status"] == "done"
+            scores = json.loads((sweep / name / "scores.json").read_text())
+            assert -1 <= scores["LeeDocumentSTS"]["main_score"] <= 1
+
+
+def _wait(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _checkpoint_step(cell: Path) -> int:
+    meta = cell / "checkpoints" / "last" / "meta.json"
+    try:
+        return int(json.loads(meta.read_text())["step"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.slow
+def test_requeued_cell_resumes_from_checkpoint_in_the_same_wandb_run(tmp_path, slurm_env):
+    sweep = tmp_path / "requeue"
+    steps = 150
+    args = ["-m", *GRID, *SLURM, f"train.max_steps={steps}", "train.checkpoint_every=5", "logger=wandb",
+            "pooling=mean", f"hydra.sweep.dir={sweep}", "analyze=false"]
+    sweeping = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, env=slurm_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        cell = Path(_wait(lambda: next(iter(sweep.glob("tiny-*/cell.json")), None), 180, "the cell to start")).parent
+        at_requeue = _wait(lambda: _checkpoint_step(cell) >= 10 and _checkpoint_step(cell), 180, "a checkpoint")
+        assert at_requeue < steps, "training finished before the requeue: raise max_steps"
+        [job] = _wait(lambda: subprocess.run(["squeue", "-h", "-o", "%i"], env=slurm_env, capture_output=True,
+                                             text=True).stdout.split(), 30, "the job id")
+        subprocess.run(["scontrol", "requeue", job], env=slurm_env, check=True)
+        out, _ = sweeping.communicate(timeout=300)
+    finally:
+        if sweeping.poll() is None:
+            sweeping.kill()
+    assert sweeping.returncode == 0, out[-4000:]
+    assert "1 done, 0 skipped" in out
+    record = json.loads((cell / "cell.json").read_text())
+    assert record["status"] == "done" and record["attempts"] == 2
+    assert record["train"]["start_step"] >= at_requeue > 0, "the requeued cell must resume, not restart"
+    assert record["train"]["steps"] == steps
+    runs = sorted(p.name for p in (cell / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2, runs
+    assert len({name.rsplit("-", 1)[1] for name in runs}) == 1, f"one W&B run id across attempts: {runs}"
+
+
+def test_unreachable_controller_fails_fast(tmp_path, launch_env):
+    from embedgrid.slurm import LocalCluster
+
+    cluster = LocalCluster(tmp_path / "down", port=1, gpus=0)  # port 1: nothing listens there
+    env = dict(launch_env)
+    if os.path.exists("/usr/sbin/slurmd"):
+        cluster.write_config()
+        env.update(cluster.env)
+    started = time.monotonic()
+    proc = launch(["-m", *GRID, *SLURM, "pooling=mean,eos_last", f"hydra.sweep.dir={tmp_path / 'sweep'}"], env,
+                  check=False, timeout=120)
+    assert proc.returncode != 0
+    message = proc.stdout + proc.stderr
+    assert "SLURM controller unreachable" in message or "SLURM client commands" in message, message[-3000:]
+    assert "python -m embedgrid.slurm start" in message
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "sweep" / ".submitit").exists(), "nothing may be submitted"
