@@ -15,10 +15,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("sweep_dirs", nargs="+", help="sweep directories (every cell.json below them is collected)")
     p.add_argument("--out", default=None, help="output directory (default: <first sweep dir>/analysis)")
     p.add_argument("--baseline", default="eos_last,causal", help="POOLING,ATTENTION of the baseline design")
-    p.add_argument("--compare", nargs="+", default=list(DEFAULT_PRESETS), metavar="PRESET",
-                   help=f"comparison presets: paper, {', '.join(PRESETS)}")
-    p.add_argument("--by", nargs="*", default=[], metavar="KEY",
-                   help="extra config keys that split designs, e.g. train.lr grid")
+    p.add_argument("--compare", default=",".join(DEFAULT_PRESETS), metavar="PRESET[,PRESET]",
+                   help=f"comparison presets, comma-separated: paper, {', '.join(PRESETS)}")
+    p.add_argument("--by", default="", metavar="KEY[,KEY]",
+                   help="extra config keys that split designs, comma-separated, e.g. train.lr,grid")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--alternative", choices=ALTERNATIVES, default="two-sided",
                    help="of candidate − reference (one-sided only if pre-registered)")
@@ -39,6 +39,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def split(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     baseline = tuple(args.baseline.split(","))
@@ -50,7 +54,7 @@ def main(argv=None) -> int:
         settings = WilcoxonSettings(alpha=args.alpha, alternative=args.alternative, zero_method=args.zero_method,
                                 method=args.method, correction=args.correction,
                                 decimals=None if args.decimals < 0 else args.decimals)
-        config = AnalysisConfig(by=tuple(args.by), baseline=baseline, presets=tuple(args.compare),
+        config = AnalysisConfig(by=split(args.by), baseline=baseline, presets=split(args.compare),
                                 settings=settings, family=args.family, pooled=not args.no_pooled,
                                 include_unfinished=args.include_unfinished, plots=not args.no_plots,
                                 cd_min_tasks=args.cd_min_tasks, out_dir=args.out, wandb=args.wandb,

@@ -137,3 +137,45 @@ def layer_weight_heatmap(norms: pd.DataFrame, labels: dict[Design, str], path: P
         return save_figure(path, fig)
     finally:
         plt.close(fig)
+
+
+def baseline_differences(table: pd.DataFrame, stats: pd.DataFrame, labels: dict[Design, str],
+                         baseline: tuple[str, str], path: Path) -> Path | None:
+    """Design − baseline per category (+ Mean (Task)), marked * (p < α) and † (Holm) from the vs_baseline tests."""
+    from analysis.compare import ALL_TASKS
+    from analysis.report import HOLM_MARK, RAW_MARK
+    from analysis.tables import MEAN_TASK
+
+    means = wide(table, "mean")
+    if means.empty:
+        return None
+    means = means.drop(columns=[MEAN_CATEGORY])
+    pairs = [(d, Design(d.model, baseline[0], baseline[1], d.extra)) for d in sorted(means.index, key=display_order)]
+    pairs = [(d, b) for d, b in pairs if d != b and b in means.index]
+    if not pairs:
+        return None
+    tests = {(r["candidate_design"], r["category"]): r for _, r in stats[stats["comparison"] == "vs_baseline"]
+             .iterrows()} if len(stats) else {}
+    plt = _pyplot()
+    width = 0.8 / len(pairs)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(means.columns) * (1 + 0.15 * len(pairs))), 4.2))
+    x = np.arange(len(means.columns))
+    for i, (design, reference) in enumerate(pairs):
+        delta = (means.loc[design] - means.loc[reference]).to_numpy(float)
+        offset = x + (i - (len(pairs) - 1) / 2) * width
+        ax.bar(offset, delta, width, label=labels[design])
+        for xi, column, value in zip(offset, means.columns, delta):
+            test = tests.get((design, ALL_TASKS if column == MEAN_TASK else column))
+            mark = "" if test is None else (RAW_MARK if test["significant_raw"] else "") + \
+                (HOLM_MARK if test["reject_holm"] else "")
+            if mark and np.isfinite(value):
+                ax.annotate(mark, (xi, value), ha="center", va="bottom" if value >= 0 else "top", fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xticks(x, list(means.columns), rotation=20, ha="right")
+    ax.set_ylabel(f"design − {baseline[0]} + {baseline[1]}")
+    ax.set_title(f"Difference from the baseline ({RAW_MARK} p < α, {HOLM_MARK} Holm-adjusted p < α)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    try:
+        return save_figure(path, fig)
+    finally:
+        plt.close(fig)

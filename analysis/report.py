@@ -45,14 +45,16 @@ def baseline_rows(stats: pd.DataFrame) -> dict[tuple[Design, str], pd.Series]:
 
 
 def score_section(table: pd.DataFrame, labels: dict[Design, str], seeds: dict[Design, int]) -> str:
-    means, stds = wide(table, "mean"), wide(table, "std")
-    n_tasks, totals = wide(table, "n_tasks"), wide(table, "total_tasks")
+    """Every design found is a row, those without any finished cell too (all "—")."""
+    designs = sorted(labels, key=display_order)
+    means, stds = wide(table, "mean").reindex(designs), wide(table, "std").reindex(designs)
+    n_tasks, totals = wide(table, "n_tasks").reindex(designs), wide(table, "total_tasks")
     n_categories = len(means.columns) - 2
     header = ["design", "seeds"] + [f"{c} ({n_categories} categories)" if c == MEAN_CATEGORY
                                     else f"{c} (n={int(totals[c].max())})" for c in means.columns]
     rows = []
     for design in sorted(means.index, key=display_order):
-        row = [labels[design], seeds.get(design, 0)]
+        row = [labels[design], seeds.get(design, 0) or "0 (no finished cell)"]
         for column in means.columns:
             value = fmt(means.loc[design, column])
             if value != "—" and not math.isnan(stds.loc[design, column]):
@@ -177,7 +179,7 @@ def compact(result) -> str:
     table = result.table
     if table.empty:
         return "no scores found"
-    means = wide(table, "mean").drop(columns=[MEAN_CATEGORY])
+    means = wide(table, "mean").drop(columns=[MEAN_CATEGORY]).reindex(sorted(result.labels, key=display_order))
     tests = baseline_rows(result.stats)
     out = pd.DataFrame(index=[result.labels[d] for d in sorted(means.index, key=display_order)],
                        columns=list(means.columns), dtype=object)

@@ -152,6 +152,9 @@ def _plots(result: AnalysisResult) -> None:
             result.plot_notes.append(note)
 
     attempt("categories", lambda: plots.category_bars(result.table, result.labels, plot_dir / "categories.png"))
+    attempt("differences", lambda: plots.baseline_differences(result.table, result.stats, result.labels,
+                                                               tuple(result.config.baseline),
+                                                               plot_dir / "differences.png"))
     if len(result.means):
         attempt("cd all tasks", lambda: plots.cd_diagram(result.means, result.labels, None,
                                                          plot_dir / "cd_all_tasks.png", settings,

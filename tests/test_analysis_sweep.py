@@ -122,7 +122,7 @@ def test_report_lists_problems_and_marks(result, sweep):
     root, _ = sweep
     report = (root / "analysis" / "report.md").read_text()
     for text in ("RuntimeError: CUDA out of memory", "partial", "tiny-never-started", "nan score", "STS1",
-                 "| missing | tiny/mean/causal seed 2", "## Difference from the baseline (eos_last + causal)",
+                 "| missing | tiny/mean/causal seed 2", "| mean/causal | 0 (no finished cell) | — |", "## Difference from the baseline (eos_last + causal)",
                  "PairClassification (n=3)", "multipletests(method='holm')", "zero_method=`wilcox`"):
         assert text in report, text
     kinds = [p.kind for p in result.problems]
@@ -137,7 +137,7 @@ def test_report_lists_problems_and_marks(result, sweep):
 def test_plots_and_layer_weights(result, sweep):
     root, _ = sweep
     plots = root / "analysis" / "plots"
-    for name in ("categories", "cd_all_tasks", "cd_STS", "cd_Classification", "layer_weights"):
+    for name in ("categories", "differences", "cd_all_tasks", "cd_STS", "cd_Classification", "layer_weights"):
         assert (plots / f"{name}.png").stat().st_size > 1000, name
     assert not (plots / "cd_PairClassification.png").exists()   # 3 tasks: too few
     norms = pd.read_csv(root / "analysis" / "layer_weights.csv")
@@ -149,7 +149,8 @@ def test_plots_and_layer_weights(result, sweep):
 
 def test_cli_prints_table_and_report_path(sweep, tmp_path, capsys):
     root, _ = sweep
-    assert main([str(root), "--out", str(tmp_path / "out"), "--compare", "paper", "--no-plots",
+    assert main([str(root), "--out", str(tmp_path / "out"), "--compare", "pooling_causal,pooling_bidirectional,paper",
+                 "--no-plots",
                  "--zero-method", "pratt", "--family", "category"]) == 0
     out = capsys.readouterr().out
     assert f"report: {tmp_path / 'out' / 'report.md'}" in out
