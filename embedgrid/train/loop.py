@@ -79,7 +79,8 @@ def train_step(encoder, loss_fn, batch: TextBatch, cfg: TrainConfig, world: Worl
         loss = grad_cache_step(encoder, loss_fn, batch, world, cfg.grad_cache_chunk, cfg.bf16)
     else:
         loss = plain_step(encoder, loss_fn, batch, world, cfg.bf16)
-    average_gradients([p for p in encoder.parameters() if p.requires_grad], world)
+    if world.enabled:
+        average_gradients([p for p in encoder.parameters() if p.requires_grad], world)
     return loss
 
 

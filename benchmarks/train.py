@@ -1,0 +1,278 @@
+"""Training throughput against sentence-transformers, and GradCache memory, on CPU.
+
+Throughput: embedgrid's training step (``train.loop.fit``: tokenize, forward, InfoNCE with in-batch + 1 hard
+negative, backward, clip, AdamW, schedule) against ``SentenceTransformerTrainer`` with
+``MultipleNegativesRankingLoss`` (scale 20 = temperature 0.05) on the same backbone with the same LoRA (r 16,
+alpha 32, dropout 0.1, all projections), mean pooling, causal attention, the same (query, positive, negative)
+rows, batch size, max length, steps, learning rate and thread count, in one process. Per-step wall time is
+the interval between consecutive optimizer steps (data loading and tokenization included on both sides); the
+first step is warm-up and not counted. sentence-transformers gets each text with EOS appended so both embed
+the same token ids.
+
+Memory: peak RSS of batch 256 with GradCache chunk 16 against batch 16 without GradCache, each in a fresh
+subprocess running the same number of steps. The goal is judged on the peak during training (the kernel's VmHWM
+watermark reset after setup, so loading WordNet and the model does not mask it); the whole-process ru_maxrss
+and the growth above the post-setup RSS are reported too.
+
+    python benchmarks/train.py --model tiny
+    python benchmarks/train.py --model smollm2_135m --steps 4
+
+Prints a table, writes benchmarks/results/train_<model>.json. Goals: throughput ratio >= 1.0; memory ratio
+<= 1.5. No GPU here, so no MFU numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CHECKPOINTS = {
+    "tiny": {"_target_": "embedgrid.assets.tiny_checkpoint"},
+    "smollm2_135m": {"_target_": "embedgrid.assets.smollm2_135m_checkpoint"},
+}
+LORA = dict(r=16, alpha=32, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                          "up_proj", "down_proj"])
+LR = 1e-4
+
+
+def rows_for(count: int):
+    from embedgrid.data.wordnet import definition_synonym_rows
+
+    return definition_synonym_rows(num_negatives=1, limit=count, seed=0)
+
+
+def build_ours(model: str, max_length: int):
+    import torch
+
+    from embedgrid.encoder import build_encoder
+    from embedgrid.spec import EncoderSpec, LoraSpec
+
+    torch.manual_seed(0)
+    spec = EncoderSpec(checkpoint=CHECKPOINTS[model], pooling={"_target_": "embedgrid.pooling.MeanPooling"},
+                       attention="causal", max_length=max_length, lora=LoraSpec(**LORA))
+    return build_encoder(spec)
+
+
+def train_config(batch: int, steps: int, grad_cache: bool = False, chunk: int = 16):
+    from embedgrid.train.config import TrainConfig
+
+    return TrainConfig(max_steps=steps, batch_size=batch, lr=LR, warmup_steps=1, weight_decay=0.01,
+                       max_grad_norm=1.0, temperature=0.05, num_negatives=1, checkpoint_every=10**9,
+                       grad_cache=grad_cache, grad_cache_chunk=chunk, progress_bar=False)
+
+
+class StepTimes:
+    def __init__(self):
+        self.seconds: list[float] = []
+
+    def log(self, metrics, step=None):
+        self.seconds.append(metrics["train/seconds_per_step"])
+
+
+def time_ours(model: str, rows, batch: int, steps: int, max_length: int) -> list[float]:
+    from embedgrid.train.loop import fit
+
+    encoder, times = build_ours(model, max_length), StepTimes()
+    with tempfile.TemporaryDirectory() as tmp:
+        fit(encoder, rows, train_config(batch, steps + 1), seed=0, checkpoint_dir=tmp, logger=times)
+    return times.seconds[1:]
+
+
+def time_sentence_transformers(model: str, rows, batch: int, steps: int, max_length: int) -> list[float]:
+    import datasets
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from transformers import TrainerCallback
+
+    from embedgrid.backbone import resolve_checkpoint
+
+    path = resolve_checkpoint(CHECKPOINTS[model])
+    tokenizer_dir = os.path.join(path, "tokenizer")  # offline assets keep it beside config.json (see assets.py)
+    transformer = Transformer(path, tokenizer_name_or_path=tokenizer_dir if os.path.isdir(tokenizer_dir) else None,
+                              max_seq_length=max_length, model_kwargs={"dtype": torch.float32},
+                              modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+                              module_output_name="token_embeddings")
+    torch.manual_seed(0)
+    st = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")],
+                             device="cpu")
+    # transformers' add_adapter wants peft >= 0.22 (pinned 0.21 here), so wrap the module's model with peft directly
+    transformer.model = get_peft_model(transformer.model, LoraConfig(
+        r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"], bias="none",
+        target_modules=LORA["target_modules"], task_type=TaskType.FEATURE_EXTRACTION))
+    eos = st.tokenizer.eos_token
+    data = datasets.Dataset.from_dict({"anchor": [r.query + eos for r in rows],
+                                       "positive": [r.positive + eos for r in rows],
+                                       "negative": [r.negatives[0] + eos for r in rows]})
+    ends: list[float] = []
+
+    class StepEnds(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            ends.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=tmp, per_device_train_batch_size=batch, max_steps=steps + 1, learning_rate=LR,
+            warmup_steps=1, lr_scheduler_type="linear", weight_decay=0.01, max_grad_norm=1.0, seed=0,
+            save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
+            logging_strategy="no")
+        trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=data,
+                                             loss=MultipleNegativesRankingLoss(st, scale=20.0),
+                                             callbacks=[StepEnds()])
+        trainer.train()
+    return [b - a for a, b in zip(ends, ends[1:])]
+
+
+def _vm_hwm_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def memory_probe(model: str, batch: int, steps: int, max_length: int, grad_cache: bool, chunk: int) -> dict:
+    """Run in a fresh process: RSS after setup, peak RSS of the whole process (ru_maxrss) and peak RSS during
+    training alone (VmHWM reset after setup via /proc/self/clear_refs, Linux), in MiB."""
+    import gc
+    import resource
+
+    import psutil
+
+    from embedgrid.train.loop import fit
+
+    rows = rows_for(max(batch * steps, 64))
+    encoder = build_ours(model, max_length)
+    gc.collect()
+    setup = psutil.Process().memory_info().rss / 2**20
+    peak_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS watermark to the current RSS
+    with tempfile.TemporaryDirectory() as tmp:
+        fit(encoder, rows, train_config(batch, steps, grad_cache, chunk), seed=0, checkpoint_dir=tmp)
+    training_peak = _vm_hwm_mib()
+    return {"batch": batch, "grad_cache": grad_cache, "chunk": chunk if grad_cache else None, "steps": steps,
+            "rss_after_setup_mib": round(setup, 1), "process_peak_during_setup_mib": round(peak_setup, 1),
+            "process_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "training_peak_rss_mib": round(training_peak, 1),
+            "training_peak_above_setup_mib": round(training_peak - setup, 1)}
+
+
+def run_probe(args, batch: int, grad_cache: bool) -> dict:
+    cmd = [sys.executable, __file__, "--probe", "--model", args.model, "--max-length", str(args.max_length),
+           "--threads", str(args.threads), "--memory-steps", str(args.memory_steps), "--probe-batch", str(batch),
+           "--chunk", str(args.chunk)] + (["--probe-grad-cache"] if grad_cache else [])
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    if proc.returncode:
+        raise SystemExit(f"memory probe failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=list(CHECKPOINTS), default="tiny")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per system (default: tiny 20, else 4)")
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs per system (best median counts)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--chunk", type=int, default=16, help="GradCache chunk of the memory comparison")
+    parser.add_argument("--memory-batch", type=int, default=256)
+    parser.add_argument("--memory-steps", type=int, default=2)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/train_<model>.json)")
+    parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--probe-batch", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--probe-grad-cache", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.probe:
+        print(json.dumps(memory_probe(args.model, args.probe_batch, args.memory_steps, args.max_length,
+                                      args.probe_grad_cache, args.chunk)))
+        return {}
+
+    from embedgrid.io import write_json
+
+    steps = args.steps or (20 if args.model == "tiny" else 4)
+    rows = rows_for(args.batch_size * (steps + 1))
+    seconds = {"embedgrid": [], "sentence_transformers": []}
+    for _ in range(args.repeats):  # alternate the systems so load drift on a shared machine hits both alike
+        seconds["embedgrid"].append(time_ours(args.model, rows, args.batch_size, steps, args.max_length))
+        seconds["sentence_transformers"].append(
+            time_sentence_transformers(args.model, rows, args.batch_size, steps, args.max_length))
+    median = {k: min(statistics.median(run) for run in v) for k, v in seconds.items()}
+    rate = {k: args.batch_size / s for k, s in median.items()}
+    ratio = rate["embedgrid"] / rate["sentence_transformers"]
+
+    import sentence_transformers
+    import transformers
+
+    result = {
+        "benchmark": "train", "model": args.model, "batch_size": args.batch_size, "timed_steps": steps, "repeats": args.repeats,
+        "max_length": args.max_length, "threads": args.threads, "hard_negatives": 1, "lora": LORA,
+        "seconds_per_step": seconds, "examples_per_s": {k: round(v, 2) for k, v in rate.items()},
+        "throughput_ratio": round(ratio, 3), "throughput_goal": 1.0, "throughput_meets_goal": ratio >= 1.0,
+        "baseline": f"sentence-transformers {sentence_transformers.__version__} SentenceTransformerTrainer + "
+                    "MultipleNegativesRankingLoss(scale=20), Transformer + Pooling(mean), same LoRA (peft)",
+        "gpu": "none lent: no tokens/s or MFU numbers",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "sentence_transformers": sentence_transformers.__version__, "python": platform.python_version()},
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+    }
+    print(f"\ntraining throughput, model={args.model}, batch {args.batch_size} (+1 hard negative), max_length "
+          f"{args.max_length}, {args.threads} thread(s), median of {steps} steps after 1 warm-up step, best of "
+          f"{args.repeats} alternating runs")
+    print("| system | s/step (median) | examples/s |\n|---|---|---|")
+    for name in ("embedgrid", "sentence_transformers"):
+        print(f"| {name} | {median[name]:.3f} | {rate[name]:.1f} |")
+    print(f"| **ratio** (embedgrid / sentence-transformers) | | **{ratio:.3f}** (goal >= 1.0) |")
+
+    if not args.skip_memory:
+        big = run_probe(args, args.memory_batch, True)
+        small = run_probe(args, args.chunk, False)
+        ratio_of = {key: big[key] / small[key] if small[key] > 0 else None
+                    for key in ("training_peak_rss_mib", "process_peak_rss_mib", "training_peak_above_setup_mib")}
+        mem_ratio = ratio_of["training_peak_rss_mib"]
+        result["memory"] = {"grad_cache": big, "baseline": small,
+                            "ratios": {k: v and round(v, 3) for k, v in ratio_of.items()},
+                            "goal": "training_peak_rss ratio <= 1.5", "meets_goal": mem_ratio <= 1.5}
+        print(f"\npeak RSS, fresh process each, {args.memory_steps} steps, model={args.model}")
+        print("| run | RSS after setup | peak RSS in training | peak above setup | process peak (ru_maxrss) |")
+        print("|---|---|---|---|---|")
+        for label, r in ((f"batch {args.memory_batch}, GradCache chunk {args.chunk}", big),
+                         (f"batch {args.chunk}, no GradCache", small)):
+            print(f"| {label} | {r['rss_after_setup_mib']} MiB | {r['training_peak_rss_mib']} MiB | "
+                  f"{r['training_peak_above_setup_mib']} MiB | {r['process_peak_rss_mib']} MiB |")
+        fmt = {k: (f"{v:.3f}" if v is not None else "n/a") for k, v in ratio_of.items()}
+        print(f"| **ratio** | | **{fmt['training_peak_rss_mib']}** (goal <= 1.5) | "
+              f"{fmt['training_peak_above_setup_mib']} | {fmt['process_peak_rss_mib']} |")
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"train_{args.model}.json"
+    write_json(out, result)
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
