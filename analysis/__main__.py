@@ -60,7 +60,8 @@ def main(argv=None) -> int:
                                 cd_min_tasks=args.cd_min_tasks, out_dir=args.out, wandb=args.wandb,
                                 wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
                                 wandb_mode=args.wandb_mode)
-        result = analyze(args.sweep_dirs, config)
+        result = analyze(args.sweep_dirs, config,
+                         command="python -m analysis " + " ".join(argv if argv is not None else sys.argv[1:]))
     except (FileNotFoundError, OptionError) as error:
         print(f"analysis: error: {error}", file=sys.stderr)
         return 2

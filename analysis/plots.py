@@ -10,7 +10,7 @@ import pandas as pd
 from analysis.atomic import save_figure
 from analysis.designs import Design, display_order
 from analysis.stats import WilcoxonSettings, holm, paired_wilcoxon
-from analysis.tables import MEAN_CATEGORY, wide
+from analysis.tables import MEAN_CATEGORY, score_matrix, wide
 
 LAYER_WEIGHT_KEY = re.compile(r"(^|\.)layer_(weights|embedding)(\.weight)?$")
 
@@ -47,12 +47,6 @@ def category_bars(table: pd.DataFrame, labels: dict[Design, str], path: Path) ->
         return save_figure(path, fig)
     finally:
         plt.close(fig)
-
-
-def score_matrix(means: pd.DataFrame, category: str | None) -> pd.DataFrame:
-    """tasks × designs of seed-averaged scores, restricted to tasks every design has a finite score on."""
-    rows = means if category is None else means[means["category"] == category]
-    return rows.pivot(index="task", columns="design", values="mean").dropna(axis=0, how="any")
 
 
 def cd_diagram(means: pd.DataFrame, labels: dict[Design, str], category: str | None, path: Path,

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,10 +12,11 @@ from analysis import plots
 from analysis.atomic import write_csv, write_text
 from analysis.collect import Collection, Problem, collect
 from analysis.compare import run_comparisons
-from analysis.designs import DEFAULT_BASELINE, DEFAULT_PRESETS, Design, display_order, resolve_presets
+from analysis.designs import DEFAULT_BASELINE, DEFAULT_PRESETS, Design, resolve_presets
+from analysis.errors import OptionError
 from analysis.report import compact, render
 from analysis.stats import WilcoxonSettings, friedman
-from analysis.tables import category_table, ordered_categories, task_means
+from analysis.tables import category_table, ordered_categories, score_matrix, task_means
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,18 @@ def design_labels(designs) -> dict[Design, str]:
     return {d: d.label(with_model=with_model) for d in designs}
 
 
-def analyze(sweep_dirs, config: AnalysisConfig | None = None, **overrides) -> AnalysisResult:
+def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | None = None,
+            **overrides) -> AnalysisResult:
     """Analyse one or several sweep directories; writes <out_dir>/{tables.csv, categories.csv, stats.csv,
-    report.md, plots/*.png} and returns everything it computed."""
-    config = config or AnalysisConfig()
-    for key, value in overrides.items():
-        if not hasattr(config, key):
-            raise TypeError(f"unknown analysis option '{key}'")
-        setattr(config, key, value)
+    cells.csv, report.md, plots/*.png} and returns everything it computed.
+
+    ``overrides`` are AnalysisConfig fields (``analyze(d, presets=["paper"], family="category")``); ``command``
+    is recorded in report.md (default: the equivalent ``python -m analysis`` call)."""
+    unknown = sorted(set(overrides) - {f.name for f in fields(AnalysisConfig)})
+    if unknown:
+        raise OptionError(f"unknown analysis option(s) {', '.join(unknown)}; valid: "
+                          f"{', '.join(f.name for f in fields(AnalysisConfig))}")
+    config = replace(config or AnalysisConfig(), **overrides)
     config.presets = tuple(resolve_presets(config.presets))
     dirs = [sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else list(sweep_dirs)
     collection = collect(dirs, by=tuple(config.by), include_unfinished=config.include_unfinished)
@@ -92,8 +96,8 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, **overrides) -> An
                                 "(choose another with --baseline POOLING,ATTENTION)"))
     result = AnalysisResult(config, collection, out_dir, means, table, stats, problems, labels,
                             created=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                            command="python -m analysis " + " ".join(str(d) for d in dirs))
-    result.friedman = friedman_rows(means, labels)
+                            command=command or "python -m analysis " + " ".join(str(d) for d in dirs))
+    result.friedman = friedman_rows(means)
     _write(result)
     if config.wandb:
         from analysis.wandb_log import log_to_wandb
@@ -102,12 +106,12 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, **overrides) -> An
     return result
 
 
-def friedman_rows(means: pd.DataFrame, labels) -> list[list]:
+def friedman_rows(means: pd.DataFrame) -> list[list]:
     rows = []
     if means.empty:
         return rows
     for category in ordered_categories(set(means["category"])) + [None]:
-        matrix = plots.score_matrix(means, category)
+        matrix = score_matrix(means, category)
         outcome = friedman(matrix.to_numpy()) if matrix.shape[1] >= 3 else None
         if outcome:
             rows.append([category or "All tasks", matrix.shape[1], matrix.shape[0], f"{outcome[0]:.3f}",

@@ -78,3 +78,9 @@ def wide(table: pd.DataFrame, value: str = "mean") -> pd.DataFrame:
     frame = table.pivot(index="design", columns="column", values=value)
     categories = ordered_categories(c for c in frame.columns if c not in (MEAN_TASK, MEAN_CATEGORY))
     return frame.reindex(columns=categories + [MEAN_TASK, MEAN_CATEGORY])
+
+
+def score_matrix(means: pd.DataFrame, category: str | None) -> pd.DataFrame:
+    """tasks × designs of seed-averaged scores, restricted to tasks every design has a finite score on."""
+    rows = means if category is None else means[means["category"] == category]
+    return rows.pivot(index="task", columns="design", values="mean").dropna(axis=0, how="any")

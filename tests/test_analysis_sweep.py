@@ -14,6 +14,7 @@ from statsmodels.stats.multitest import multipletests
 
 from analysis import Design, analyze, collect
 from analysis.__main__ import main
+from analysis.errors import OptionError
 from tests.fixtures.analysis_sweep import TASKS, paper_sweep, write_cell
 
 D = {n: ("tiny", p, a) for n, (p, a) in enumerate(
@@ -167,6 +168,10 @@ def test_cli_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main([str(tmp_path), "--compare", "pooling"]) == 2
     assert "valid: paper, vs_baseline" in capsys.readouterr().err
+    with pytest.raises(OptionError, match="famliy; valid: by, baseline"):
+        analyze(tmp_path, famliy="all")
+    with pytest.raises(OptionError, match="valid: comparison, category, all"):
+        analyze(tmp_path, family="pair")
 
 
 def test_empty_and_baseline_less_sweeps_do_not_crash(tmp_path):
