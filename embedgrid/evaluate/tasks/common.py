@@ -62,5 +62,5 @@ class Subsampled:
         self.metadata = type(self).metadata.model_copy(
             update={"dataset": {**base, "revision": f"{base['revision']}{suffix}"}})
 
-    def pick(self, items: Sequence, salt: str = "") -> list:
-        return sample(items, self.max_samples, self.sample_seed + sum(map(ord, salt)))
+    def pick(self, items: Sequence) -> list:
+        return sample(items, self.max_samples, self.sample_seed)
