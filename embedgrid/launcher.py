@@ -13,6 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
+import embedgrid.schema  # noqa: F401  (registers the config schema before Hydra composes)
+
 log = logging.getLogger(__name__)
 
 

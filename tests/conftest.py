@@ -35,6 +35,7 @@ def compose():
     from hydra.core.global_hydra import GlobalHydra
 
     import embedgrid  # noqa: F401  (resolvers)
+    import embedgrid.schema  # noqa: F401  (config schema)
 
     def _compose(overrides=(), return_hydra_config=False):
         GlobalHydra.instance().clear()

@@ -1,0 +1,106 @@
+"""Every config composes; the paper's designs map to the right pooling x attention; bad input fails at compose."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from tests.conftest import ROOT
+
+GROUPS = ("model", "pooling", "attention", "train", "data", "eval", "logger", "design", "experiment")
+DESIGNS = {
+    "eos_causal": ("eos_last", "causal"),
+    "last_layer_causal": ("last_layer_trainable", "causal"),
+    "multi_layer_causal": ("multi_layer_trainable", "causal"),
+    "last_layer_bidirectional": ("last_layer_trainable", "bidirectional"),
+    "multi_layer_bidirectional": ("multi_layer_trainable", "bidirectional"),
+}
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_composes(compose, group):
+    assert options(group), f"conf/{group}/ is empty"
+    for option in options(group):
+        cfg = compose([f"{group}={option}"])
+        assert cfg.grid and cfg.model.name and cfg.pooling.name and cfg.attention.name, (group, option)
+
+
+@pytest.mark.parametrize("design", sorted(DESIGNS))
+def test_design_selects_pooling_and_attention(compose, design):
+    cfg = compose([f"design={design}"])
+    assert (cfg.pooling.name, cfg.attention.name) == DESIGNS[design]
+
+
+def test_paper_grid_sweeps_the_five_designs(compose):
+    cfg = compose(["experiment=paper_grid"], return_hydra_config=True)
+    assert cfg.grid == "paper_grid"
+    assert sorted(cfg.hydra.sweeper.params.design.split(",")) == sorted(DESIGNS) == options("design")
+    assert cfg.hydra.sweeper._target_.endswith("GridSweeper")
+
+
+def test_full_grid_sweeps_every_pooling_and_attention(compose):
+    cfg = compose(["experiment=full_grid"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.params.pooling == "glob(*)" and cfg.hydra.sweeper.params.attention == "glob(*)"
+
+
+def test_cell_dirs_come_from_the_config_not_timestamps(compose):
+    a = compose(["model=tiny", "design=eos_causal"], return_hydra_config=True)
+    b = compose(["model=tiny", "pooling=eos_last", "attention=causal"], return_hydra_config=True)
+    c = compose(["model=tiny", "pooling=eos_last", "attention=causal", "seed=1"], return_hydra_config=True)
+    assert a.hydra.sweep.subdir == b.hydra.sweep.subdir, "a design is the same cell as its pooling x attention"
+    assert a.hydra.sweep.subdir.startswith("tiny-eos_last-causal-seed0-")
+    assert c.hydra.sweep.subdir.startswith("tiny-eos_last-causal-seed1-")
+    assert a.hydra.sweep.dir == "multirun/default" and a.hydra.run.dir == f"outputs/{a.hydra.sweep.subdir}"
+    evaluated_more = compose(["model=tiny", "design=eos_causal", "eval.batch_size=7"], return_hydra_config=True)
+    assert evaluated_more.hydra.sweep.subdir == a.hydra.sweep.subdir, "eval settings are not the cell's identity"
+
+
+@pytest.mark.parametrize("launcher", ["local_slurm", "slurm_cluster", "local_processes"])
+def test_launcher_presets_compose_against_the_plugin_schema(compose, launcher):
+    cfg = compose([f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher.cpus_per_task >= 1
+    if "slurm" in launcher:
+        assert cfg.hydra.launcher.max_num_timeout > 0, "resume makes requeue safe: allow it"
+        assert cfg.hydra.launcher.timeout_min > 10, "<= 10 min makes every preemption count as a timeout"
+        assert cfg.hydra.launcher.partition and cfg.hydra.launcher.array_parallelism >= 1
+
+
+@pytest.mark.parametrize("override, valid", [
+    ("design=eos_bidirectional", "multi_layer_bidirectional"),
+    ("experiment=paper", "paper_grid"),
+    ("pooling=cls", "last_layer_trainable"),
+    ("hydra/launcher=slurm", "local_slurm"),
+])
+def test_unknown_option_names_the_bad_value_and_the_valid_ones(compose, override, valid):
+    with pytest.raises(ConfigCompositionException) as error:
+        compose([override], return_hydra_config=True)
+    message = str(error.value)
+    assert override.split("=")[1] in message and valid in message
+
+
+@pytest.mark.parametrize("override", ["seed=abc", "threads=two", "train.max_steps=ten", "lora.r=x",
+                                      "dry_run=maybe"])
+def test_schema_rejects_bad_types_at_compose_time(compose, override):
+    with pytest.raises((ConfigCompositionException, ValidationError)) as error:
+        compose([override])
+    assert override.split("=")[0].split(".")[-1] in str(error.value) + str(error.value.__cause__)
+
+
+def test_schema_rejects_misspelt_keys(compose):
+    with pytest.raises(ConfigCompositionException):
+        compose(["train.learning_rate=1e-3"])
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, embedgrid; print(sorted(m for m in ('torch', 'transformers', 'mteb', 'peft') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(ROOT)).stdout
+    assert out.strip() == "[]", f"`import embedgrid` loaded heavy libraries: {out}"
