@@ -69,7 +69,9 @@ def run_comparisons(means: pd.DataFrame, presets: list[str], baseline: tuple[str
             if (reference, candidate) in skipped:
                 continue
             pair_categories = set(by_design[reference]["category"]) | set(by_design[candidate]["category"])
-            for category in [c for c in categories if c in pair_categories] + ([ALL_TASKS] if pooled else []):
+            # The pooled test is identical to the category's when there is only one category: not repeated.
+            pooled_row = [ALL_TASKS] if pooled and len(pair_categories) > 1 else []
+            for category in [c for c in categories if c in pair_categories] + pooled_row:
                 tasks, x_ref, x_cand, excluded = paired_scores(
                     by_design, reference, candidate, None if category == ALL_TASKS else category)
                 result = paired_wilcoxon(x_cand, x_ref, settings)

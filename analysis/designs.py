@@ -42,8 +42,9 @@ class Design:
 
 
 def display_order(design: Design) -> tuple:
-    """Model, then the paper's designs 1-5, then the others alphabetically."""
-    return (design.model, design.extra, design.paper_number or 99, design.pooling, design.attention)
+    """Model, then the paper's designs 1-5, then the others by pooling (causal before bidirectional)."""
+    return (design.model, design.extra, design.paper_number or 99, design.pooling, design.attention != "causal",
+            design.attention)
 
 
 Pair = tuple[Design, Design]   # (reference, candidate): differences are candidate − reference

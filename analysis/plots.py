@@ -136,9 +136,7 @@ def layer_weight_heatmap(norms: pd.DataFrame, labels: dict[Design, str], path: P
 def baseline_differences(table: pd.DataFrame, stats: pd.DataFrame, labels: dict[Design, str],
                          baseline: tuple[str, str], path: Path) -> Path | None:
     """Design − baseline per category (+ Mean (Task)), marked * (p < α) and † (Holm) from the vs_baseline tests."""
-    from analysis.compare import ALL_TASKS
-    from analysis.report import HOLM_MARK, RAW_MARK
-    from analysis.tables import MEAN_TASK
+    from analysis.report import HOLM_MARK, RAW_MARK, baseline_rows
 
     means = wide(table, "mean")
     if means.empty:
@@ -148,8 +146,7 @@ def baseline_differences(table: pd.DataFrame, stats: pd.DataFrame, labels: dict[
     pairs = [(d, b) for d, b in pairs if d != b and b in means.index]
     if not pairs:
         return None
-    tests = {(r["candidate_design"], r["category"]): r for _, r in stats[stats["comparison"] == "vs_baseline"]
-             .iterrows()} if len(stats) else {}
+    tests = baseline_rows(stats)
     plt = _pyplot()
     width = 0.8 / len(pairs)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(means.columns) * (1 + 0.15 * len(pairs))), 4.2))
@@ -159,7 +156,7 @@ def baseline_differences(table: pd.DataFrame, stats: pd.DataFrame, labels: dict[
         offset = x + (i - (len(pairs) - 1) / 2) * width
         ax.bar(offset, delta, width, label=labels[design])
         for xi, column, value in zip(offset, means.columns, delta):
-            test = tests.get((design, ALL_TASKS if column == MEAN_TASK else column))
+            test = tests.get((design, column))
             mark = "" if test is None else (RAW_MARK if test["significant_raw"] else "") + \
                 (HOLM_MARK if test["reject_holm"] else "")
             if mark and np.isfinite(value):

@@ -24,6 +24,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def fmt(value, digits: int = 4, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
+    value = 0.0 if round(value, digits) == 0 else value   # no "-0.0000"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
@@ -40,8 +41,16 @@ def marks(row) -> str:
 
 
 def baseline_rows(stats: pd.DataFrame) -> dict[tuple[Design, str], pd.Series]:
-    rows = stats[stats["comparison"] == "vs_baseline"]
-    return {(r["candidate_design"], r["category"]): r for _, r in rows.iterrows()}
+    """(design, table column) → its vs_baseline test; Mean (Task) ↔ the all-tasks test (or the only category's)."""
+    rows = stats[stats["comparison"] == "vs_baseline"] if len(stats) else stats
+    tests = {(r["candidate_design"], r["category"]): r for _, r in rows.iterrows()}
+    for design in {d for d, _ in tests}:
+        own = [c for d, c in tests if d == design]
+        pooled = tests.get((design, ALL_TASKS)) if ALL_TASKS in own else (tests[(design, own[0])] if len(own) == 1
+                                                                          else None)
+        if pooled is not None:
+            tests[(design, MEAN_TASK)] = pooled
+    return tests
 
 
 def score_section(table: pd.DataFrame, labels: dict[Design, str], seeds: dict[Design, int]) -> str:
@@ -83,7 +92,7 @@ def difference_section(table: pd.DataFrame, stats: pd.DataFrame, labels: dict[De
                 row.append("—")
                 continue
             delta = means.loc[design, column] - means.loc[reference, column]
-            test = tests.get((design, ALL_TASKS if column == MEAN_TASK else column))
+            test = tests.get((design, column))
             text = fmt(delta, signed=True) + (marks(test) if test is not None and column != MEAN_CATEGORY else "")
             have = min(n_tasks.loc[design, column], n_tasks.loc[reference, column])
             if text != "—" and column != MEAN_CATEGORY and have < totals[column].max():
@@ -189,7 +198,7 @@ def compact(result) -> str:
             text = fmt(means.loc[design, column])
             if design != reference and reference in means.index and text != "—":
                 delta = means.loc[design, column] - means.loc[reference, column]
-                test = tests.get((design, ALL_TASKS if column == MEAN_TASK else column))
+                test = tests.get((design, column))
                 text += f" ({fmt(delta, signed=True)}{marks(test) if test is not None else ''})"
             out.loc[result.labels[design], column] = text
     return out.to_string()

@@ -185,7 +185,8 @@ def test_empty_and_baseline_less_sweeps_do_not_crash(tmp_path):
     assert {p.where for p in skipped} == {"vs_baseline", "pooling_causal", "pooling_bidirectional",
                                           "attention_trainable"}
     other = analyze(tmp_path, baseline=("mean", "causal"), presets=["vs_baseline"])
-    assert len(other.stats) == 2 and other.stats["n"].tolist() == [2, 2]   # STS + all tasks
+    # one category only: its test is not repeated as "All tasks", and Mean (Task) takes its marks
+    assert other.stats["category"].tolist() == ["STS"] and other.stats["n"].tolist() == [2]
 
 
 def test_duplicates_are_reported_and_split_by_config_key(tmp_path):
