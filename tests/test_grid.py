@@ -94,3 +94,12 @@ def test_unknown_design_names_valid_choices(launch_env, tmp_path):
     assert "eos_bidirectional" in message
     for valid in ("eos_causal", "last_layer_causal", "multi_layer_bidirectional"):
         assert valid in message
+
+
+def test_seeds_multiply_cells_and_dry_run_works_with_any_launcher(tmp_path, launch_env):
+    proc = launch(["-m", "experiment=paper_grid", *GRID, "seed=1,2", "hydra/launcher=local_processes",
+                   f"hydra.sweep.dir={tmp_path}", "dry_run=true"], launch_env, timeout=120)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("  [")]
+    assert len(lines) == 10 and dry_run_states(proc.stdout) == ["new"] * 10
+    assert sum("-seed1-" in line for line in lines) == 5 and sum("-seed2-" in line for line in lines) == 5
+    assert not (tmp_path / ".submitit").exists(), "a dry run submits nothing"
