@@ -34,6 +34,10 @@ class SweepDirUnwritable(RuntimeError):
     pass
 
 
+class SweepConflict(ValueError):
+    pass
+
+
 @dataclass
 class PlannedCell:
     overrides: list[str]
@@ -86,6 +90,7 @@ class GridSweeper(BasicSweeper):
         tic = time.perf_counter()
         cells = self.plan(arguments)
         log.info("planned %d cells in %.2f s", len(cells), time.perf_counter() - tic)
+        refuse_shared_dirs(cells)
         if self.config.get("dry_run", False):
             print_plan(cells, sweep_dir)
             return []
@@ -117,6 +122,18 @@ class GridSweeper(BasicSweeper):
             raise GridFailed(f"{len(failed)} of {len(cells)} cells failed (error + traceback in each cell.json): "
                              + "; ".join(f"{c.cell_dir}: {c.error}" for c in failed))
         return returns
+
+
+def refuse_shared_dirs(cells: list[PlannedCell]) -> None:
+    """Two jobs in one cell directory would race; they differ only in settings outside the cell's identity."""
+    seen: dict[str, PlannedCell] = {}
+    for cell in cells:
+        if cell.cell_dir in seen:
+            a, b = set(seen[cell.cell_dir].overrides), set(cell.overrides)
+            raise SweepConflict(f"{' '.join(sorted(a - b))} and {' '.join(sorted(b - a))} map to the same cell "
+                                f"{cell.cell_dir}: they differ only in settings that do not change the trained "
+                                "model (eval, logging, threads); sweep those in separate launches")
+        seen[cell.cell_dir] = cell
 
 
 def collect(cell: PlannedCell, result) -> None:

@@ -103,3 +103,11 @@ def test_seeds_multiply_cells_and_dry_run_works_with_any_launcher(tmp_path, laun
     assert len(lines) == 10 and dry_run_states(proc.stdout) == ["new"] * 10
     assert sum("-seed1-" in line for line in lines) == 5 and sum("-seed2-" in line for line in lines) == 5
     assert not (tmp_path / ".submitit").exists(), "a dry run submits nothing"
+
+
+def test_jobs_sharing_a_cell_dir_are_refused_before_running(tmp_path, launch_env):
+    proc = launch(["-m", *GRID, "eval.batch_size=8,16", f"hydra.sweep.dir={tmp_path}"], launch_env, check=False,
+                  timeout=120)
+    assert proc.returncode != 0
+    assert "map to the same cell" in proc.stdout + proc.stderr and "eval.batch_size=8" in proc.stdout + proc.stderr
+    assert not list(tmp_path.glob("*/cell.json"))
