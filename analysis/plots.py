@@ -24,6 +24,15 @@ def _pyplot():
     return plt
 
 
+def design_colors(labels: dict[Design, str]) -> dict[Design, str]:
+    """One colour per design, the same in every plot (tab10 in display order, then tab20)."""
+    import matplotlib
+
+    palette = list(matplotlib.colormaps["tab10"].colors) + list(matplotlib.colormaps["tab20"].colors)
+    return {d: matplotlib.colors.to_hex(palette[i % len(palette)])
+            for i, d in enumerate(sorted(labels, key=display_order))}
+
+
 def category_bars(table: pd.DataFrame, labels: dict[Design, str], path: Path) -> Path | None:
     """Grouped bars: categories (+ Mean (Task)) on x, one bar per design, error bars = std across seeds."""
     means, stds = wide(table, "mean"), wide(table, "std")
@@ -32,12 +41,13 @@ def category_bars(table: pd.DataFrame, labels: dict[Design, str], path: Path) ->
     means, stds = means.drop(columns=[MEAN_CATEGORY]), stds.drop(columns=[MEAN_CATEGORY])
     designs = sorted(means.index, key=display_order)
     plt = _pyplot()
-    width = 0.8 / max(len(designs), 1)
+    width, colors = 0.8 / max(len(designs), 1), design_colors(labels)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(means.columns) * (1 + 0.15 * len(designs))), 4.2))
     x = np.arange(len(means.columns))
     for i, design in enumerate(designs):
         ax.bar(x + (i - (len(designs) - 1) / 2) * width, means.loc[design].to_numpy(float), width,
-               yerr=np.nan_to_num(stds.loc[design].to_numpy(float)), capsize=2, label=labels[design])
+               yerr=np.nan_to_num(stds.loc[design].to_numpy(float)), capsize=2, label=labels[design],
+               color=colors[design])
     ax.set_xticks(x, list(means.columns), rotation=20, ha="right")
     ax.set_ylabel("main score (mean over tasks; error bar: std over seeds)")
     ax.axhline(0, color="black", linewidth=0.6)
@@ -73,7 +83,9 @@ def cd_diagram(means: pd.DataFrame, labels: dict[Design, str], category: str | N
         sig.loc[labels[a], labels[b]] = sig.loc[labels[b], labels[a]] = 1.0 if np.isnan(q) else q
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.5 + 0.35 * len(columns)))
-    sp.critical_difference_diagram(ranks.rename(index=labels), sig, alpha=settings.alpha, ax=ax)
+    colors = design_colors(labels)
+    sp.critical_difference_diagram(ranks.rename(index=labels), sig, alpha=settings.alpha, ax=ax,
+                                   color_palette={labels[c]: colors[c] for c in columns})
     ax.set_title(f"{name}: mean rank over {matrix.shape[0]} tasks (bars: no Holm-significant difference)",
                  fontsize=9)
     try:
@@ -148,13 +160,13 @@ def baseline_differences(table: pd.DataFrame, stats: pd.DataFrame, labels: dict[
         return None
     tests = baseline_rows(stats)
     plt = _pyplot()
-    width = 0.8 / len(pairs)
+    width, colors = 0.8 / len(pairs), design_colors(labels)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(means.columns) * (1 + 0.15 * len(pairs))), 4.2))
     x = np.arange(len(means.columns))
     for i, (design, reference) in enumerate(pairs):
         delta = (means.loc[design] - means.loc[reference]).to_numpy(float)
         offset = x + (i - (len(pairs) - 1) / 2) * width
-        ax.bar(offset, delta, width, label=labels[design])
+        ax.bar(offset, delta, width, label=labels[design], color=colors[design])
         for xi, column, value in zip(offset, means.columns, delta):
             test = tests.get((design, column))
             mark = "" if test is None else (RAW_MARK if test["significant_raw"] else "") + \
