@@ -78,8 +78,14 @@ def _design(record: dict, by: tuple[str, ...]) -> tuple[Design, int | None]:
 
     extra = tuple((key, str(record.get(key) if key in record and key != "config" else _lookup(config, key)))
                   for key in by)
-    seed = design.get("seed", config.get("seed"))
-    return Design(pick("model"), pick("pooling"), pick("attention"), extra), (int(seed) if seed is not None else None)
+    return Design(pick("model"), pick("pooling"), pick("attention"), extra), _seed(design.get("seed", config.get("seed")))
+
+
+def _seed(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):   # absent, or an unresolved interpolation in a Hydra config.yaml
+        return None
 
 
 def _read_json(path: Path):

@@ -229,3 +229,12 @@ def test_analysis_imports_neither_torch_nor_embedgrid(sweep, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "report.md").exists()
+
+
+def test_unfinished_cells_only_on_request(tmp_path):
+    write_cell(tmp_path, "tiny", "eos_last", "causal", 0, {"A": ("STS", 0.5)})
+    write_cell(tmp_path, "tiny", "mean", "causal", 0, {"A": ("STS", 0.7)}, status="partial")
+    assert set(collect(tmp_path).scores["pooling"]) == {"eos_last"}
+    both = collect(tmp_path, include_unfinished=True)
+    assert set(both.scores["pooling"]) == {"eos_last", "mean"}
+    assert [p.kind for p in both.problems] == ["partial"]   # still listed as unfinished
