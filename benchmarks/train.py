@@ -109,10 +109,10 @@ def time_sentence_transformers(model: str, rows, batch: int, steps: int, max_len
 
     path = resolve_checkpoint(CHECKPOINTS[model])
     tokenizer_dir = os.path.join(path, "tokenizer")  # offline assets keep it beside config.json (see assets.py)
+    text = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}  # no chat template
     transformer = Transformer(path, tokenizer_name_or_path=tokenizer_dir if os.path.isdir(tokenizer_dir) else None,
                               max_seq_length=max_length, model_kwargs={"dtype": torch.float32},
-                              modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
-                              module_output_name="token_embeddings")
+                              modality_config=text, module_output_name="token_embeddings")
     torch.manual_seed(0)
     st = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")],
                              device="cpu")
@@ -230,7 +230,8 @@ def main(argv=None) -> dict:
     import transformers
 
     result = {
-        "benchmark": "train", "model": args.model, "batch_size": args.batch_size, "timed_steps": steps, "repeats": args.repeats,
+        "benchmark": "train", "model": args.model, "batch_size": args.batch_size, "timed_steps": steps,
+        "repeats": args.repeats,
         "max_length": args.max_length, "threads": args.threads, "hard_negatives": 1, "lora": LORA,
         "seconds_per_step": seconds, "examples_per_s": {k: round(v, 2) for k, v in rate.items()},
         "throughput_ratio": round(ratio, 3), "throughput_goal": 1.0, "throughput_meets_goal": ratio >= 1.0,

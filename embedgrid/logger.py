@@ -42,7 +42,8 @@ class WandbLogger(NullLogger):
                                   tags=list(tags or []), reinit="finish_previous",
                                   settings=wandb.Settings(init_timeout=init_timeout, silent=True))
         except Exception as error:  # noqa: BLE001 - any W&B failure must leave training running
-            log.warning("W&B disabled for this cell: %s: %s", type(error).__name__, error, exc_info=log.isEnabledFor(logging.DEBUG))
+            log.warning("W&B disabled for this cell: %s: %s", type(error).__name__, error,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
 
     def log(self, metrics, step=None):
         if self.run is not None:
