@@ -39,6 +39,7 @@ def eval_settings(name: str, overrides: list[str]) -> dict:
     from omegaconf import OmegaConf
 
     import embedgrid  # noqa: F401  (resolvers)
+    import embedgrid.schema  # noqa: F401  (config schema)
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"eval={name}", *overrides])

@@ -18,6 +18,7 @@ def _compose(overrides):
     from hydra.core.global_hydra import GlobalHydra
 
     import embedgrid  # noqa: F401  (resolvers)
+    import embedgrid.schema  # noqa: F401  (config schema)
 
     GlobalHydra.instance().clear()
     try:
