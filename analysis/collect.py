@@ -78,7 +78,8 @@ def _design(record: dict, by: tuple[str, ...]) -> tuple[Design, int | None]:
 
     extra = tuple((key, str(record.get(key) if key in record and key != "config" else _lookup(config, key)))
                   for key in by)
-    return Design(pick("model"), pick("pooling"), pick("attention"), extra), _seed(design.get("seed", config.get("seed")))
+    seed = _seed(design.get("seed", config.get("seed")))
+    return Design(pick("model"), pick("pooling"), pick("attention"), extra), seed
 
 
 def _seed(value) -> int | None:

@@ -123,7 +123,8 @@ def test_report_lists_problems_and_marks(result, sweep):
     root, _ = sweep
     report = (root / "analysis" / "report.md").read_text()
     for text in ("RuntimeError: CUDA out of memory", "partial", "tiny-never-started", "nan score", "STS1",
-                 "| missing | tiny/mean/causal seed 2", "| mean/causal | 0 (no finished cell) | — |", "## Difference from the baseline (eos_last + causal)",
+                 "| missing | tiny/mean/causal seed 2", "| mean/causal | 0 (no finished cell) | — |",
+                 "## Difference from the baseline (eos_last + causal)",
                  "PairClassification (n=3)", "multipletests(method='holm')", "zero_method=`wilcox`"):
         assert text in report, text
     kinds = [p.kind for p in result.problems]
@@ -201,18 +202,20 @@ def test_duplicates_are_reported_and_split_by_config_key(tmp_path):
     assert "train.lr=0.0001" in split.designs[0].label() + split.designs[1].label()
 
 
-def test_wandb_logging_is_guarded(sweep, tmp_path, monkeypatch):
+def test_wandb_logging_is_guarded(tmp_path, monkeypatch):
     import wandb
 
-    root, _ = sweep
-    result = analyze(root, out_dir=tmp_path / "a", plots=False, presets=["paper"], wandb=True, wandb_mode="disabled")
+    root = tmp_path / "sweep"
+    for pooling in ("eos_last", "mean"):
+        write_cell(root, "tiny", pooling, "causal", 0, {"A": ("STS", 0.5), "B": ("STS", len(pooling) / 10)})
+    result = analyze(root, out_dir=tmp_path / "a", plots=False, wandb=True, wandb_mode="disabled")
     assert result.files["wandb_run"]
 
     def broken(*args, **kwargs):
         raise RuntimeError("no network")
 
     monkeypatch.setattr(wandb, "init", broken)
-    result = analyze(root, out_dir=tmp_path / "b", plots=False, presets=["paper"], wandb=True)
+    result = analyze(root, out_dir=tmp_path / "b", plots=False, wandb=True)
     assert result.files["wandb_run"] is None and (tmp_path / "b" / "report.md").exists()
 
 
