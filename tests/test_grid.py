@@ -49,6 +49,7 @@ def test_paper_grid_runs_five_designs_then_skips_and_dry_run_shows_done(tmp_path
         assert record["train"]["steps"] == 3
         assert "LeeDocumentSTS" in json.loads((sweep / name / "scores.json").read_text())
     assert "5 done, 0 skipped, 0 partial, 0 failed" in first.stdout
+    assert f"analysis: python -m analysis {sweep}" in first.stdout, "the analysis runs after the sweep"
     summary = json.loads((sweep / "summary.json").read_text())
     assert summary["counts"]["done"] == 5
 
