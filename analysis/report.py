@@ -149,10 +149,10 @@ def render(result) -> str:
         f"correction={settings.correction}) paired by task over seed-averaged main scores, differences rounded to "
         f"{settings.decimals} decimals; Holm (`statsmodels multipletests(method='holm')`) within each "
         f"`{cfg.family}` family; α = {settings.alpha:g}; effect size = matched-pairs rank-biserial "
-        f"(R+ − R−)/(R+ + R−); HL = Hodges–Lehmann median of Walsh averages. NaN scores are excluded from "
-        f"every "
-        f"test (listed under Problems). An exact two-sided test over n non-zero differences cannot give p below "
-        f"2/2^n, so n ≤ 5 can never reach p < 0.05 (marked {UNREACHABLE_MARK}).",
+        f"(R+ − R−)/(R+ + R−); HL = Hodges–Lehmann median of Walsh averages. NaN scores (listed under "
+        f"Problems) never enter a test: a task keeps the mean of its finite seeds, or drops out if it has none. "
+        f"An exact two-sided test over n non-zero differences cannot give p below 2/2^n, so n ≤ 5 can never "
+        f"reach p < 0.05 (marked {UNREACHABLE_MARK}).",
         "",
         "## Scores by category",
         "",
