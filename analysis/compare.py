@@ -13,7 +13,8 @@ from analysis.tables import ordered_categories
 ALL_TASKS = "All tasks"
 FAMILIES = ("comparison", "category", "all")
 STATS_COLUMNS = ["comparison", "family", "family_size", "category", "reference", "candidate", "n", "n_nonzero", "W",
-                 "p", "p_holm", "reject_holm", "significant_raw", "rank_biserial", "median_diff", "mean_diff",
+                 "p", "p_holm", "reject_holm", "significant_raw", "rank_biserial", "median_diff", "median_ci_low",
+                 "median_ci_high", "mean_diff",
                  "hodges_lehmann", "r_plus", "r_minus", "min_p", "p_unreachable", "alternative", "zero_method",
                  "method", "alpha", "excluded_tasks", "notes"]
 

@@ -34,6 +34,13 @@ def fmt_p(value) -> str:
     return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
 
 
+def median_with_ci(row) -> str:
+    text = fmt(row["median_diff"], signed=True)
+    if not math.isnan(row["median_ci_low"]):
+        text += f" [{fmt(row['median_ci_low'], signed=True)}, {fmt(row['median_ci_high'], signed=True)}]"
+    return text
+
+
 def marks(row) -> str:
     out = RAW_MARK if row["significant_raw"] else ""
     out += HOLM_MARK if row["reject_holm"] else ""
@@ -106,8 +113,8 @@ def comparison_section(stats: pd.DataFrame, preset: str) -> str:
     rows = stats[stats["comparison"] == preset]
     if rows.empty:
         return "_No pair of this comparison has scores in this sweep._"
-    header = ["category", "reference", "candidate", "n", "W", "p", "p (Holm)", "rank-biserial", "median Δ",
-              "HL Δ", "note"]
+    header = ["category", "reference", "candidate", "n", "W", "p", "p (Holm)", "rank-biserial",
+              "median Δ [95% CI]", "HL Δ", "note"]
     body = []
     for _, r in rows.iterrows():
         note = "; ".join(x for x in (r["notes"], f"excluded: {r['excluded_tasks']}" if r["excluded_tasks"] else "")
@@ -115,7 +122,7 @@ def comparison_section(stats: pd.DataFrame, preset: str) -> str:
         body.append([r["category"], r["reference"], r["candidate"], r["n"], fmt(r["W"], 1),
                      fmt_p(r["p"]) + (RAW_MARK if r["significant_raw"] else ""),
                      fmt_p(r["p_holm"]) + (HOLM_MARK if r["reject_holm"] else ""), fmt(r["rank_biserial"], 3),
-                     fmt(r["median_diff"], signed=True), fmt(r["hodges_lehmann"], signed=True), note])
+                     median_with_ci(r), fmt(r["hodges_lehmann"], signed=True), note])
     family = rows["family"].iloc[0]
     size = int(rows["family_size"].max())
     return f"Holm family: `{family}` ({size} test(s) with a p-value).\n\n" + markdown_table(header, body)
@@ -149,7 +156,8 @@ def render(result) -> str:
         f"correction={settings.correction}) paired by task over seed-averaged main scores, differences rounded to "
         f"{settings.decimals} decimals; Holm (`statsmodels multipletests(method='holm')`) within each "
         f"`{cfg.family}` family; α = {settings.alpha:g}; effect size = matched-pairs rank-biserial "
-        f"(R+ − R−)/(R+ + R−); HL = Hodges–Lehmann median of Walsh averages. NaN scores (listed under "
+        f"(R+ − R−)/(R+ + R−) with the median difference and its 95% percentile-bootstrap CI over tasks "
+        f"(2,000 resamples, n ≥ 3); HL = Hodges–Lehmann median of Walsh averages. NaN scores (listed under "
         f"Problems) never enter a test: a task keeps the mean of its finite seeds, or drops out if it has none. "
         f"An exact two-sided test over n non-zero differences cannot give p below 2/2^n, so n ≤ 5 can never "
         f"reach p < 0.05 (marked {UNREACHABLE_MARK}).",

@@ -49,6 +49,8 @@ class PairedResult:
     r_minus: float
     rank_biserial: float      # (R+ − R-) / (R+ + R-), in [-1, 1]; > 0: candidate better
     median_diff: float
+    median_ci_low: float      # 95% percentile-bootstrap CI of the median difference over datasets (n ≥ 3)
+    median_ci_high: float
     mean_diff: float
     hodges_lehmann: float     # median of the Walsh averages of the differences
     min_p: float              # smallest p an exact test can give with these n: 2/2^n two-sided, 1/2^n one-sided
@@ -97,6 +99,18 @@ def hodges_lehmann(d: np.ndarray) -> float:
     return float(np.median((d[i] + d[j]) / 2))
 
 
+def median_ci(d: np.ndarray, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap over datasets (fixed seed: the same tables give the same CI); NaN below 3 datasets."""
+    from scipy.stats import bootstrap
+
+    d = np.asarray(d, dtype=float)
+    if d.size < 3 or np.all(d == d[0]):
+        return (float(d[0]), float(d[0])) if d.size >= 3 else (math.nan, math.nan)
+    result = bootstrap((d,), np.median, confidence_level=confidence, n_resamples=resamples, method="percentile",
+                       rng=np.random.default_rng(seed), vectorized=True)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def min_p_value(n: int, alternative: str = "two-sided") -> float:
     """Floor of the exact signed-rank p with n non-zero differences (all signs agreeing)."""
     return min(1.0, (2.0 if alternative == "two-sided" else 1.0) / 2.0 ** n)
@@ -134,10 +148,12 @@ def paired_wilcoxon(x, y, settings: WilcoxonSettings = WilcoxonSettings()) -> Pa
             notes.append(f"scipy.stats.wilcoxon: {error}")
     if min_p >= settings.alpha:
         notes.append(f"p < {settings.alpha:g} unreachable with {n_eff} pair(s) in the test (min p = {min_p:.4g})")
+    ci_low, ci_high = median_ci(d)
     return PairedResult(
         n=n, n_nonzero=n_nonzero, W=W, p=p, r_plus=r_plus, r_minus=r_minus,
         rank_biserial=(r_plus - r_minus) / (r_plus + r_minus) if r_plus + r_minus > 0 else (0.0 if n else math.nan),
-        median_diff=float(np.median(d)) if n else math.nan, mean_diff=float(np.mean(d)) if n else math.nan,
+        median_diff=float(np.median(d)) if n else math.nan, median_ci_low=ci_low, median_ci_high=ci_high,
+        mean_diff=float(np.mean(d)) if n else math.nan,
         hodges_lehmann=hodges_lehmann(d), min_p=min_p, p_unreachable=min_p >= settings.alpha, notes=notes)
 
 

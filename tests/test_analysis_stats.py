@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import wilcoxon
 from statsmodels.stats.multitest import multipletests
 
-from analysis.stats import (WilcoxonSettings, differences, friedman, hodges_lehmann, holm, min_p_value,
+from analysis.stats import (WilcoxonSettings, differences, friedman, hodges_lehmann, holm, median_ci, min_p_value,
                             paired_wilcoxon, rank_biserial, signed_rank_sums)
 
 
@@ -121,3 +121,14 @@ def test_settings_name_the_valid_choices():
         WilcoxonSettings(zero_method="zero")
     with pytest.raises(ValueError, match="two-sided"):
         WilcoxonSettings(alternative="both")
+
+
+def test_median_bootstrap_ci_is_reproducible_and_covers_the_median():
+    d = np.array([0.01, 0.02, -0.005, 0.03, 0.0, 0.015, 0.012])
+    low, high = median_ci(d)
+    assert low <= np.median(d) <= high and low < high
+    assert median_ci(d) == (low, high)                       # fixed bootstrap seed
+    assert all(math.isnan(v) for v in median_ci(d[:2]))      # fewer than 3 datasets: no CI
+    assert median_ci(np.full(4, 0.01)) == (0.01, 0.01)       # no spread
+    result = paired_wilcoxon(d, np.zeros_like(d))
+    assert (result.median_ci_low, result.median_ci_high) == (low, high)
