@@ -81,7 +81,7 @@ def test_requeued_cell_resumes_from_checkpoint_in_the_same_wandb_run(tmp_path, s
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         cell = Path(_wait(lambda: next(iter(sweep.glob("tiny-*/cell.json")), None), 180, "the cell to start")).parent
-        at_requeue = _wait(lambda: _checkpoint_step(cell) >= 10 and _checkpoint_step(cell), 180, "a checkpoint")
+        at_requeue = _wait(lambda: _checkpoint_step(cell) >= 5 and _checkpoint_step(cell), 180, "a checkpoint")
         assert at_requeue < steps, "training finished before the requeue: raise max_steps"
         [job] = _wait(lambda: subprocess.run(["squeue", "-h", "-o", "%i"], env=slurm_env, capture_output=True,
                                              text=True).stdout.split(), 30, "the job id")
