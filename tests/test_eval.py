@@ -109,6 +109,9 @@ def test_full_task_sizes_match_the_sources():
         task = OFFLINE_TASKS[name]()
         task.load_data()
         assert task.dataset["test"].num_rows == size, name
+    posts = OFFLINE_TASKS["MiniNewsgroupsClustering"]()
+    posts.load_data()
+    assert not any(text.startswith(("Newsgroups:", "From:", "Path:")) for text in posts.dataset["test"]["sentences"])
 
 
 def test_wordnet_tasks_use_only_heldout_synsets():

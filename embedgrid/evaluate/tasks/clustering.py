@@ -71,10 +71,10 @@ class RottenTomatoesMovieClustering(_OfflineClustering):
 class MiniNewsgroupsClustering(_OfflineClustering):
     metadata = task_metadata(
         name="MiniNewsgroupsClustering",
-        description="200 20-Newsgroups posts (alt.atheism / sci.space, 100 each; headers included) from gensim's "
-                    "test data, clustered by newsgroup.",
+        description="200 20-Newsgroups posts (alt.atheism / sci.space, 100 each; bodies only, the headers name "
+                    "the newsgroup) from gensim's test data, clustered by newsgroup.",
         reference="http://qwone.com/~jason/20Newsgroups/",
-        dataset={"path": "gensim/test/test_data/mini_newsgroup", "revision": "gensim-4.4.0"},
+        dataset={"path": "gensim/test/test_data/mini_newsgroup", "revision": "gensim-4.4.0-bodies"},
         type="Clustering", main_score="v_measure", date=("1993-01-01", "1993-12-31"),
         domains=["Web", "Written"], license="lgpl", annotations_creators="derived",
         task_subtypes=["Thematic clustering"],

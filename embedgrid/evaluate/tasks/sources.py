@@ -64,8 +64,10 @@ class _BunchUnpickler(pickle.Unpickler):
 
 
 def mini_newsgroup() -> list[tuple[str, str]]:
-    """gensim's 200-post 20 Newsgroups excerpt (alt.atheism / sci.space): (post, newsgroup)."""
+    """gensim's 200-post 20 Newsgroups excerpt (alt.atheism / sci.space): (post body, newsgroup).
+
+    The header block is dropped: its "Newsgroups:" line names the label."""
     raw = zlib.decompress(data_file("gensim", "test/test_data/mini_newsgroup").read_bytes())
     bunch = _BunchUnpickler(io.BytesIO(raw), encoding="latin1").load()
     names = [str(n) for n in bunch["target_names"]]
-    return [(str(text), names[int(t)]) for text, t in zip(bunch["data"], bunch["target"])]
+    return [(str(text).partition("\n\n")[2].strip(), names[int(t)]) for text, t in zip(bunch["data"], bunch["target"])]
