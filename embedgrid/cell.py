@@ -10,8 +10,10 @@ A finished cell is skipped; a partial one resumes; a directory holding another c
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,33 @@ DONE, PARTIAL, NEW, FAILED, RUNNING = "done", "partial", "new", "failed", "runni
 
 class CellConflict(RuntimeError):
     """The cell directory holds results of a different configuration."""
+
+
+class CellBusy(RuntimeError):
+    """Another process is running this cell (two sweeps over one directory, or a relaunch while one runs)."""
+
+
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def cell_lock(cell_dir: Path):
+    """Exclusive lock on the cell for the lifetime of a run; released by the kernel if the process dies."""
+    import fcntl
+
+    with open(cell_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise CellBusy(f"{cell_dir} is being run by another process (pid {holder}); wait for it or stop it "
+                           "before launching this cell again") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
 
 
 @dataclass
@@ -112,6 +141,11 @@ def run(cfg: DictConfig, cell_dir: str | Path) -> CellOutcome:
     """Run (or skip, or resume) the cell described by ``cfg`` in ``cell_dir``. Failures are recorded, then raised."""
     cell_dir = Path(cell_dir)
     cell_dir.mkdir(parents=True, exist_ok=True)
+    with cell_lock(cell_dir):
+        return _run_locked(cfg, cell_dir)
+
+
+def _run_locked(cfg: DictConfig, cell_dir: Path) -> CellOutcome:
     _check_same_config(cell_dir, cfg)
     state = cell_state(cell_dir, cfg)
     if state == DONE:

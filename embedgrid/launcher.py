@@ -46,11 +46,10 @@ def run_cell(cfg: DictConfig):
     except Exception as error:
         if is_preemption(error):
             # Checkpoint written, cell.json says partial. In a submitit job, leave without a result so SLURM's
-            # requeue (or submitit's) reruns this cell, which resumes; elsewhere stop the whole sweep.
+            # requeue (or submitit's) reruns this cell, which resumes; in-process, stop the whole sweep: Hydra's
+            # basic launcher records an Exception and goes on to the next cell, but lets SystemExit through.
             log.warning("cell %s preempted: %s", cell_dir, error)
-            if in_submitit_job():
-                raise SystemExit(f"preempted: {error}") from None
-            raise
+            raise SystemExit(f"preempted: {error}") from None
         if not multirun:
             raise
         log.error("cell %s failed: %s: %s (recorded in cell.json)", cell_dir, type(error).__name__, error)

@@ -37,3 +37,39 @@ def test_sigterm_during_a_cell_checkpoints_and_the_relaunch_resumes(compose, tmp
     record = json.loads((tmp_path / "cell.json").read_text())
     assert outcome.status == "done" and record["attempts"] == 2
     assert record["train"]["start_step"] == 3 and record["train"]["steps"] == 8
+
+
+def test_a_cell_run_by_another_process_is_refused_untouched(compose, tmp_path):
+    import fcntl
+
+    from embedgrid.cell import LOCK_FILE, CellBusy, run
+
+    cfg = compose(TINY)
+    with open(tmp_path / LOCK_FILE, "w") as held:  # what a second sweep over the same directory would meet
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242\n")
+        held.flush()
+        with pytest.raises(CellBusy, match="pid 4242"):
+            run(cfg, tmp_path)
+    assert not (tmp_path / "cell.json").exists(), "a refused run must not write the other run's cell.json"
+
+
+def test_preempted_cell_stops_an_in_process_sweep(monkeypatch):
+    """Hydra's basic launcher records an Exception and moves to the next cell; a preemption must end the sweep."""
+    import embedgrid.cell
+    import embedgrid.launcher as launcher
+    from embedgrid.train.loop import Preempted
+
+    from omegaconf import OmegaConf
+
+    fake_hydra = OmegaConf.create({"runtime": {"output_dir": "/nonexistent/cell"},
+                                   "mode": launcher.RunMode.MULTIRUN, "launcher": {}})
+
+    def preempted(cfg, cell_dir):
+        raise Preempted("stopped at step 2/4")
+
+    monkeypatch.setattr(launcher.HydraConfig, "get", staticmethod(lambda: fake_hydra))
+    monkeypatch.setattr(embedgrid.cell, "run", preempted)
+
+    with pytest.raises(SystemExit, match="preempted"):
+        launcher.run_cell(OmegaConf.create({"dry_run": False, "threads": 1}))
