@@ -139,6 +139,11 @@ def _check_same_config(cell_dir: Path, cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig, cell_dir: str | Path) -> CellOutcome:
     """Run (or skip, or resume) the cell described by ``cfg`` in ``cell_dir``. Failures are recorded, then raised."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        # Every rank would record, save and evaluate the same cell; fit() itself is data-parallel (README).
+        raise NotImplementedError("a cell runs as one process; for data-parallel training call "
+                                  "embedgrid.train.distributed.init_from_env() and fit() from your own script "
+                                  "(README, Training: Several processes)")
     cell_dir = Path(cell_dir)
     cell_dir.mkdir(parents=True, exist_ok=True)
     with cell_lock(cell_dir):

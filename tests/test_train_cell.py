@@ -73,3 +73,12 @@ def test_preempted_cell_stops_an_in_process_sweep(monkeypatch):
 
     with pytest.raises(SystemExit, match="preempted"):
         launcher.run_cell(OmegaConf.create({"dry_run": False, "threads": 1}))
+
+
+def test_a_multi_process_launch_of_a_cell_is_refused_clearly(compose, tmp_path, monkeypatch):
+    from embedgrid.cell import run
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(NotImplementedError, match="init_from_env"):
+        run(compose(TINY), tmp_path)
+    assert not (tmp_path / "cell.json").exists()
