@@ -71,10 +71,10 @@ class RottenTomatoesClassification(_OfflineClassification):
     )
 
     def train_test(self):
-        rows = [(r["text"], r["category"]) for r in sources.rotten_tomatoes() if r["category"] != "plot"]
-        movies = [r["movie_name"] for r in sources.rotten_tomatoes() if r["category"] != "plot"]
-        test = [row for row, movie in zip(rows, movies) if in_test_split(movie)]
-        train = [row for row, movie in zip(rows, movies) if not in_test_split(movie)]
+        train, test = [], []
+        for r in sources.rotten_tomatoes():
+            if r["category"] != "plot":
+                (test if in_test_split(r["movie_name"]) else train).append((r["text"], r["category"]))
         return train, test
 
 
