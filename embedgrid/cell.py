@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +67,7 @@ class CellOutcome:
     scores: dict | None = None
     error: str | None = None
     skipped: bool = False
+    rank: int = 0  # under several processes every rank returns the outcome; rank 0 is the one to report
 
 
 def cell_state(cell_dir: Path, cfg: DictConfig | None = None) -> str:
@@ -138,45 +139,62 @@ def _check_same_config(cell_dir: Path, cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig, cell_dir: str | Path) -> CellOutcome:
-    """Run (or skip, or resume) the cell described by ``cfg`` in ``cell_dir``. Failures are recorded, then raised."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        # Every rank would record, save and evaluate the same cell; fit() itself is data-parallel (README).
-        raise NotImplementedError("a cell runs as one process; for data-parallel training call "
-                                  "embedgrid.train.distributed.init_from_env() and fit() from your own script "
-                                  "(README, Training: Several processes)")
+    """Run (or skip, or resume) the cell described by ``cfg`` in ``cell_dir``. Failures are recorded, then raised.
+
+    Launched with several processes (torchrun, or several SLURM tasks) every rank calls this: all ranks train,
+    data parallel with negatives spanning ranks, while rank 0 alone holds the lock, writes ``cell.json``, saves
+    the model and evaluates; every rank returns the same scores.
+    """
+    from embedgrid.train.distributed import init_from_env, run_on_main
+
+    world = init_from_env()
     cell_dir = Path(cell_dir)
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    with cell_lock(cell_dir):
-        return _run_locked(cfg, cell_dir)
+    with ExitStack() as held:
+        def claim() -> dict:
+            cell_dir.mkdir(parents=True, exist_ok=True)
+            held.enter_context(cell_lock(cell_dir))
+            return _claim(cfg, cell_dir)
+
+        plan = run_on_main(claim, world)
+        if plan["state"] == DONE:
+            return CellOutcome(cell_dir, DONE, plan["scores"], skipped=True, rank=world.rank)
+        return _run_claimed(cfg, cell_dir, plan, world)
 
 
-def _run_locked(cfg: DictConfig, cell_dir: Path) -> CellOutcome:
+def _claim(cfg: DictConfig, cell_dir: Path) -> dict:
+    """Rank 0, under the lock: refuse another config's directory, skip a done cell, else mark it running."""
+    from embedgrid.encoder import SPEC_FILE
+
     _check_same_config(cell_dir, cfg)
     state = cell_state(cell_dir, cfg)
     if state == DONE:
         log.info("cell %s is done; skipping", cell_dir)
-        return CellOutcome(cell_dir, DONE, read_json(cell_dir / SCORES_FILE), skipped=True)
+        return {"state": DONE, "scores": read_json(cell_dir / SCORES_FILE)}
     record = read_json(cell_dir / CELL_FILE, {}) or {}
-    attempt = int(record.get("attempts", 0)) + 1
     started = time.time()
-    _record(cell_dir, cfg, status=RUNNING, attempts=attempt, started_at=started, error=None)
-    logger = None
+    _record(cell_dir, cfg, status=RUNNING, attempts=int(record.get("attempts", 0)) + 1, started_at=started,
+            error=None)
+    return {"state": state, "started": started, "trained": (cell_dir / MODEL_DIR / SPEC_FILE).exists()}
+
+
+def _run_claimed(cfg: DictConfig, cell_dir: Path, plan: dict, world) -> CellOutcome:
+    from embedgrid.logger import NullLogger
+    from embedgrid.train.distributed import run_on_main
+
+    started, logger = plan["started"], None
     try:
         device = _setup_runtime(cfg)
-        logger = _make_logger(cfg, cell_dir)
-        scores, summary = _train_and_evaluate(cfg, cell_dir, device, logger)
-        write_json(cell_dir / SCORES_FILE, scores)
-        logger.summary({f"eval/{task}": s["main_score"] for task, s in scores.items()})
-        _record(cell_dir, cfg, status=DONE, finished_at=time.time(), seconds=round(time.time() - started, 2),
-                **summary)
-        logger.finish(0)
-        return CellOutcome(cell_dir, DONE, scores)
+        logger = _make_logger(cfg, cell_dir) if world.is_main else NullLogger()
+        encoder, summary = _trained_encoder(cfg, cell_dir, device, logger, world, trained=plan["trained"])
+        scores = run_on_main(lambda: _evaluate_and_record(cfg, cell_dir, encoder, summary, logger, started), world)
+        return CellOutcome(cell_dir, DONE, scores, rank=world.rank)
     except BaseException as error:
         from embedgrid.train.loop import Preempted
 
-        status = PARTIAL if isinstance(error, (Preempted, KeyboardInterrupt)) else FAILED
-        _record(cell_dir, cfg, status=status, error=f"{type(error).__name__}: {error}",
-                traceback=traceback.format_exc(), seconds=round(time.time() - started, 2))
+        if world.is_main:
+            status = PARTIAL if isinstance(error, (Preempted, KeyboardInterrupt)) else FAILED
+            _record(cell_dir, cfg, status=status, error=f"{type(error).__name__}: {error}",
+                    traceback=traceback.format_exc(), seconds=round(time.time() - started, 2))
         if logger is not None:
             logger.finish(1)
         raise
@@ -200,20 +218,23 @@ def wandb_run_id(cfg: DictConfig) -> str:
     return hashlib.sha256(f"{cfg.grid}/{cell_name(cfg)}".encode()).hexdigest()[:24]
 
 
-def _train_and_evaluate(cfg: DictConfig, cell_dir: Path, device: str, logger) -> tuple[dict, dict]:
+def _trained_encoder(cfg: DictConfig, cell_dir: Path, device: str, logger, world, trained: bool):
+    """The cell's encoder after training (built and trained, resumed, or loaded from ``model/``) + a summary.
+
+    Every rank trains; rank 0 saves the model. When ``model/`` already exists only rank 0 needs the encoder.
+    """
     from hydra.utils import instantiate
 
-    from embedgrid.encoder import SPEC_FILE, build_encoder, load_encoder
-    from embedgrid.evaluate.run import evaluate_encoder
+    from embedgrid.encoder import build_encoder, load_encoder
     from embedgrid.train.config import TrainConfig
+    from embedgrid.train.distributed import all_mean
     from embedgrid.train.loop import fit
 
     model_dir = cell_dir / MODEL_DIR
-    timings, summary = {}, {}
-    t0 = time.perf_counter()
-    if (model_dir / SPEC_FILE).exists():
+    summary, t0 = {}, time.perf_counter()
+    if trained:
         log.info("trained model found in %s; evaluation only", model_dir)
-        encoder = load_encoder(model_dir, device=device)
+        encoder = load_encoder(model_dir, device=device) if world.is_main else None
         summary["train"] = (read_json(cell_dir / CELL_FILE, {}) or {}).get("train")
     else:
         encoder = build_encoder(encoder_spec(cfg)).to(device)
@@ -226,19 +247,30 @@ def _train_and_evaluate(cfg: DictConfig, cell_dir: Path, device: str, logger) ->
             with StopSignals() as stop:  # SIGTERM/SIGUSR1: checkpoint, then Preempted (cell stays partial)
                 summary["train"] = fit(encoder, rows, train_cfg, seed=int(cfg.seed),
                                        checkpoint_dir=cell_dir / CHECKPOINT_DIR, logger=logger, should_stop=stop)
-            summary["train"]["truncated_texts"] = encoder.truncated
-            _record(cell_dir, cfg, train=summary["train"])
+            summary["train"]["truncated_texts"] = round(all_mean(encoder.truncated, world) * world.size)
+            if world.is_main:
+                _record(cell_dir, cfg, train=summary["train"])
         else:
             summary["train"] = {"steps": 0, "note": "zero-shot: untrained backbone with this pooling"}
-        encoder.save(model_dir)
-    timings["build_and_train_s"] = round(time.perf_counter() - t0, 2)
+        if world.is_main:
+            encoder.save(model_dir)
+    summary["timings"] = {"build_and_train_s": round(time.perf_counter() - t0, 2)}
+    return encoder, summary
+
+
+def _evaluate_and_record(cfg: DictConfig, cell_dir: Path, encoder, summary: dict, logger, started: float) -> dict:
+    """Rank 0: evaluate the trained encoder, write scores.json and the finished cell.json; returns the scores."""
+    from embedgrid.evaluate.run import evaluate_encoder
+
     summary["pooling_parameters"] = encoder.pooling.num_parameters
     summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
-
     t1 = time.perf_counter()
     scores, summary["category_scores"] = evaluate_encoder(
         encoder, OmegaConf.to_container(cfg.eval, resolve=True), cell_dir, name=f"embedgrid/{cell_name(cfg)}",
         revision=config_hash(cfg))
-    timings["eval_s"] = round(time.perf_counter() - t1, 2)
-    summary["timings"] = timings
-    return scores, summary
+    summary["timings"]["eval_s"] = round(time.perf_counter() - t1, 2)
+    write_json(cell_dir / SCORES_FILE, scores)
+    logger.summary({f"eval/{task}": s["main_score"] for task, s in scores.items()})
+    _record(cell_dir, cfg, status=DONE, finished_at=time.time(), seconds=round(time.time() - started, 2), **summary)
+    logger.finish(0)
+    return scores

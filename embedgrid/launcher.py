@@ -54,8 +54,9 @@ def run_cell(cfg: DictConfig):
             raise
         log.error("cell %s failed: %s: %s (recorded in cell.json)", cell_dir, type(error).__name__, error)
         return {"cell_dir": cell_dir, "status": "failed", "error": f"{type(error).__name__}: {error}"}
-    print(f"\ncell: {outcome.cell_dir}  ({'skipped, already done' if outcome.skipped else outcome.status})")
-    print(json.dumps(outcome.scores, indent=2), file=sys.stdout, flush=True)
+    if outcome.rank == 0:  # several processes: one report, not one per rank
+        print(f"\ncell: {outcome.cell_dir}  ({'skipped, already done' if outcome.skipped else outcome.status})")
+        print(json.dumps(outcome.scores, indent=2), file=sys.stdout, flush=True)
     return {"cell_dir": str(outcome.cell_dir), "status": outcome.status, "skipped": outcome.skipped}
 
 

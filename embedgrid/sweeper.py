@@ -12,6 +12,7 @@ Hydra has no hook for this: callbacks swallow exceptions and never see job retur
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -114,9 +115,10 @@ class GridSweeper(BasicSweeper):
             for cell, result in zip(batch, results):
                 collect(cell, result)
             returns.append(results)
-        summary = summarize(cells, sweep_dir)
-        if self.config.get("analyze", False):
-            run_analysis(sweep_dir, summary)
+        if int(os.environ.get("RANK", "0")) == 0:  # `torchrun ... -m`: every rank sweeps, one summarizes
+            summary = summarize(cells, sweep_dir)
+            if self.config.get("analyze", False):
+                run_analysis(sweep_dir, summary)
         failed = [c for c in cells if c.status == "failed"]
         if failed:
             raise GridFailed(f"{len(failed)} of {len(cells)} cells failed (error + traceback in each cell.json): "

@@ -53,6 +53,21 @@ def test_paper_grid_then_2x2_on_slurm(tmp_path, slurm_env):
             assert -1 <= scores["LeeDocumentSTS"]["main_score"] <= 1
 
 
+@pytest.mark.slow
+def test_a_cell_on_two_slurm_tasks_trains_data_parallel(tmp_path, slurm_env):
+    """tasks_per_node=2: submitit starts the cell on both tasks; they join one gloo group from SLURM's variables,
+    train on halves of each global batch, and rank 0 alone records the cell."""
+    sweep = tmp_path / "tasks"
+    proc = launch(["-m", *GRID, *SLURM, "train.batch_size=8", "hydra.launcher.tasks_per_node=2",
+                   f"hydra.sweep.dir={sweep}", "analyze=false"], slurm_env)
+    assert "1 done, 0 skipped" in proc.stdout
+    (record,) = cell_records(sweep).values()
+    assert record["status"] == "done" and record["attempts"] == 1
+    assert record["train"]["world_size"] == 2
+    meta = json.loads(next(sweep.glob("*/checkpoints/last/meta.json")).read_text())
+    assert meta["world_size"] == 2 and meta["step"] == record["train"]["steps"]
+
+
 def _wait(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

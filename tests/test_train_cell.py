@@ -75,10 +75,45 @@ def test_preempted_cell_stops_an_in_process_sweep(monkeypatch):
         launcher.run_cell(OmegaConf.create({"dry_run": False, "threads": 1}))
 
 
-def test_a_multi_process_launch_of_a_cell_is_refused_clearly(compose, tmp_path, monkeypatch):
-    from embedgrid.cell import run
+def _torchrun_launch(args, env, processes=2):
+    import subprocess
+    import sys
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(NotImplementedError, match="init_from_env"):
-        run(compose(TINY), tmp_path)
-    assert not (tmp_path / "cell.json").exists()
+    from tests.conftest import ROOT
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+               str(ROOT / "launch.py"), *args]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise AssertionError(f"torchrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.mark.slow
+def test_a_cell_launched_on_two_processes_trains_data_parallel_and_records_once(tmp_path, launch_env):
+    """`torchrun --nproc-per-node=2 launch.py`: each rank trains on half of every global batch (gloo); rank 0
+    alone records, saves and evaluates. The weights and scores equal a one-process run of the same cell."""
+    from safetensors.torch import load_file
+
+    from tests.test_launch_e2e import launch
+
+    cell = [*TINY, "train.batch_size=8", "lora.dropout=0"]  # dropout masks are per rank: compare without them
+    launch([*cell, f"hydra.run.dir={tmp_path / 'one'}"], launch_env)
+    proc = _torchrun_launch([*cell, f"hydra.run.dir={tmp_path / 'two'}"], launch_env)
+    assert proc.stdout.count("cell: ") == 1, "one report, from rank 0"
+
+    one, two = (json.loads((tmp_path / run / "cell.json").read_text()) for run in ("one", "two"))
+    assert two["status"] == "done" and two["attempts"] == 1
+    assert two["train"]["world_size"] == 2 and one["train"]["world_size"] == 1
+    assert two["train"]["final_loss"] == pytest.approx(one["train"]["final_loss"], rel=1e-5)
+    for name in ("adapter/adapter_model.safetensors", "pooling.safetensors"):
+        a, b = (load_file(tmp_path / run / "model" / name) for run in ("one", "two"))
+        assert a.keys() == b.keys()
+        assert max((float((a[k] - b[k]).abs().max()) for k in a), default=0.0) <= 1e-5, name
+    scores = [json.loads((tmp_path / run / "scores.json").read_text()) for run in ("one", "two")]
+    assert scores[1]["LeeDocumentSTS"]["main_score"] == pytest.approx(scores[0]["LeeDocumentSTS"]["main_score"],
+                                                                      abs=1e-4)
+
+    again = _torchrun_launch([*cell, f"hydra.run.dir={tmp_path / 'two'}"], launch_env)
+    assert again.stdout.count("skipped, already done") == 1
+    assert json.loads((tmp_path / "two" / "cell.json").read_text())["attempts"] == 1

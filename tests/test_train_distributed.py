@@ -91,3 +91,38 @@ def test_local_rows_partition_the_global_batch():
     parts = [local_rows(rows, cfg, 4, 1, World(r, 3)) for r in range(3)]
     assert [len(p) for p in parts] == [2, 2, 2]
     assert sum(parts, []) == batch_rows(rows, 6, 4, 1)
+
+
+def _hand_off_worker(rank: int, init_file: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from embedgrid.train.distributed import RankZeroFailed, current_world, run_on_main
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    world, seen = current_world(), {}
+    try:
+        seen["value"] = run_on_main(lambda: {"from": world.rank}, world)
+
+        def fail_on_rank_zero():
+            raise ValueError("disk full")
+
+        try:
+            run_on_main(fail_on_rank_zero, world)
+        except (ValueError, RankZeroFailed) as error:
+            seen["error"] = f"{type(error).__name__}: {error}"
+        torch.save(seen, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_work_done_by_rank_zero_reaches_every_rank_and_so_does_its_failure(tmp_path):
+    """run_on_main: rank 0 alone runs the work; the others get its result, or an error naming its failure
+    instead of waiting forever in a collective rank 0 never joins."""
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "seen"
+    mp.spawn(_hand_off_worker, args=(str(tmp_path / "init"), str(out)), nprocs=WORLD, join=True)
+    ranks = [torch.load(f"{out}.{rank}", weights_only=True) for rank in range(WORLD)]
+    assert [r["value"] for r in ranks] == [{"from": 0}] * WORLD
+    assert ranks[0]["error"] == "ValueError: disk full"
+    assert ranks[1]["error"] == "RankZeroFailed: rank 0 failed: ValueError: disk full"

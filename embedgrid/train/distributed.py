@@ -10,11 +10,21 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 log = logging.getLogger(__name__)
+
+# Rank 0 alone evaluates a cell (hours for the paper suite on a 7B model) while the other ranks wait for its
+# outcome; the default collective timeout (10-30 min) would kill them, so cell-level hand-offs use their own group.
+CONTROL_TIMEOUT = timedelta(hours=72)
+_control_group = None
+
+
+class RankZeroFailed(RuntimeError):
+    """Raised on ranks > 0 when the work rank 0 did for all of them failed (rank 0 raises the original error)."""
 
 
 @dataclass(frozen=True)
@@ -123,3 +133,41 @@ def any_rank(flag: bool, world: World) -> bool:
 def barrier(world: World) -> None:
     if world.enabled:
         dist.barrier()
+
+
+def broadcast_parameters(params: list[torch.nn.Parameter], world: World) -> None:
+    """Give every rank rank 0's values (as DDP does at start), so ranks never train from different inits."""
+    if not world.enabled:
+        return
+    with torch.no_grad():
+        for p in params:
+            dist.broadcast(p.data, src=0)
+
+
+def _control():
+    global _control_group
+    if _control_group is None:  # collective: every rank reaches its first run_on_main at the same point
+        _control_group = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
+    return _control_group
+
+
+def run_on_main(work, world: World):
+    """Run ``work()`` on rank 0 only and return its result on every rank.
+
+    If it raises, rank 0 re-raises the error and every other rank raises ``RankZeroFailed`` naming it, so no
+    rank is left waiting in a collective that rank 0 will never join.
+    """
+    if not world.enabled:
+        return work()
+    message = [None]
+    if world.is_main:
+        try:
+            message = [("ok", work())]
+        except BaseException as error:
+            dist.broadcast_object_list([("error", f"{type(error).__name__}: {error}")], src=0, group=_control())
+            raise
+    dist.broadcast_object_list(message, src=0, group=_control())
+    kind, value = message[0]
+    if kind == "error":
+        raise RankZeroFailed(f"rank 0 failed: {value}")
+    return value

@@ -17,7 +17,8 @@ from embedgrid.losses import InfoNCELoss
 from embedgrid.train.batches import batch_rows
 from embedgrid.train.checkpoint import load_checkpoint, save_checkpoint
 from embedgrid.train.config import TrainConfig
-from embedgrid.train.distributed import World, all_mean, any_rank, average_gradients, barrier, current_world
+from embedgrid.train.distributed import (World, all_mean, any_rank, average_gradients, barrier,
+                                         broadcast_parameters, current_world)
 from embedgrid.train.step import TextBatch, embed_texts, plain_step  # noqa: F401  (embed_texts: public helper)
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def fit(encoder, rows: list[Row], cfg: TrainConfig, *, seed: int, checkpoint_dir
     checkpoint_dir = Path(checkpoint_dir)
     loss_fn = InfoNCELoss(cfg.temperature, cfg.symmetric_loss)
     trainable = [p for p in encoder.parameters() if p.requires_grad]
+    broadcast_parameters(trainable, world)
     optimizer = make_optimizer(encoder, cfg)
     scheduler = make_scheduler(optimizer, cfg)
     meta = load_checkpoint(checkpoint_dir, encoder, optimizer, scheduler)
