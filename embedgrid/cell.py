@@ -95,7 +95,7 @@ def encoder_spec(cfg: DictConfig):
         attention=cfg.attention.name, revision=model.get("revision"), dtype=model.get("dtype", "float32"),
         attn_implementation=model.get("attn_implementation", "sdpa"),
         trust_remote_code=bool(model.get("trust_remote_code", False)), max_length=int(model["max_length"]),
-        pool_instruction=bool(cfg.instruction_in_pooling),
+        pool_instruction=bool(cfg.instruction_in_pooling), append_eos=bool(cfg.append_eos),
         lora=LoraSpec(**{**OmegaConf.to_container(cfg.lora, resolve=True),  # model-specific layer names (BERT)
                          **({"target_modules": model["lora_target_modules"]} if model.get("lora_target_modules")
                             else {})}), name=cell_name(cfg),

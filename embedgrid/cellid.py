@@ -10,6 +10,9 @@ import hashlib
 import json
 
 IDENTITY_KEYS = ("model", "pooling", "attention", "train", "data", "lora", "seed", "instruction_in_pooling")
+# Identity keys added later: they enter the hash only when set away from their default, so every cell hashed
+# before they existed keeps its name (and a rerun of it is still skipped).
+LATER_IDENTITY_DEFAULTS = {"append_eos": True}
 # Settings that change how a cell runs, never what it produces.
 RUNTIME_TRAIN_KEYS = ("checkpoint_every", "log_every", "progress_bar")
 
@@ -24,6 +27,9 @@ def identity(cfg) -> dict:
             value = cfg[key]
             ident[key] = OmegaConf.to_container(value, resolve=True, throw_on_missing=False) \
                 if OmegaConf.is_config(value) else value
+    for key, default in LATER_IDENTITY_DEFAULTS.items():
+        if key in cfg and cfg[key] != default:
+            ident[key] = cfg[key]
     if isinstance(ident.get("train"), dict):
         ident["train"] = {k: v for k, v in ident["train"].items() if k not in RUNTIME_TRAIN_KEYS}
     return ident

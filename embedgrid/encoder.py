@@ -52,12 +52,14 @@ class Encoder(nn.Module):
     def token_rows(self, texts: list[str], instruction: str | None = None) -> tuple[list[list[int]], int]:
         """Unpadded ids per text, ``[BOS] + instruction + text + EOS``, and the prefix length (BOS + instruction).
 
-        Text beyond ``max_length`` is cut (the EOS is always kept) and counted in ``self.truncated``.
+        Text beyond ``max_length`` is cut (the EOS is always kept) and counted in ``self.truncated``; with
+        ``spec.append_eos=False`` no EOS is added.
         """
         tok, max_len = self.tokenizer, self.spec.max_length
         instr = tok(instruction, add_special_tokens=False).input_ids if instruction else []
         prefix = self._bos + instr
-        budget = max_len - 1 - len(prefix)
+        suffix = [tok.eos_token_id] if self.spec.append_eos else []
+        budget = max_len - len(suffix) - len(prefix)
         if budget < 1:
             raise ValueError(f"instruction of {len(instr)} tokens leaves no room for text in max_length={max_len}")
         # budget + 1 lets the tokenizer stop early on huge texts while still telling us a text was too long
@@ -67,7 +69,7 @@ class Encoder(nn.Module):
             if len(body) > budget:
                 self.truncated += 1
                 body = body[:budget]
-            rows.append(prefix + body + [tok.eos_token_id])
+            rows.append(prefix + body + suffix)
         return rows, len(prefix)
 
     def collate(self, rows: list[list[int]], prefix_len: int) -> dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ class GridSchema:
     threads: Optional[int] = None
     device: str = "auto"
     instruction_in_pooling: bool = True
+    append_eos: bool = True
     dry_run: bool = False
     analyze: bool = True
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -22,7 +22,8 @@ class EncoderSpec:
     encoder rebuilds on another machine). ``pooling``: ``{"_target_": ..., **kwargs}`` without the sizes the
     builder takes from the backbone config. ``pool_instruction=False`` masks the prompt prefix (BOS and the
     instruction) out of pooling, for every text alike, so queries and documents are pooled over their own
-    tokens (+ EOS) only. With ``lora.enabled=False`` the backbone is frozen and only the pooling head trains."""
+    tokens (+ EOS) only. ``append_eos=False`` ends each text at its own last token (``EosLastPooling`` then pools
+    that token). With ``lora.enabled=False`` the backbone is frozen and only the pooling head trains."""
 
     checkpoint: Any
     pooling: dict
@@ -33,6 +34,7 @@ class EncoderSpec:
     trust_remote_code: bool = False
     max_length: int = 128
     pool_instruction: bool = True
+    append_eos: bool = True
     lora: LoraSpec = field(default_factory=LoraSpec)
     name: str = "encoder"
 

@@ -206,6 +206,27 @@ def test_text_gets_bos_as_its_tokenizer_does_and_always_ends_with_eos(encoders):
     assert batch["pool_mask"][0].sum() == batch["attention_mask"][0].sum() - 1 - n_instruction
 
 
+def test_without_appended_eos_a_text_ends_at_its_own_last_token(encoders):
+    """append_eos=False: no EOS after the text, so eos_last pools the text's last token (last-token pooling)."""
+    encoder = encoders("eos_last", "causal")
+    bare = Encoder(encoder.backbone, encoder.pooling, encoder.tokenizer, replace(encoder.spec, append_eos=False))
+    texts = [SHORT, MEDIUM]
+    ids = [encoder.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    rows, _ = bare.token_rows(texts)
+    assert rows == ids
+    assert encoder.token_rows(texts)[0] == [i + [encoder.tokenizer.eos_token_id] for i in ids]
+
+    batch = bare.tokenize(texts)
+    with torch.no_grad():
+        last = hidden_states(bare.backbone, batch["input_ids"], batch["attention_mask"])[-1]
+    final = [int(batch["attention_mask"][row].nonzero().max()) for row in range(len(texts))]  # either side
+    assert [int(batch["input_ids"][row, final[row]]) for row in range(len(texts))] == [i[-1] for i in ids]
+    expected = torch.stack([last[row, final[row]] for row in range(len(texts))])
+    expected = torch.nn.functional.normalize(expected, dim=-1).numpy()
+    np.testing.assert_allclose(bare.encode(texts), expected, atol=1e-5, rtol=0)
+    assert np.abs(encoder.encode(texts) - expected).max() > 1e-3
+
+
 def test_long_texts_are_truncated_keeping_eos_and_counted(caplog):
     encoder = build_encoder(tiny_spec(lora=LoraSpec(enabled=False), max_length=16))
     batch = encoder.tokenize([LONG, SHORT])
