@@ -55,13 +55,13 @@ def corpus(n: int, seed: int = 0) -> list[str]:
     return texts[:n]
 
 
-def build_ours(model: str, max_length: int, attn_implementation: str):
+def build_ours(model: str, max_length: int, attn_implementation: str, append_eos: bool = True):
     from embedgrid.encoder import build_encoder
     from embedgrid.spec import EncoderSpec, LoraSpec
 
     spec = EncoderSpec(checkpoint=CHECKPOINTS[model], pooling={"_target_": "embedgrid.pooling.MeanPooling"},
                        attention="causal", max_length=max_length, attn_implementation=attn_implementation,
-                       lora=LoraSpec(enabled=False))
+                       append_eos=append_eos, lora=LoraSpec(enabled=False))
     return build_encoder(spec).eval()
 
 
