@@ -291,3 +291,32 @@ def test_done_cell_under_other_eval_settings_is_partial(tmp_path, compose):
     assert cell_state(tmp_path, cfg) == DONE
     assert cell_state(tmp_path, compose([*TINY, "eval.max_samples=50"])) == PARTIAL  # other subset
     assert cell_state(tmp_path, compose([*TINY, "eval.tasks=[LeeDocumentSTS,SimLex999STS]"])) == PARTIAL
+
+
+def test_our_mteb_path_scores_what_mteb_scores_for_sentence_transformers_on_the_same_vectors():
+    """Same weights, mean pooling, no EOS, unit length on both sides: every task type must give the same main score
+    through MtebEncoder (cache, dedup, length-sorted batches) as through mteb's own sentence-transformers wrapper."""
+    import mteb
+    from sentence_transformers.sentence_transformer.modules import Normalize
+
+    from benchmarks.encode import CHECKPOINTS, build_ours, build_sentence_transformers
+    from embedgrid.backbone import resolve_checkpoint
+    from embedgrid.evaluate.model import MtebEncoder
+    from embedgrid.evaluate.run import resolve_tasks
+
+    ours = build_ours("tiny", 64, "sdpa", append_eos=False)
+    theirs = build_sentence_transformers(resolve_checkpoint(CHECKPOINTS["tiny"]), ours.dim, 64, "sdpa")
+    theirs.append(Normalize())
+    names = ["WordSim353STS", "FoodEvalCuisineClassification", "FoodEvalCuisineClustering", "FoodSearchRetrieval",
+             "WordNetSiblingReranking", "FoodBakeryMatchPairClassification"]
+
+    def scores(model) -> dict[str, float]:
+        tasks = resolve_tasks(names, max_samples=24)
+        result = mteb.evaluate(model, tasks, cache=None, show_progress_bar=False)
+        return {r.task_name: float(r.get_score()) for r in result.task_results}
+
+    mine = scores(MtebEncoder(ours, "embedgrid/equivalence", "r0", show_progress_bar=False))
+    reference = scores(theirs)
+    assert set(mine) == set(names)
+    for name in names:
+        assert mine[name] == pytest.approx(reference[name], abs=1e-4), name
