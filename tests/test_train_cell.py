@@ -75,45 +75,77 @@ def test_preempted_cell_stops_an_in_process_sweep(monkeypatch):
         launcher.run_cell(OmegaConf.create({"dry_run": False, "threads": 1}))
 
 
-def _torchrun_launch(args, env, processes=2):
-    import subprocess
+def _torchrun(args, processes=2) -> list[str]:
     import sys
 
     from tests.conftest import ROOT
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-               str(ROOT / "launch.py"), *args]
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+            str(ROOT / "launch.py"), *args]
+
+
+def _torchrun_launch(args, env):
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run(_torchrun(args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise AssertionError(f"torchrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
 
 
+def _preempt_after_first_checkpoint(args, env, cell_dir) -> None:
+    """Start a torchrun launch and send it SIGTERM (as SLURM does) once training has written a checkpoint."""
+    import subprocess
+    import time
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.Popen(_torchrun(args), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    meta = cell_dir / "checkpoints" / "last" / "meta.json"
+    deadline = time.monotonic() + 300
+    while not meta.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # torchrun passes it on to every rank
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and "preempted" in stderr, stderr[-3000:]
+
+
 @pytest.mark.slow
-def test_a_cell_launched_on_two_processes_trains_data_parallel_and_records_once(tmp_path, launch_env):
+def test_a_cell_on_two_processes_trains_data_parallel_resumes_and_records_once(tmp_path, launch_env):
     """`torchrun --nproc-per-node=2 launch.py`: each rank trains on half of every global batch (gloo); rank 0
-    alone records, saves and evaluates. The weights and scores equal a one-process run of the same cell."""
+    alone records, saves and evaluates. Preempted with SIGTERM and launched again, it resumes, and ends with the
+    weights and scores of an uninterrupted one-process run of the same cell."""
     from safetensors.torch import load_file
 
     from tests.test_launch_e2e import launch
 
-    cell = [*TINY, "train.batch_size=8", "lora.dropout=0"]  # dropout masks are per rank: compare without them
-    launch([*cell, f"hydra.run.dir={tmp_path / 'one'}"], launch_env)
-    proc = _torchrun_launch([*cell, f"hydra.run.dir={tmp_path / 'two'}"], launch_env)
+    cell = [*TINY, "train.batch_size=8", "train.max_steps=200", "train.checkpoint_every=5",
+            "lora.dropout=0"]  # dropout masks are per rank: compare without them
+    one, two = tmp_path / "one", tmp_path / "two"
+    launch([*cell, f"hydra.run.dir={one}"], launch_env)
+
+    _preempt_after_first_checkpoint([*cell, f"hydra.run.dir={two}"], launch_env, two)
+    stopped = json.loads((two / "cell.json").read_text())
+    assert stopped["status"] == "partial" and "Preempted" in stopped["error"]
+    proc = _torchrun_launch([*cell, f"hydra.run.dir={two}"], launch_env)
     assert proc.stdout.count("cell: ") == 1, "one report, from rank 0"
 
-    one, two = (json.loads((tmp_path / run / "cell.json").read_text()) for run in ("one", "two"))
-    assert two["status"] == "done" and two["attempts"] == 1
-    assert two["train"]["world_size"] == 2 and one["train"]["world_size"] == 1
-    assert two["train"]["final_loss"] == pytest.approx(one["train"]["final_loss"], rel=1e-5)
+    record, reference = (json.loads((run / "cell.json").read_text()) for run in (two, one))
+    assert record["status"] == "done" and record["attempts"] == 2
+    assert record["train"]["world_size"] == 2 and reference["train"]["world_size"] == 1
+    assert 0 < record["train"]["start_step"] < 200, "the relaunch resumes from the preemption checkpoint"
+    assert record["train"]["final_loss"] == pytest.approx(reference["train"]["final_loss"], rel=1e-5)
     for name in ("adapter/adapter_model.safetensors", "pooling.safetensors"):
-        a, b = (load_file(tmp_path / run / "model" / name) for run in ("one", "two"))
+        a, b = (load_file(run / "model" / name) for run in (one, two))
         assert a.keys() == b.keys()
         assert max((float((a[k] - b[k]).abs().max()) for k in a), default=0.0) <= 1e-5, name
-    scores = [json.loads((tmp_path / run / "scores.json").read_text()) for run in ("one", "two")]
+    scores = [json.loads((run / "scores.json").read_text()) for run in (one, two)]
     assert scores[1]["LeeDocumentSTS"]["main_score"] == pytest.approx(scores[0]["LeeDocumentSTS"]["main_score"],
                                                                       abs=1e-4)
 
-    again = _torchrun_launch([*cell, f"hydra.run.dir={tmp_path / 'two'}"], launch_env)
+    again = _torchrun_launch([*cell, f"hydra.run.dir={two}"], launch_env)
     assert again.stdout.count("skipped, already done") == 1
-    assert json.loads((tmp_path / "two" / "cell.json").read_text())["attempts"] == 1
+    assert json.loads((two / "cell.json").read_text())["attempts"] == 2
