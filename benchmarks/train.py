@@ -8,7 +8,8 @@ rows, batch size, max length, steps, learning rate and thread count, in one proc
 in the same order (sentence-transformers reads embedgrid's per-step batches sequentially), because step time
 depends strongly on a batch's longest text. Per-step wall time is the interval between consecutive optimizer
 steps (data loading and tokenization included on both sides); the first step is warm-up and not counted;
-throughput is examples over the summed step times, best of the alternating runs. sentence-transformers gets
+throughput is examples over the summed step times, best of the runs, which alternate the systems and which
+goes first (ABBA). sentence-transformers gets
 each text with EOS appended so both embed the same token ids.
 
 Memory: peak RSS of batch 256 with GradCache chunk 16 against batch 16 without GradCache, each in a fresh
@@ -230,10 +231,11 @@ def main(argv=None) -> dict:
     steps = args.steps or (20 if args.model == "tiny" else 4)
     rows = rows_for(args.batch_size * (steps + 1))
     seconds = {"embedgrid": [], "sentence_transformers": []}
-    for _ in range(args.repeats):  # alternate the systems so load drift on a shared machine hits both alike
-        seconds["embedgrid"].append(time_ours(args.model, rows, args.batch_size, steps, args.max_length))
-        seconds["sentence_transformers"].append(
-            time_sentence_transformers(args.model, rows, args.batch_size, steps, args.max_length))
+    timers = {"embedgrid": time_ours, "sentence_transformers": time_sentence_transformers}
+    for repeat in range(args.repeats):
+        # alternate the systems, and which goes first (ABBA), so load drift and warm caches hit both alike
+        for name in (list(timers) if repeat % 2 == 0 else list(reversed(timers))):
+            seconds[name].append(timers[name](args.model, rows, args.batch_size, steps, args.max_length))
     median = {k: min(statistics.median(run) for run in v) for k, v in seconds.items()}
     rate = {k: args.batch_size * steps / min(sum(run) for run in v) for k, v in seconds.items()}
     ratio = rate["embedgrid"] / rate["sentence_transformers"]
