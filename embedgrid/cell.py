@@ -227,7 +227,7 @@ def _trained_encoder(cfg: DictConfig, cell_dir: Path, device: str, logger, world
 
     from embedgrid.encoder import build_encoder, load_encoder
     from embedgrid.train.config import TrainConfig
-    from embedgrid.train.distributed import all_mean
+    from embedgrid.train.distributed import all_sum
     from embedgrid.train.loop import fit
 
     model_dir = cell_dir / MODEL_DIR
@@ -247,7 +247,7 @@ def _trained_encoder(cfg: DictConfig, cell_dir: Path, device: str, logger, world
             with StopSignals() as stop:  # SIGTERM/SIGUSR1: checkpoint, then Preempted (cell stays partial)
                 summary["train"] = fit(encoder, rows, train_cfg, seed=int(cfg.seed),
                                        checkpoint_dir=cell_dir / CHECKPOINT_DIR, logger=logger, should_stop=stop)
-            summary["train"]["truncated_texts"] = round(all_mean(encoder.truncated, world) * world.size)
+            summary["train"]["truncated_texts"] = int(all_sum(encoder.truncated, world))
             if world.is_main:
                 _record(cell_dir, cfg, train=summary["train"])
         else:

@@ -113,12 +113,16 @@ def _scalar(value, dtype) -> torch.Tensor:
     return torch.tensor([value], dtype=dtype, device=device)
 
 
-def all_mean(value: float, world: World) -> float:
+def all_sum(value: float, world: World) -> float:
     if not world.enabled:
         return value
     t = _scalar(value, torch.float64)
     dist.all_reduce(t)
-    return float(t.item()) / world.size
+    return float(t.item())
+
+
+def all_mean(value: float, world: World) -> float:
+    return all_sum(value, world) / world.size
 
 
 def any_rank(flag: bool, world: World) -> bool:
