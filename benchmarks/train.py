@@ -9,8 +9,7 @@ in the same order (sentence-transformers reads embedgrid's per-step batches sequ
 depends strongly on a batch's longest text. Per-step wall time is the interval between consecutive optimizer
 steps (data loading and tokenization included on both sides); the first step is warm-up and not counted;
 throughput is examples over the summed step times, best of the runs, which alternate the systems and which
-goes first (ABBA). sentence-transformers gets
-each text with EOS appended so both embed the same token ids.
+goes first (ABBA). sentence-transformers gets each text with EOS appended so both embed the same token ids.
 
 Memory: peak RSS of batch 256 with GradCache chunk 16 against batch 16 without GradCache, each in a fresh
 subprocess running the same number of steps. The goal is judged on the peak during training (the kernel's VmHWM
@@ -34,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,12 +45,10 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CHECKPOINTS = {
-    "tiny": {"_target_": "embedgrid.assets.tiny_checkpoint"},
-    "smollm2_135m": {"_target_": "embedgrid.assets.smollm2_135m_checkpoint"},
-}
-LORA = dict(r=16, alpha=32, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                          "up_proj", "down_proj"])
+from benchmarks.encode import CHECKPOINTS  # noqa: E402  (after ROOT is on sys.path)
+from embedgrid.spec import LoraSpec  # noqa: E402
+
+LORA = asdict(LoraSpec())  # the cells' LoRA (the paper's r 16, alpha 32, dropout 0.1, every projection)
 LR = 1e-4
 
 
@@ -64,7 +62,7 @@ def build_ours(model: str, max_length: int):
     import torch
 
     from embedgrid.encoder import build_encoder
-    from embedgrid.spec import EncoderSpec, LoraSpec
+    from embedgrid.spec import EncoderSpec
 
     torch.manual_seed(0)
     spec = EncoderSpec(checkpoint=CHECKPOINTS[model], pooling={"_target_": "embedgrid.pooling.MeanPooling"},
