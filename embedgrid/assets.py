@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from embedgrid.io import atomic_write
@@ -34,6 +35,30 @@ def cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def building(target: Path):
+    """Exclusive build of one cache entry: concurrent processes (spawned ranks, parallel cells, a fresh machine's
+    first sweep) wait for the first builder instead of reading or renaming a half-written directory."""
+    import fcntl
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def publish(tmp: Path, target: Path) -> None:
+    """Move a fully written ``tmp`` directory to ``target`` (under :func:`building`, so nobody else is writing)."""
+    import shutil
+
+    if target.exists():
+        shutil.rmtree(target)  # an incomplete entry (no marker file) left by a process that died mid-build
+    os.replace(tmp, target)
 
 
 def package_file(package: str, relative: str, install: str) -> Path:
@@ -77,6 +102,13 @@ def smollm2_135m_checkpoint() -> str:
     target = cache_dir() / f"smollm2-135m-instruct-v{CONVERTED_FORMAT}"
     if (target / "complete.json").exists():
         return str(target)
+    with building(target):
+        if not (target / "complete.json").exists():
+            _convert_smollm2(target)
+    return str(target)
+
+
+def _convert_smollm2(target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -91,12 +123,35 @@ def smollm2_135m_checkpoint() -> str:
     missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
     if missing or unexpected:
         raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
-    tmp = target.with_name(target.name + ".partial")
-    model.save_pretrained(tmp)
+    tmp = _fresh_tmp(target)
+    save_checkpoint(model, tmp)
     tokenizer.save_pretrained(tmp / "tokenizer")
     atomic_write(tmp / "complete.json", lambda p: Path(p).write_text(json.dumps({"gguf_sha256": SMOLLM2_SHA256})))
-    os.replace(tmp, target) if not target.exists() else None
-    return str(target)
+    publish(tmp, target)
+
+
+def save_checkpoint(model, directory: Path) -> None:
+    """Config + safetensors weights, written by this process whatever its rank.
+
+    transformers 5's ``save_pretrained`` silently writes nothing on a non-zero rank of an initialised process
+    group, and the first process to need a cache entry (a fresh machine, two spawned ranks) may be any rank.
+    """
+    from safetensors.torch import save_model
+
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(directory)
+    save_model(model, str(directory / "model.safetensors"))  # save_model drops tied duplicates (lm_head)
+    if not (directory / "config.json").exists():
+        raise RuntimeError(f"writing the checkpoint config into {directory} failed")
+
+
+def _fresh_tmp(target: Path) -> Path:
+    import shutil
+
+    tmp = target.with_name(target.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by a build that died; we hold the build lock, so nobody else writes it
+    return tmp
 
 
 def smollm2_tokenizer_dir() -> str:
@@ -104,6 +159,13 @@ def smollm2_tokenizer_dir() -> str:
     target = cache_dir() / f"smollm2-tokenizer-v{CONVERTED_FORMAT}"
     if (target / "tokenizer.json").exists():
         return str(target)
+    with building(target):
+        if not (target / "tokenizer.json").exists():
+            _extract_smollm2_tokenizer(target)
+    return str(target)
+
+
+def _extract_smollm2_tokenizer(target: Path) -> None:
     from transformers import AutoTokenizer
 
     full = cache_dir() / f"smollm2-135m-instruct-v{CONVERTED_FORMAT}" / "tokenizer"
@@ -112,11 +174,9 @@ def smollm2_tokenizer_dir() -> str:
     else:
         gguf = smollm2_gguf()
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tmp = target.with_name(target.name + f".partial{os.getpid()}")
+    tmp = _fresh_tmp(target)
     tokenizer.save_pretrained(tmp)
-    if not target.exists():
-        os.replace(tmp, target)
-    return str(target)
+    publish(tmp, target)
 
 
 def tiny_checkpoint(arch: str = "qwen2", hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
@@ -133,8 +193,18 @@ def tiny_checkpoint(arch: str = "qwen2", hidden_size: int = 64, num_layers: int 
     target = cache_dir() / key
     if (target / "complete.json").exists():
         return str(target)
+    with building(target):
+        if not (target / "complete.json").exists():
+            _build_tiny(target, arch, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size, seed)
+    return str(target)
+
+
+def _build_tiny(target: Path, arch: str, hidden_size: int, num_layers: int, num_heads: int, num_kv_heads: int,
+                intermediate_size: int, seed: int) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
+
+    from embedgrid.backbone import TINY_CONFIGS
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
     config = TINY_CONFIGS[arch](
@@ -143,12 +213,18 @@ def tiny_checkpoint(arch: str = "qwen2", hidden_size: int = 64, num_layers: int 
         max_position_embeddings=2048, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
-    torch.manual_seed(seed)
-    model = AutoModel.from_config(config, dtype=torch.float32)
-    tmp = target.with_name(target.name + f".partial{os.getpid()}")
-    model.save_pretrained(tmp)
+    # Weights depend on the arguments only: the caller's RNG stream and default dtype neither change them nor
+    # are changed by building them (a cold cache must give the same run as a warm one).
+    previous_dtype = torch.get_default_dtype()
+    with torch.random.fork_rng(devices=[]):
+        torch.set_default_dtype(torch.float32)
+        try:
+            torch.manual_seed(seed)
+            model = AutoModel.from_config(config, dtype=torch.float32)
+        finally:
+            torch.set_default_dtype(previous_dtype)
+    tmp = _fresh_tmp(target)
+    save_checkpoint(model, tmp)
     tokenizer.save_pretrained(tmp / "tokenizer")
     (tmp / "complete.json").write_text(json.dumps({"arch": arch, "seed": seed}))
-    if not target.exists():
-        os.replace(tmp, target)
-    return str(target)
+    publish(tmp, target)

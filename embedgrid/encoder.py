@@ -16,6 +16,7 @@ from torch import nn
 
 from embedgrid.backbone import Attention, hidden_states, load_backbone, load_tokenizer, resolve_checkpoint
 from embedgrid.io import read_json, write_json
+from embedgrid.pooling.base import at_least_float32
 from embedgrid.spec import EncoderSpec
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class Encoder(nn.Module):
     def forward(self, input_ids, attention_mask, pool_mask) -> torch.Tensor:
         states = hidden_states(self.backbone, input_ids, attention_mask, all_layers=self.pooling.needs_all_layers)
         pooled = self.pooling(states, attention_mask, pool_mask)
-        return F.normalize(pooled.float(), dim=-1)
+        return F.normalize(at_least_float32(pooled), dim=-1)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         device = self.device

@@ -22,14 +22,14 @@ POOLINGS = {
 
 
 def tiny_encoder(pooling: str = "mean", dropout: float = 0.0, seed: int = 0, attention: str = "causal",
-                 perturb_lora: bool = True):
+                 perturb_lora: bool = True, dtype: str = "float32"):
     """A tiny Qwen2 + LoRA encoder; ``perturb_lora`` makes lora_B non-zero so every LoRA matrix gets a gradient."""
     from embedgrid.encoder import build_encoder
     from embedgrid.spec import EncoderSpec, LoraSpec
 
     torch.manual_seed(seed)
     spec = EncoderSpec(checkpoint={"_target_": "embedgrid.assets.tiny_checkpoint"}, pooling=dict(POOLINGS[pooling]),
-                       attention=attention, max_length=32, lora=LoraSpec(r=4, alpha=8, dropout=dropout))
+                       attention=attention, max_length=32, lora=LoraSpec(r=4, alpha=8, dropout=dropout), dtype=dtype)
     encoder = build_encoder(spec)
     if perturb_lora:
         generator = torch.Generator().manual_seed(seed + 1)

@@ -1,5 +1,13 @@
 """Data parallel on 2 CPU processes (gloo): loss, gradients and trained weights equal the single-process run on
-the same global batch, with negatives gathered across ranks."""
+the same global batch, with negatives gathered across ranks.
+
+The comparison runs in float64. Two ranks sum a gradient in another order than one process, and AdamW divides
+each gradient component by its own running magnitude, so a component that is a near-cancelling sum carries its
+relative rounding error straight into the update (lr x relative error per step). In float32 that error reached
+1e-5 after 3 steps at lr 5e-3 on a fresh machine; in float64 (unit roundoff 1.1e-16) it is below 1e-12, while a
+real defect (a missing rank's negatives, a wrong gradient average) moves weights by more than 1e-4. So the bounds
+below (1e-9) separate the two by orders of magnitude in both directions.
+"""
 from __future__ import annotations
 
 import pytest
@@ -25,7 +33,7 @@ def one_step(pooling: str, overrides: dict):
     from embedgrid.train.step import TextBatch
 
     cfg, world = train_config(**overrides), current_world()
-    encoder = tiny_encoder(pooling)
+    encoder = tiny_encoder(pooling, dtype="float64")
     encoder.train()
     batch = TextBatch.from_rows(local_rows(word_rows(16, cfg.num_negatives), cfg, 0, 0, world), cfg.num_negatives)
     loss = train_step(encoder, InfoNCELoss(cfg.temperature, cfg.symmetric_loss), batch, cfg, world)
@@ -35,7 +43,7 @@ def one_step(pooling: str, overrides: dict):
 def trained_weights(checkpoint_dir):
     from embedgrid.train.loop import fit
 
-    encoder = tiny_encoder("latent")
+    encoder = tiny_encoder("latent", dtype="float64")
     fit(encoder, word_rows(16), train_config(**FIT), seed=0, checkpoint_dir=checkpoint_dir)
     return trainable(encoder)
 
@@ -44,6 +52,7 @@ def _worker(rank: int, init_file: str, out: str, checkpoint_dir: str) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)  # pooling heads are created in the default dtype
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
         results = {name: one_step(*case) for name, case in CASES.items()}
@@ -63,13 +72,18 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
     out = tmp_path / "ranks.pt"
     mp.spawn(_worker, args=(str(tmp_path / "init"), str(out), str(tmp_path / "ddp")), nprocs=WORLD, join=True)
     got = torch.load(out, weights_only=True)
-    for name, case in CASES.items():
-        loss, grad = one_step(*case)
-        assert got[name][0] == pytest.approx(loss, rel=1e-5), name
-        assert float(grad.norm()) > 0
-        assert float((got[name][1] - grad).norm() / grad.norm()) <= 1e-5, name
-    single = trained_weights(tmp_path / "single")
-    assert max(float((got["fit"][k] - single[k]).abs().max()) for k in single) <= 1e-5
+    torch.set_default_dtype(torch.float64)
+    try:
+        for name, case in CASES.items():
+            loss, grad = one_step(*case)
+            assert got[name][0] == pytest.approx(loss, rel=1e-9), name
+            assert float(grad.norm()) > 0
+            assert float((got[name][1] - grad).norm() / grad.norm()) <= 1e-9, name
+        single = trained_weights(tmp_path / "single")
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert got["fit"][next(iter(single))].dtype == torch.float64
+    assert max(float((got["fit"][k] - single[k]).abs().max()) for k in single) <= 1e-9
     meta = json.loads((tmp_path / "ddp" / "last" / "meta.json").read_text())
     assert meta["world_size"] == WORLD and meta["step"] == 3
 

@@ -44,11 +44,16 @@ def last_token(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tens
     return states[torch.arange(states.shape[0], device=states.device), index]
 
 
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 → float32 for reductions, norms and the loss; float32 and float64 stay as they are."""
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
+
+
 def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the positions where ``mask`` is 1, summed in float32 (a bf16 sum over long texts drifts).
 
     Masked positions are zeroed, not multiplied by 0, so even a non-finite state at a pad position cannot leak.
     """
     keep = mask.bool().unsqueeze(-1)
-    total = states.float().masked_fill(~keep, 0.0).sum(dim=-2)
+    total = at_least_float32(states).masked_fill(~keep, 0.0).sum(dim=-2)
     return total / keep.sum(dim=-2).clamp(min=1).to(total.dtype)

@@ -1,0 +1,44 @@
+"""Cached offline assets: building one never perturbs the caller, and whoever builds it writes a whole checkpoint."""
+from __future__ import annotations
+
+import torch
+
+
+def _weights(path: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(f"{path}/model.safetensors")
+
+
+def test_a_cold_tiny_build_leaves_rng_and_dtype_alone_and_matches_a_warm_one(tmp_path, monkeypatch):
+    from embedgrid.assets import tiny_checkpoint
+
+    warm = _weights(tiny_checkpoint())  # the session cache
+    monkeypatch.setenv("EMBEDGRID_CACHE", str(tmp_path))
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    torch.set_default_dtype(torch.float64)
+    try:
+        cold = tiny_checkpoint()
+        assert torch.get_default_dtype() == torch.float64
+        assert torch.equal(torch.rand(3, dtype=torch.float32), expected_next)  # RNG stream untouched
+    finally:
+        torch.set_default_dtype(torch.float32)
+    got = _weights(cold)
+    assert got.keys() == warm.keys() and all(torch.equal(got[k], warm[k]) for k in warm)
+    assert all(t.dtype == torch.float32 for t in got.values())
+
+
+def test_a_non_zero_rank_writes_the_whole_checkpoint(tmp_path, monkeypatch):
+    """transformers' save_pretrained writes nothing on rank != 0; the cache build must not depend on it."""
+    import torch.distributed as dist
+
+    from embedgrid.assets import tiny_checkpoint
+
+    monkeypatch.setenv("EMBEDGRID_CACHE", str(tmp_path))
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda *a, **k: 1)
+    path = tiny_checkpoint()
+    for name in ("config.json", "model.safetensors", "tokenizer/tokenizer.json", "complete.json"):
+        assert (tmp_path / path.split("/")[-1] / name).exists(), name
