@@ -1,8 +1,10 @@
 """A real one-node SLURM cluster on this machine (Debian ``slurm-wlm``), with fake GPUs, for trials and tests.
 
-Everything lives under one state directory (config, state, spool, logs, pid files, fake GPU devices), so several
-clusters can run side by side on different ports. Settings and their reasons: ../shared/notes/slurm.md §2-3.
-``auth/none`` means anyone who can reach the ports can act as any user: sandbox and CI only (README).
+Everything lives under one state directory (config, state, spool, logs, pid files, munge key and socket, fake GPU
+devices), so several clusters can run side by side on different ports. Settings and their reasons: docs/slurm.md.
+Reachable from this machine only, in two layers: both daemons bind their ports to 127.0.0.1 (never 0.0.0.0), and
+every message is signed by a private munged whose key (mode 600) and socket live in the state directory, so a
+client without the key is refused even if it reaches a port. ``start`` checks the bind and refuses otherwise.
 No accounting (slurmdbd): submitit then cannot see a *cancelled* job's state, so never ``scancel`` a
 submitit job on this cluster without also stopping the sweep that waits on it.
 """
@@ -17,8 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 DEFAULT_STATE_DIR = Path(os.environ.get("EMBEDGRID_SLURM_DIR", Path.cwd() / ".slurm"))
-DAEMONS = ("slurmctld", "slurmd")
+DAEMONS = ("munged", "slurmctld", "slurmd")   # start order; stop is the reverse
+LOOPBACK = ("127.", "::1", "::ffff:127.")
 
 
 class SlurmError(RuntimeError):
@@ -51,6 +56,14 @@ class LocalCluster:
         return self.state_dir / "etc" / "slurm.conf"
 
     @property
+    def munge_key(self) -> Path:
+        return self.state_dir / "etc" / "munge.key"
+
+    @property
+    def munge_socket(self) -> Path:
+        return self.state_dir / "run" / "munge.socket"
+
+    @property
     def env(self) -> dict[str, str]:
         """Environment for every SLURM client (sbatch, squeue, submitit, pytest): only SLURM_CONF."""
         return {"SLURM_CONF": str(self.conf)}
@@ -62,19 +75,22 @@ class LocalCluster:
         d, host = self.state_dir, socket.gethostname().split(".")[0]
         for sub in ("etc", "state", "spool", "run", "log", "dev"):
             (d / sub).mkdir(parents=True, exist_ok=True)
+        (d / "run").chmod(0o700)  # the munge socket: root only (munged itself wants it world-reachable: --force)
         hw = node_hardware()
         layout = " ".join(f"{k}={hw[k]}" for k in ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket",
                                                    "ThreadsPerCore", "RealMemory") if k in hw)
         gres = f" Gres=gpu:{self.gpus}" if self.gpus else ""
         self.conf.write_text(f"""\
-# Written by `python -m embedgrid.slurm start` (embedgrid/slurm/cluster.py). One node, fake GPUs, auth/none.
+# Written by `python -m embedgrid.slurm start` (embedgrid/slurm/cluster.py). One node, fake GPUs,
+# ports bound to 127.0.0.1 only, messages signed by the private munged of this state directory.
 ClusterName=embedgrid
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={self.port}
 SlurmdPort={self.port + 1}
-AuthType=auth/none
-CredType=cred/none
-AuthInfo=cred_expire=5
+CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=cred_expire=5,socket={self.munge_socket}
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation={d}/state
@@ -132,21 +148,54 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         proc = _run(["sinfo", "-h", "-o", "%t"], env=self._client_env(), timeout=10)
         return proc.stdout.strip() if proc.returncode == 0 else ""
 
+    def _ensure_munge_key(self) -> None:
+        key = self.munge_key
+        if not key.exists():
+            proc = _run(["mungekey", "--create", "--keyfile", str(key)])
+            if proc.returncode != 0:
+                raise SlurmError(f"mungekey failed to create {key}: {proc.stderr.strip()}")
+        st = key.stat()
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077:  # munged runs with --force, so check it here
+            raise SlurmError(f"{key} must be owned by uid {os.geteuid()} with mode 600 (it is uid {st.st_uid}, "
+                             f"mode {st.st_mode & 0o777:o}); delete it and start again for a new key")
+
+    def _start_munged(self, timeout: float = 10.0) -> None:
+        # --force: munged wants its socket reachable by every user; ours is deliberately root only (run/ 700).
+        run, log = self.state_dir / "run", self.state_dir / "log"
+        proc = _run(["munged", "--force", f"--key-file={self.munge_key}", f"--socket={self.munge_socket}",
+                     f"--pid-file={run / 'munged.pid'}", f"--log-file={log / 'munged.log'}",
+                     f"--seed-file={run / 'munged.seed'}"])
+        if proc.returncode != 0:
+            raise SlurmError(f"munged failed to start ({proc.returncode}): {proc.stderr.strip()}; "
+                             f"see {log / 'munged.log'}")
+        deadline = time.monotonic() + timeout
+        while _run(["munge", "-n", "-S", str(self.munge_socket)]).returncode != 0:
+            if time.monotonic() > deadline:
+                raise SlurmError(f"munged on {self.munge_socket} does not answer; see {log / 'munged.log'}")
+            time.sleep(0.1)
+
     def start(self, timeout: float = 60.0) -> dict[str, str]:
-        """Start (or take over) slurmctld + slurmd and wait until the node is idle; returns the client env."""
-        for binary in (*DAEMONS, "sbatch", "scontrol", "sinfo"):
+        """Start (or take over) munged, slurmctld and slurmd, wait until the node is idle, and check that no
+        port listens beyond loopback; returns the client env."""
+        for binary in (*DAEMONS, "mungekey", "munge", "sbatch", "scontrol", "sinfo"):
             if shutil.which(binary) is None:
                 raise SlurmError(f"`{binary}` not found: install Debian's slurm-wlm (./setup.sh does it)")
         if os.geteuid() != 0:
             raise SlurmError("the local SLURM cluster runs its daemons as root (SlurmUser=root, fake GPU "
                              "devices via mknod); run as root, e.g. in a container or CI")
         self.write_config()
+        self._ensure_munge_key()
         for daemon in DAEMONS:
-            if self._pid(daemon) is None:
-                proc = _run([daemon, "-f", str(self.conf)], env=self._client_env())
-                if proc.returncode != 0:
-                    raise SlurmError(f"{daemon} failed to start ({proc.returncode}): {proc.stderr.strip()}; "
-                                     f"see {self.state_dir / 'log' / (daemon + '.log')}")
+            if self._pid(daemon) is not None:
+                continue
+            if daemon == "munged":
+                self._start_munged()
+                continue
+            proc = _run([daemon, "-f", str(self.conf)], env=self._client_env())
+            if proc.returncode != 0:
+                raise SlurmError(f"{daemon} failed to start ({proc.returncode}): {proc.stderr.strip()}; "
+                                 f"see {self.state_dir / 'log' / (daemon + '.log')}")
+        self._refuse_exposed()  # daemons left running never wait for idle with a config they do not speak
         deadline = time.monotonic() + timeout
         state = ""
         while time.monotonic() < deadline:
@@ -155,37 +204,114 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 host = socket.gethostname().split(".")[0]
                 _run(["scontrol", "update", f"nodename={host}", "state=resume"], env=self._client_env())
             if state in ("idle", "mix", "alloc"):
-                return self.env
+                break
             time.sleep(0.2)
-        raise SlurmError(f"node not idle after {timeout:.0f} s (state {state!r}); see {self.state_dir / 'log'}")
+        else:
+            raise SlurmError(f"node not idle after {timeout:.0f} s (state {state!r}); see {self.state_dir / 'log'}")
+        self._refuse_exposed()
+        return self.env
+
+    def _refuse_exposed(self) -> None:
+        """Stop the cluster and raise if any of its ports listens beyond loopback (e.g. daemons of an older
+        config -- auth/none on 0.0.0.0 -- still running from this state directory)."""
+        exposed = [s for s in self.listening() if not s.loopback]
+        if exposed:
+            self.stop()
+            raise SlurmError(f"stopped the cluster in {self.state_dir}: its ports listened beyond loopback ("
+                             + ", ".join(f"{s.process}[{s.pid}] on {s.address}:{s.port}" for s in exposed)
+                             + "); start it again")
+
+    def processes(self) -> dict[int, str]:
+        """pid -> name of this cluster's processes: munged, the SLURM daemons, and slurmstepd/srun of its jobs."""
+        found = _slurm_processes(str(self.conf))
+        found.update({pid: daemon for pid, daemon in ((self._pid(d), d) for d in DAEMONS) if pid})
+        return found
+
+    def listening(self) -> list["Listener"]:
+        """Every TCP socket in LISTEN state held by one of this cluster's processes."""
+        return listening_sockets(self.processes())
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Cancel every job, then shut both daemons down (``scontrol shutdown`` alone leaves jobs running)."""
+        """Cancel every job, shut the SLURM daemons down (``scontrol shutdown`` alone leaves jobs running),
+        then munged (the daemons need it until they are gone)."""
         env = self._client_env()
         if self._pid("slurmctld"):
             _run(["scancel", "--full", "--quiet", "--user", str(os.getuid())], env=env)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and _run(["squeue", "-h"], env=env).stdout.strip():
                 time.sleep(0.5)
-            _run(["scontrol", "shutdown"], env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(self._pid(d) for d in DAEMONS):
-            time.sleep(0.1)
-        for daemon in DAEMONS:  # last resort: a daemon that ignored the shutdown
+            if _run(["scontrol", "shutdown"], env=env).returncode != 0:  # e.g. daemons of another auth type
+                self._signal(("slurmctld", "slurmd"), signal.SIGTERM)
+        self._wait_gone(("slurmctld", "slurmd"), timeout)
+        self._signal(("munged",), signal.SIGTERM)
+        self._wait_gone(("munged",), timeout)
+
+    def _signal(self, daemons: tuple[str, ...], sig: int) -> None:
+        for daemon in daemons:
             pid = self._pid(daemon)
             if pid:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, sig)
+
+    def _wait_gone(self, daemons: tuple[str, ...], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(self._pid(d) for d in daemons):
+            time.sleep(0.1)
+        self._signal(daemons, signal.SIGKILL)  # last resort: a daemon that ignored the shutdown
 
     def status(self) -> str:
         lines = [f"SLURM_CONF={self.conf}"]
         for daemon in DAEMONS:
             pid = self._pid(daemon)
             lines.append(f"{daemon}: {'running (pid %d)' % pid if pid else 'stopped'}")
+        lines += [f"  {s.process}[{s.pid}] listens on {s.address}:{s.port}" for s in self.listening()]
         if self.running():
             env = self._client_env()
             lines.append(_run(["sinfo", "-o", "%P %t %D %c %m %G"], env=env).stdout.rstrip())
             lines.append(_run(["squeue"], env=env).stdout.rstrip())
         return "\n".join(lines)
+
+
+SLURM_PROCESSES = ("munged", "slurmctld", "slurmd", "slurmstepd", "srun")
+
+
+@dataclass(frozen=True)
+class Listener:
+    pid: int
+    process: str
+    address: str
+    port: int
+
+    @property
+    def loopback(self) -> bool:
+        return self.address.startswith(LOOPBACK)
+
+
+def _slurm_processes(conf: str) -> dict[int, str]:
+    """pid -> executable of every SLURM process configured by conf: slurmctld (+ slurmscriptd), slurmd, and in
+    jobs slurmstepd (a daemon, child of init) and srun. They all carry SLURM_CONF; a job's own programs are left out."""
+    found, wanted = {}, f"SLURM_CONF={conf}".encode()
+    for proc in psutil.process_iter(["exe"]):
+        name = Path(proc.info["exe"] or "").name.removesuffix("-wlm")  # Debian's binary names
+        if name not in SLURM_PROCESSES:
+            continue
+        try:  # raw: slurmstepd and slurmscriptd overwrite the start of their environ block with their title,
+            #      and psutil's environ() then returns nothing
+            if wanted in Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0"):
+                found[proc.pid] = name
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def listening_sockets(pids: dict[int, str]) -> list[Listener]:
+    """TCP sockets (IPv4 and IPv6) in LISTEN state held by pids (pid -> name)."""
+    found = []
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
+            listener = Listener(conn.pid, pids[conn.pid], conn.laddr.ip, conn.laddr.port)
+            if listener not in found:
+                found.append(listener)
+    return found
 
 
 def check_controller(timeout: float = 15.0) -> str:
