@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -133,3 +135,94 @@ def test_unreachable_controller_fails_fast(tmp_path, launch_env):
     assert "python -m embedgrid.slurm start" in message
     assert time.monotonic() - started < 60
     assert not (tmp_path / "sweep" / ".submitit").exists(), "nothing may be submitted"
+
+
+def _squeue_ids(env) -> list[str]:
+    return subprocess.run(["squeue", "-h", "-o", "%i"], env=env, capture_output=True, text=True).stdout.split()
+
+
+def _sbatch(env, tmp_path, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sbatch", "--parsable", f"--chdir={tmp_path}", f"--output={tmp_path}/%j.out",
+                           "--wrap", command], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_cluster_ports_listen_on_loopback_only(slurm_cluster, slurm_env, tmp_path):
+    """slurmctld, slurmd and, while a job runs, its srun's ports: 127.0.0.1 only, never 0.0.0.0 or ::."""
+    proc = _sbatch(slurm_env, tmp_path, "srun sleep 60")
+    assert proc.returncode == 0, proc.stderr
+    job = proc.stdout.strip().split(";")[0]
+    try:
+        listening = _wait(lambda: (found := slurm_cluster.listening())
+                          and any(s.process == "srun" for s in found) and found, 60, "srun of the job to listen")
+        by_process = {}
+        for s in listening:
+            by_process.setdefault(s.process, set()).add(s.port)
+        assert by_process["slurmctld"] == {slurm_cluster.port}, listening
+        assert by_process["slurmd"] == {slurm_cluster.port + 1}, listening
+        exposed = [s for s in listening if not s.loopback]
+        assert not exposed, f"cluster ports reachable from other machines: {exposed}"
+        if shutil.which("ss"):  # a second opinion from iproute2 on the daemons' fixed ports
+            lines = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
+            local = [line.split()[3] for line in lines.splitlines()]
+            for port in (slurm_cluster.port, slurm_cluster.port + 1):
+                assert [a for a in local if a.endswith(f":{port}")] == [f"127.0.0.1:{port}"], lines
+    finally:
+        subprocess.run(["scancel", job], env=slurm_env)
+        _wait(lambda: job not in _squeue_ids(slurm_env), 60, f"job {job} to end")
+
+
+def test_listening_sockets_tells_loopback_from_every_interface():
+    """The check above must see an exposed port: this process listens on 0.0.0.0, :: and 127.0.0.1."""
+    from embedgrid.slurm.cluster import listening_sockets
+
+    wanted = [(socket.AF_INET, "0.0.0.0", False), (socket.AF_INET, "127.0.0.1", True)]
+    if socket.has_ipv6:
+        wanted += [(socket.AF_INET6, "::", False), (socket.AF_INET6, "::1", True)]
+    opened = []
+    try:
+        for family, address, _ in wanted:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            opened.append(sock)
+            try:
+                sock.bind((address, 0))
+            except OSError:  # no such interface in this sandbox (e.g. IPv6 off)
+                opened.pop().close()
+                continue
+            sock.listen()
+        found = {(s.address, s.port): s.loopback for s in listening_sockets({os.getpid(): "pytest"})}
+        for sock in opened:
+            address, port = sock.getsockname()[:2]
+            assert found[(address, port)] is address.startswith(("127.", "::1")), (address, port, found)
+        assert any(not loopback for loopback in found.values()), "an exposed socket must be reported as such"
+    finally:
+        for sock in opened:
+            sock.close()
+
+
+def test_clients_without_the_cluster_munge_key_are_refused(slurm_cluster, slurm_env, tmp_path):
+    """Second layer: even from this machine, a client with auth/none or another munge key submits nothing."""
+    from embedgrid.slurm import LocalCluster
+
+    conf = slurm_cluster.conf.read_text()
+    assert "AuthType=auth/munge" in conf and f"socket={slurm_cluster.munge_socket}" in conf
+    (tmp_path / "none.conf").write_text(conf.replace("AuthType=auth/munge", "AuthType=auth/none")
+                                        .replace("CredType=cred/munge", "CredType=cred/none"))
+    foreign = LocalCluster(tmp_path / "foreign", gpus=0)  # only its munged: a fresh key of its own
+    (foreign.state_dir / "run").mkdir(parents=True, mode=0o700)
+    (foreign.state_dir / "etc").mkdir()
+    (foreign.state_dir / "log").mkdir()
+    foreign._ensure_munge_key()
+    foreign._start_munged()
+    try:
+        (tmp_path / "foreign.conf").write_text(conf.replace(f"socket={slurm_cluster.munge_socket}",
+                                                            f"socket={foreign.munge_socket}"))
+        before = _squeue_ids(slurm_env)
+        for name in ("none.conf", "foreign.conf"):
+            env = {**slurm_env, "SLURM_CONF": str(tmp_path / name)}
+            proc = _sbatch(env, tmp_path, "true")
+            assert proc.returncode != 0 and not proc.stdout.strip(), (name, proc.stdout, proc.stderr)
+        assert _squeue_ids(slurm_env) == before
+        ok = _sbatch(slurm_env, tmp_path, "true")
+        assert ok.returncode == 0, ok.stderr  # the cluster's own clients still get in
+    finally:
+        foreign.stop()

@@ -19,11 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
+from embedgrid.slurm.sockets import Listener, listening_sockets, slurm_processes
 
 DEFAULT_STATE_DIR = Path(os.environ.get("EMBEDGRID_SLURM_DIR", Path.cwd() / ".slurm"))
 DAEMONS = ("munged", "slurmctld", "slurmd")   # start order; stop is the reverse
-LOOPBACK = ("127.", "::1", "::ffff:127.")
 
 
 class SlurmError(RuntimeError):
@@ -223,11 +222,11 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
     def processes(self) -> dict[int, str]:
         """pid -> name of this cluster's processes: munged, the SLURM daemons, and slurmstepd/srun of its jobs."""
-        found = _slurm_processes(str(self.conf))
+        found = slurm_processes(str(self.conf))
         found.update({pid: daemon for pid, daemon in ((self._pid(d), d) for d in DAEMONS) if pid})
         return found
 
-    def listening(self) -> list["Listener"]:
+    def listening(self) -> list[Listener]:
         """Every TCP socket in LISTEN state held by one of this cluster's processes."""
         return listening_sockets(self.processes())
 
@@ -269,49 +268,6 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             lines.append(_run(["sinfo", "-o", "%P %t %D %c %m %G"], env=env).stdout.rstrip())
             lines.append(_run(["squeue"], env=env).stdout.rstrip())
         return "\n".join(lines)
-
-
-SLURM_PROCESSES = ("munged", "slurmctld", "slurmd", "slurmstepd", "srun")
-
-
-@dataclass(frozen=True)
-class Listener:
-    pid: int
-    process: str
-    address: str
-    port: int
-
-    @property
-    def loopback(self) -> bool:
-        return self.address.startswith(LOOPBACK)
-
-
-def _slurm_processes(conf: str) -> dict[int, str]:
-    """pid -> executable of every SLURM process configured by conf: slurmctld (+ slurmscriptd), slurmd, and in
-    jobs slurmstepd (a daemon, child of init) and srun. They all carry SLURM_CONF; a job's own programs are left out."""
-    found, wanted = {}, f"SLURM_CONF={conf}".encode()
-    for proc in psutil.process_iter(["exe"]):
-        name = Path(proc.info["exe"] or "").name.removesuffix("-wlm")  # Debian's binary names
-        if name not in SLURM_PROCESSES:
-            continue
-        try:  # raw: slurmstepd and slurmscriptd overwrite the start of their environ block with their title,
-            #      and psutil's environ() then returns nothing
-            if wanted in Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0"):
-                found[proc.pid] = name
-        except OSError:
-            continue  # gone meanwhile
-    return found
-
-
-def listening_sockets(pids: dict[int, str]) -> list[Listener]:
-    """TCP sockets (IPv4 and IPv6) in LISTEN state held by pids (pid -> name)."""
-    found = []
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
-            listener = Listener(conn.pid, pids[conn.pid], conn.laddr.ip, conn.laddr.port)
-            if listener not in found:
-                found.append(listener)
-    return found
 
 
 def check_controller(timeout: float = 15.0) -> str:
