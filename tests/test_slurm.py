@@ -146,6 +146,15 @@ def _sbatch(env, tmp_path, command: str) -> subprocess.CompletedProcess:
                            "--wrap", command], env=env, capture_output=True, text=True, timeout=60)
 
 
+def _own_addresses() -> list[str]:
+    """This machine's IPv4/IPv6 addresses other than loopback (link-local ones need a scope: left out)."""
+    import psutil
+
+    return [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family in (socket.AF_INET, socket.AF_INET6) and "%" not in a.address
+            and not a.address.startswith(("127.", "::1", "fe80:"))]
+
+
 def test_cluster_ports_listen_on_loopback_only(slurm_cluster, slurm_env, tmp_path):
     """slurmctld, slurmd and, while a job runs, its srun's ports: 127.0.0.1 only, never 0.0.0.0 or ::."""
     proc = _sbatch(slurm_env, tmp_path, "srun sleep 60")
@@ -161,6 +170,10 @@ def test_cluster_ports_listen_on_loopback_only(slurm_cluster, slurm_env, tmp_pat
         assert by_process["slurmd"] == {slurm_cluster.port + 1}, listening
         exposed = [s for s in listening if not s.loopback]
         assert not exposed, f"cluster ports reachable from other machines: {exposed}"
+        for address in _own_addresses():  # as another machine would try: through this machine's other addresses
+            for port in (slurm_cluster.port, slurm_cluster.port + 1):
+                with pytest.raises(ConnectionRefusedError):
+                    socket.create_connection((address, port), timeout=5).close()
         if shutil.which("ss"):  # a second opinion from iproute2 on the daemons' fixed ports
             lines = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
             local = [line.split()[3] for line in lines.splitlines()]
