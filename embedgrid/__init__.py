@@ -11,11 +11,13 @@ from embedgrid.cellid import register_resolvers as _register_resolvers
 _register_resolvers()
 
 
-def load_encoder(cell_dir, device=None):
-    """Rebuild the trained encoder of a finished cell; ``.encode(texts)`` gives (n, d) float32, L2-normalised."""
+def load_encoder(cell_dir, device=None, **options):
+    """Rebuild the trained encoder of a finished cell; ``.encode(texts)`` gives (n, d) float32, L2-normalised.
+
+    ``options``: ``trust_remote_code`` / ``allow_checkpoint_from_disk`` opt-ins (embedgrid.encoder.load_encoder)."""
     from embedgrid.encoder import load_encoder as _load
 
-    return _load(cell_dir, device=device)
+    return _load(cell_dir, device=device, **options)
 
 
 def __getattr__(name):

@@ -13,6 +13,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from embedgrid.errors import MissingAsset  # noqa: F401  (re-exported)
 from embedgrid.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,6 @@ SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db
 CONVERTED_FORMAT = 2  # bump when the conversion recipe changes, so stale caches are rebuilt
 # 2: tied weights are saved under the input-embedding name (v1 entries kept only lm_head.weight, so an AutoModel
 #    backbone loaded them with randomly initialised token embeddings)
-
-
-class MissingAsset(RuntimeError):
-    """An offline asset is not installed; the message names what installs it."""
 
 
 def cache_dir() -> Path:

@@ -9,11 +9,10 @@ the flag goes on the config object before the weights load.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+
+from embedgrid.attention import ATTENTION_MODES, Attention  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
-
-ATTENTION_MODES = ("causal", "bidirectional")
 
 
 def _tiny_config(name: str):
@@ -30,21 +29,6 @@ TINY_CONFIGS = {
     "mistral": _tiny_config("MistralConfig"),
     "llama": _tiny_config("LlamaConfig"),
 }
-
-
-@dataclass(frozen=True)
-class Attention:
-    """Attention mode of the backbone: ``causal`` or ``bidirectional``."""
-
-    name: str
-
-    def __post_init__(self):
-        if self.name not in ATTENTION_MODES:
-            raise ValueError(f"unknown attention '{self.name}'; valid: {', '.join(ATTENTION_MODES)}")
-
-    @property
-    def is_causal(self) -> bool:
-        return self.name == "causal"
 
 
 def resolve_checkpoint(checkpoint) -> str:

@@ -13,6 +13,8 @@ IDENTITY_KEYS = ("model", "pooling", "attention", "train", "data", "lora", "seed
 # Identity keys added later: they enter the hash only when set away from their default, so every cell hashed
 # before they existed keeps its name (and a rerun of it is still skipped).
 LATER_IDENTITY_DEFAULTS = {"append_eos": True}
+# The same for keys inside a group: (group, key) -> default.
+LATER_GROUP_DEFAULTS = {("model", "lora_target_modules"): None, ("train", "max_length"): None}
 # Settings that change how a cell runs, never what it produces.
 RUNTIME_TRAIN_KEYS = ("checkpoint_every", "log_every", "progress_bar")
 
@@ -30,8 +32,15 @@ def identity(cfg) -> dict:
     for key, default in LATER_IDENTITY_DEFAULTS.items():
         if key in cfg and cfg[key] != default:
             ident[key] = cfg[key]
-    if isinstance(ident.get("train"), dict):
-        ident["train"] = {k: v for k, v in ident["train"].items() if k not in RUNTIME_TRAIN_KEYS}
+    for (group, key), default in LATER_GROUP_DEFAULTS.items():
+        if isinstance(ident.get(group), dict) and ident[group].get(key, default) == default:
+            ident[group] = {k: v for k, v in ident[group].items() if k != key}
+    train = ident.get("train")
+    if isinstance(train, dict):
+        if train.get("max_length") is not None and isinstance(ident.get("model"), dict):
+            # a recipe's sequence length is the encoder's: the same cell as model.max_length set to it
+            ident["model"] = {**ident["model"], "max_length": train["max_length"]}
+        ident["train"] = {k: v for k, v in train.items() if k not in RUNTIME_TRAIN_KEYS and k != "max_length"}
     return ident
 
 

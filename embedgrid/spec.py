@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from embedgrid.attention import Attention
+from embedgrid.errors import ConfigError
+
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -39,11 +42,9 @@ class EncoderSpec:
     name: str = "encoder"
 
     def __post_init__(self):
-        from embedgrid.backbone import Attention
-
         Attention(self.attention)  # fail here, naming the valid modes, not deep inside a build
         if "_target_" not in self.pooling:
-            raise ValueError(f"pooling spec needs a _target_ (a class in embedgrid.pooling); got {self.pooling}")
+            raise ConfigError(f"pooling spec needs a _target_ (a class in embedgrid.pooling); got {self.pooling}")
 
     def to_dict(self) -> dict:
         return asdict(self)

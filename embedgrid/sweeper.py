@@ -1,10 +1,12 @@
 """Hydra's basic sweeper (cartesian product of the overrides), made safe to launch, relaunch and requeue.
 
-Before anything is submitted it composes every cell's config, derives the cell directory (``${cell_name:}``)
-and reads its state, so that
+Before anything is submitted it composes every cell's config, checks it (embedgrid.schema.check: a bad value
+stops the sweep before any job), derives the cell directory (``${cell_name:}``) and reads its state, so that
   * ``dry_run=true`` lists the cells (state + directory) and runs nothing, whatever the launcher;
   * finished cells are skipped without a job (no SLURM submission for them), unfinished ones run and resume;
-  * an unwritable sweep directory or an unreachable SLURM controller fails before any job starts.
+  * an unwritable sweep directory or an unreachable SLURM controller fails before any job starts;
+  * a cell whose directory is refused (another config's, not a cell directory, busy, or with a corrupt
+    ``cell.json``) is reported as failed with the reason and not launched, while the other cells run.
 After the jobs it prints a summary (done / failed / skipped), writes ``<sweep_dir>/summary.json``, runs the
 analysis over the sweep directory (``analyze=true``), and exits non-zero if any cell failed.
 Hydra has no hook for this: callbacks swallow exceptions and never see job returns, hence a sweeper.
@@ -24,28 +26,26 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus, filter_overrides
 
+from embedgrid.errors import (CellBusy, CellConflict, CorruptCellRecord, GridFailed, SweepConflict,  # noqa: F401
+                              SweepDirUnwritable)
+
 log = logging.getLogger(__name__)
-
-
-class GridFailed(RuntimeError):
-    """Some cells of the sweep failed (each one's error and traceback are in its cell.json)."""
-
-
-class SweepDirUnwritable(RuntimeError):
-    pass
-
-
-class SweepConflict(ValueError):
-    pass
 
 
 @dataclass
 class PlannedCell:
     overrides: list[str]
     cell_dir: str
-    state: str
+    state: str                  # done | partial | failed | new, or REFUSED / corrupt (not launched; see error)
     status: str | None = None   # after the launch: done | partial | failed | skipped
     error: str | None = None
+
+    @property
+    def runnable(self) -> bool:
+        return self.state in ("new", "partial", "failed")
+
+
+REFUSED = "refused"
 
 
 def ensure_writable(directory: Path) -> None:
@@ -68,7 +68,8 @@ class GridSweeper(BasicSweeper):
 
     def plan(self, arguments: list[str]) -> list[PlannedCell]:
         """Every cell of the sweep with its directory and state, composed exactly as the jobs will be."""
-        from embedgrid.cell import cell_state
+        from embedgrid.celldir import CORRUPT, CellDir
+        from embedgrid.schema import check
 
         params = self._parse_config() + list(arguments)
         overrides = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(params)
@@ -79,7 +80,8 @@ class GridSweeper(BasicSweeper):
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
                 HydraConfig.instance().set_config(cfg)  # ${hydra:...} and ${cell_name:} resolve as in the job
                 cell_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
-                cells.append(PlannedCell(list(job), cell_dir, cell_state(Path(cell_dir), cfg)))
+                check(cfg)
+                cells.append(plan_cell(list(job), CellDir(cell_dir), cfg, CORRUPT))
         finally:
             if previous is not None:
                 HydraConfig.instance().set_config(previous)
@@ -96,10 +98,12 @@ class GridSweeper(BasicSweeper):
             print_plan(cells, sweep_dir)
             return []
         ensure_writable(sweep_dir)
-        todo = [c for c in cells if c.state != "done"]
+        todo = [c for c in cells if c.runnable]
         for cell in cells:
             if cell.state == "done":
                 cell.status = "skipped"
+            elif not cell.runnable:
+                cell.status = "failed"
         if todo and is_slurm_launcher(self.launcher):
             from embedgrid.slurm import check_controller
 
@@ -124,6 +128,16 @@ class GridSweeper(BasicSweeper):
             raise GridFailed(f"{len(failed)} of {len(cells)} cells failed (error + traceback in each cell.json): "
                              + "; ".join(f"{c.cell_dir}: {c.error}" for c in failed))
         return returns
+
+
+def plan_cell(overrides: list[str], cell, cfg, corrupt: str) -> PlannedCell:
+    """One cell's plan; a directory the cell may not use marks this cell, not the sweep."""
+    try:
+        return PlannedCell(overrides, str(cell.path), cell.preflight(cfg))
+    except CorruptCellRecord as error:
+        return PlannedCell(overrides, str(cell.path), corrupt, error=f"{type(error).__name__}: {error}")
+    except (CellConflict, CellBusy) as error:
+        return PlannedCell(overrides, str(cell.path), REFUSED, error=f"{type(error).__name__}: {error}")
 
 
 def refuse_shared_dirs(cells: list[PlannedCell]) -> None:
@@ -157,7 +171,8 @@ def print_plan(cells: list[PlannedCell], sweep_dir: Path) -> None:
     shared = set.intersection(*(set(c.overrides) for c in cells)) if cells else set()
     for cell in cells:
         varying = [o for o in filter_overrides(cell.overrides) if o not in shared]
-        print(f"  [{cell.state:>7}] {cell.cell_dir}   {' '.join(varying)}")
+        print(f"  [{cell.state:>7}] {cell.cell_dir}   {' '.join(varying)}"
+              + (f"  -- {cell.error}" if cell.error else ""))
 
 
 def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:

@@ -112,7 +112,7 @@ def test_bidirectional_survives_lora_and_checkpoint_flag(tmp_path, rows, arch):
 
 
 def test_unknown_attention_names_valid_modes():
-    with pytest.raises(ValueError, match=r"unknown attention 'sideways'.*causal, bidirectional"):
+    with pytest.raises(ValueError, match=r"unknown attention.name='sideways'.*causal, bidirectional"):
         Attention("sideways")
     from embedgrid.spec import EncoderSpec
 

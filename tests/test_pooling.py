@@ -161,11 +161,9 @@ def test_eos_last_reads_the_last_real_token_whatever_is_after_it():
 
 
 def test_unknown_pooling_class_in_a_config_names_the_valid_ones():
-    from embedgrid.encoder import build_pooling
+    from embedgrid.pooling.build import build_pooling
     from embedgrid.pooling.sizes import reference_config
-    from embedgrid.spec import EncoderSpec
 
-    spec = EncoderSpec(checkpoint=None, pooling={"_target_": "embedgrid.pooling.ClsPooling"})
-    with pytest.raises(ValueError, match=r"unknown pooling class 'embedgrid.pooling.ClsPooling'.*"
-                                         r"eos_last \(embedgrid.pooling.EosLastPooling\)"):
-        build_pooling(spec, reference_config("smollm2_135m"))
+    with pytest.raises(ValueError, match=r"unknown pooling class pooling.head._target_='embedgrid.pooling.ClsPooling'"
+                                         r".*eos_last \(embedgrid.pooling.EosLastPooling\)"):
+        build_pooling({"_target_": "embedgrid.pooling.ClsPooling"}, reference_config("smollm2_135m"))

@@ -6,8 +6,7 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 
 from embedgrid.encoder import Encoder
-
-INSTRUCTION_SCOPES = ("query", "all")
+from embedgrid.evaluate.config import INSTRUCTION_SCOPES
 
 
 class MtebEncoder(AbsEncoder):

@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 from statistics import fmean
 
+from embedgrid.celldir import CATEGORY_SCORES_FILE, CellDir  # noqa: F401  (re-exported)
+from embedgrid.evaluate.config import EvalConfig
+
 log = logging.getLogger(__name__)
 
-CATEGORY_SCORES_FILE = "category_scores.json"
 # The paper's seven MTEB categories; a category with no task in the suite is reported as not evaluated.
 CATEGORIES = ("STS", "Classification", "Clustering", "Retrieval", "Reranking", "PairClassification",
               "Summarization")
@@ -70,16 +72,18 @@ def _mock_registry() -> dict:
     return MOCK_TASK_REGISTRY
 
 
-def settings_hash(eval_cfg: dict) -> str:
+def settings_hash(eval_cfg: EvalConfig | dict) -> str:
     """Hash of the evaluation settings that change scores (not the task list: adding tasks reuses results)."""
-    relevant = {key: eval_cfg.get(key) for key in SCORE_SETTINGS}
+    settings = EvalConfig.of(eval_cfg).to_dict()
+    relevant = {key: settings[key] for key in SCORE_SETTINGS}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def scores_cover(scores: dict, eval_cfg: dict) -> bool:
+def scores_cover(scores: dict, eval_cfg: EvalConfig | dict) -> bool:
     """Whether ``scores.json`` holds every requested task, scored under these evaluation settings."""
+    eval_cfg = EvalConfig.of(eval_cfg)
     wanted = settings_hash(eval_cfg)
-    return all(scores.get(t, {}).get("eval_settings") == wanted for t in eval_cfg["tasks"])
+    return all(scores.get(t, {}).get("eval_settings") == wanted for t in eval_cfg.tasks)
 
 
 def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_size: int = 32,
@@ -89,7 +93,7 @@ def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_
     import mteb
     from tqdm.auto import tqdm
 
-    cache = mteb.ResultCache(str(Path(cell_dir) / "mteb"))
+    cache = mteb.ResultCache(str(CellDir(cell_dir).mteb_dir))
     tasks = resolve_tasks(list(task_names), max_samples=max_samples, task_samples=task_samples,
                           sample_seed=sample_seed)
     scores: dict[str, dict] = {}
@@ -140,30 +144,26 @@ def category_scores(scores: dict[str, dict], offline_only: bool) -> dict:
     }
 
 
-def evaluate_encoder(encoder, eval_cfg: dict, cell_dir: str | Path, *, name: str,
+def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, cell_dir: str | Path, *, name: str,
                      revision: str) -> tuple[dict, dict]:
-    """Evaluate a cell's encoder on ``eval_cfg`` (the ``eval`` config group as a dict).
+    """Evaluate a cell's encoder on ``eval_cfg`` (the typed ``eval`` group; a plain dict is typed first).
 
     Returns ``(scores, category_scores)`` and writes ``category_scores.json`` into ``cell_dir``; the caller
     writes ``scores.json``.
     """
     from embedgrid.evaluate.model import MtebEncoder
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
-    from embedgrid.io import write_json
 
+    eval_cfg = EvalConfig.of(eval_cfg)
     settings = settings_hash(eval_cfg)
-    model = MtebEncoder(encoder, name=name, revision=f"{revision}-e{settings}",
-                        instructions=eval_cfg.get("instructions") or {},
-                        instruction_scope=eval_cfg.get("instruction_scope", "query"),
-                        batch_size=int(eval_cfg.get("batch_size", 32)),
-                        show_progress_bar=bool(eval_cfg.get("progress_bar", True)))
-    names = list(eval_cfg["tasks"])
-    scores = evaluate_tasks(model, names, cell_dir, batch_size=int(eval_cfg.get("batch_size", 32)),
-                            show_progress_bar=bool(eval_cfg.get("progress_bar", True)),
-                            max_samples=eval_cfg.get("max_samples"), task_samples=eval_cfg.get("task_samples"),
-                            sample_seed=int(eval_cfg.get("sample_seed", 0)))
+    model = MtebEncoder(encoder, name=name, revision=f"{revision}-e{settings}", instructions=eval_cfg.instructions,
+                        instruction_scope=eval_cfg.instruction_scope, batch_size=eval_cfg.batch_size,
+                        show_progress_bar=eval_cfg.progress_bar)
+    scores = evaluate_tasks(model, eval_cfg.tasks, cell_dir, batch_size=eval_cfg.batch_size,
+                            show_progress_bar=eval_cfg.progress_bar, max_samples=eval_cfg.max_samples,
+                            task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed)
     for entry in scores.values():
-        entry["eval_settings"] = settings  # cell_state: a done cell evaluated under other settings is partial
-    categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS for n in names))
-    write_json(Path(cell_dir) / CATEGORY_SCORES_FILE, categories)
+        entry["eval_settings"] = settings  # CellDir.state: a done cell evaluated under other settings is partial
+    categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS for n in eval_cfg.tasks))
+    CellDir(cell_dir).write_category_scores(categories)
     return scores, categories

@@ -46,12 +46,10 @@ def meta_pooling(backbone_config, head: dict, attention: str = "causal"):
     """The pooling head ``head`` (a conf/pooling ``head`` node) sized for ``backbone_config``, on the meta device."""
     import torch
 
-    from embedgrid.encoder import build_pooling
-    from embedgrid.spec import EncoderSpec
+    from embedgrid.pooling.build import build_pooling
 
-    spec = EncoderSpec(checkpoint=None, pooling=dict(head), attention=attention)
     with torch.device("meta"):
-        return build_pooling(spec, backbone_config)
+        return build_pooling(dict(head), backbone_config, attention)
 
 
 def conf_heads(conf_dir: Path = CONF_DIR) -> dict[str, dict]:

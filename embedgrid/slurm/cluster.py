@@ -19,14 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from embedgrid.errors import SlurmError  # noqa: F401  (re-exported)
 from embedgrid.slurm.sockets import Listener, listening_sockets, slurm_processes
 
 DEFAULT_STATE_DIR = Path(os.environ.get("EMBEDGRID_SLURM_DIR", Path.cwd() / ".slurm"))
 DAEMONS = ("munged", "slurmctld", "slurmd")   # start order; stop is the reverse
-
-
-class SlurmError(RuntimeError):
-    """The local cluster cannot be started, or a SLURM controller cannot be reached."""
 
 
 def _run(args: list[str], env: dict | None = None, timeout: float = 15.0) -> subprocess.CompletedProcess:

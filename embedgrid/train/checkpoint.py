@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from embedgrid.celldir import LAST_CHECKPOINT
 from embedgrid.io import read_json, write_json
 
 WEIGHTS = "trainable.safetensors"
@@ -43,15 +44,15 @@ def save_checkpoint(directory: Path, model, optimizer, scheduler, step: int, ext
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    final = directory / "last"
-    tmp = directory / f".last.tmp{os.getpid()}"
+    final = directory / LAST_CHECKPOINT
+    tmp = directory / f".{LAST_CHECKPOINT}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file({k: v.detach().cpu().contiguous() for k, v in trainable_parameters(model).items()}, tmp / WEIGHTS)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
                tmp / STATE)
     write_json(tmp / META, {"step": step, **(extra or {})})
-    old = directory / ".last.old"
+    old = directory / f".{LAST_CHECKPOINT}.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.replace(final, old)
@@ -65,9 +66,9 @@ def load_checkpoint(directory: Path, model, optimizer, scheduler) -> dict | None
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    final = directory / "last"
+    final = directory / LAST_CHECKPOINT
     if not (final / META).exists():
-        old = directory / ".last.old"  # killed between the two renames of save_checkpoint
+        old = directory / f".{LAST_CHECKPOINT}.old"  # killed between the two renames of save_checkpoint
         if (old / META).exists():
             os.replace(old, final)
         else:

@@ -5,25 +5,29 @@ from dataclasses import dataclass
 
 @dataclass
 class TrainConfig:
-    """Training settings (``conf/train/*.yaml``); ``train=paper`` is the paper's recipe."""
+    """Training settings: the defaults here are the small CPU-sized run (``train=default``: the default cell
+    trains SmolLM2-135M for a few minutes on 2 cores); presets in ``conf/train/*.yaml`` set what they change
+    (``train=paper`` is the paper's recipe). ``max_length``: null keeps ``model.max_length``; set, it replaces it
+    for the cell's encoder (a recipe's sequence length, e.g. the paper's 512, without a global package)."""
 
-    max_steps: int = 20
+    max_steps: int = 12
     batch_size: int = 16
-    lr: float = 1e-4
-    pooling_lr: float | None = None  # the pooling head's own learning rate (None: same as lr)
+    lr: float = 2.0e-4
+    pooling_lr: float | None = 1.0e-3  # the pooling head's own learning rate (None: same as lr)
     weight_decay: float = 0.01
     warmup_steps: int = 2
     max_grad_norm: float = 1.0
     temperature: float = 0.05
     symmetric_loss: bool = False
     num_negatives: int = 1
-    checkpoint_every: int = 10
+    checkpoint_every: int = 4
     grad_cache: bool = False
     grad_cache_chunk: int = 16
     gradient_checkpointing: bool = False
     bf16: bool = False  # autocast on GPU
     log_every: int = 1
     progress_bar: bool = True
+    max_length: int | None = None
 
     def __post_init__(self):
         positive = ("max_steps", "batch_size", "checkpoint_every", "grad_cache_chunk", "log_every")

@@ -15,16 +15,14 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from embedgrid.errors import RankZeroFailed  # noqa: F401  (re-exported)
+
 log = logging.getLogger(__name__)
 
 # Rank 0 alone evaluates a cell (hours for the paper suite on a 7B model) while the other ranks wait for its
 # outcome; the default collective timeout (10-30 min) would kill them, so cell-level hand-offs use their own group.
 CONTROL_TIMEOUT = timedelta(hours=72)
 _control_group = None
-
-
-class RankZeroFailed(RuntimeError):
-    """Raised on ranks > 0 when the work rank 0 did for all of them failed (rank 0 raises the original error)."""
 
 
 @dataclass(frozen=True)

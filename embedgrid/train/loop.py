@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 
+from embedgrid.celldir import LAST_CHECKPOINT
 from embedgrid.data.rows import Row
+from embedgrid.errors import NonFiniteLoss, Preempted  # noqa: F401  (re-exported)
 from embedgrid.losses import InfoNCELoss
 from embedgrid.train.batches import batch_rows
 from embedgrid.train.checkpoint import load_checkpoint, save_checkpoint
@@ -23,13 +25,6 @@ from embedgrid.train.step import TextBatch, embed_texts, plain_step  # noqa: F40
 
 log = logging.getLogger(__name__)
 
-
-class NonFiniteLoss(RuntimeError):
-    pass
-
-
-class Preempted(RuntimeError):
-    """Raised after a checkpoint was written because the job was asked to stop (SIGTERM/SIGUSR1)."""
 
 
 def make_optimizer(encoder, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -85,12 +80,6 @@ def train_step(encoder, loss_fn, batch: TextBatch, cfg: TrainConfig, world: Worl
     return loss
 
 
-def compute_loss(encoder, loss_fn, batch: list[Row], cfg: TrainConfig) -> torch.Tensor:
-    """The loss of one single-process batch with autograd (no backward): for tests and analysis."""
-    texts = TextBatch.from_rows(batch, cfg.num_negatives)
-    return loss_fn(embed_texts(encoder, texts.queries, texts.instructions), embed_texts(encoder, texts.docs))
-
-
 def enable_gradient_checkpointing(encoder) -> None:
     """Recompute backbone activations in backward (non-reentrant: keeps RNG state, works with frozen inputs)."""
     model = encoder.backbone.get_base_model() if hasattr(encoder.backbone, "get_base_model") else encoder.backbone
@@ -128,7 +117,7 @@ def fit(encoder, rows: list[Row], cfg: TrainConfig, *, seed: int, checkpoint_dir
     meta = load_checkpoint(checkpoint_dir, encoder, optimizer, scheduler)
     start = meta["step"] if meta else 0
     if start:
-        log.info("resuming training at step %d/%d from %s", start, cfg.max_steps, checkpoint_dir / "last")
+        log.info("resuming training at step %d/%d from %s", start, cfg.max_steps, checkpoint_dir / LAST_CHECKPOINT)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(encoder)
     encoder.train()
@@ -146,7 +135,7 @@ def fit(encoder, rows: list[Row], cfg: TrainConfig, *, seed: int, checkpoint_dir
         grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm))
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             optimizer.zero_grad(set_to_none=True)
-            last = checkpoint_dir / "last"
+            last = checkpoint_dir / LAST_CHECKPOINT
             kept = f"last good checkpoint kept in {last}" if last.exists() else "no checkpoint written yet"
             raise NonFiniteLoss(f"non-finite training at step {step + 1}/{cfg.max_steps}: loss={loss}, "
                                 f"grad_norm={grad_norm}; weights not updated, {kept} "

@@ -1,0 +1,62 @@
+"""Every exception a user of embedgrid can meet, in one place (the modules that raise them re-export them).
+
+Each message names what was wrong (the path, the key, the bad value) and what to do about it.
+"""
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A config value is invalid: the message names the key, the bad value and the valid choices."""
+
+
+class CellConflict(RuntimeError):
+    """The cell directory holds results (or a model) of a different configuration, or is not a cell directory."""
+
+
+class CellBusy(RuntimeError):
+    """Another process is running this cell (two sweeps over one directory, or a relaunch while one runs)."""
+
+
+class CorruptCellRecord(RuntimeError):
+    """A cell's ``cell.json`` cannot be read (truncated or not a JSON object); the message names the file."""
+
+
+class UntrustedEncoder(RuntimeError):
+    """A saved encoder asks for code or a path that its directory may not choose (see ``load_encoder``)."""
+
+
+class MissingAsset(RuntimeError):
+    """An offline asset is not installed; the message names what installs it."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or inf."""
+
+
+class Preempted(RuntimeError):
+    """Raised after a checkpoint was written because the job was asked to stop (SIGTERM/SIGUSR1)."""
+
+
+class RankZeroFailed(RuntimeError):
+    """Raised on ranks > 0 when the work rank 0 did for all of them failed (rank 0 raises the original error)."""
+
+
+class GridFailed(RuntimeError):
+    """Some cells of the sweep failed (each one's error and traceback are in its cell.json)."""
+
+
+class SweepDirUnwritable(RuntimeError):
+    """The sweep directory cannot be written."""
+
+
+class SweepConflict(ValueError):
+    """Two cells of one sweep map to the same cell directory."""
+
+
+class SlurmError(RuntimeError):
+    """The local SLURM cluster or its controller failed."""
+
+
+__all__ = ["CellBusy", "CellConflict", "ConfigError", "CorruptCellRecord", "GridFailed", "MissingAsset",
+           "NonFiniteLoss", "Preempted", "RankZeroFailed", "SlurmError", "SweepConflict", "SweepDirUnwritable",
+           "UntrustedEncoder"]

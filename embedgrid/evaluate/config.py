@@ -1,0 +1,62 @@
+"""Evaluation settings (``conf/eval/*.yaml``): the typed schema of the ``eval`` group and what the runner reads."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Dict, List, Optional
+
+from embedgrid.errors import ConfigError
+
+INSTRUCTION_SCOPES = ("query", "all")
+
+
+@dataclass
+class EvalConfig:
+    """``tasks``: offline task names, mteb mock names or mteb names; ``max_samples`` caps every offline task
+    (None: whole task), ``task_samples`` caps single tasks; ``instruction_scope``: ``query`` (retrieval and
+    reranking queries + every text of symmetric tasks) or ``all`` (every text)."""
+
+    name: str = "offline"
+    tasks: List[str] = field(default_factory=list)
+    max_samples: Optional[int] = None
+    task_samples: Dict[str, int] = field(default_factory=dict)
+    sample_seed: int = 0
+    instruction_scope: str = "query"
+    batch_size: int = 32
+    progress_bar: bool = True
+    instructions: Dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.instruction_scope not in INSTRUCTION_SCOPES:
+            raise ConfigError(f"unknown eval.instruction_scope={self.instruction_scope!r}; valid: "
+                              f"{', '.join(INSTRUCTION_SCOPES)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ConfigError(f"eval.max_samples={self.max_samples} must be >= 1 or null (whole task)")
+        bad = {k: v for k, v in self.task_samples.items() if v < 1}
+        if bad:
+            raise ConfigError(f"eval.task_samples {bad}: every cap must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, value) -> "EvalConfig":
+        """An EvalConfig from itself, a plain dict or an ``eval`` config node (unknown keys fail, named)."""
+        if isinstance(value, cls):
+            return value
+        from omegaconf import OmegaConf
+
+        data = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else dict(value)
+        known = {f.name for f in fields(cls)}
+        stray = sorted(set(data) - known)
+        if stray:
+            raise ConfigError(f"unknown eval keys {stray}; valid: {', '.join(sorted(known))}")
+        if not data.get("tasks"):
+            raise ConfigError("eval.tasks is empty; name at least one task (e.g. eval=offline_small)")
+        return cls(**data)
+
+
+def eval_config(cfg) -> EvalConfig:
+    """The ``eval`` group of a composed cell config, typed."""
+    return EvalConfig.of(cfg.eval)
