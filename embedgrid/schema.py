@@ -95,7 +95,8 @@ def check(cfg) -> None:
     """Every value of every group that compose time cannot check; raises ConfigError naming the key."""
     from omegaconf import OmegaConf
 
-    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
+    missing = sorted(f"{key}.{k}" for key in cfg if key != "hydra" and OmegaConf.is_config(cfg[key])
+                     for k in OmegaConf.missing_keys(cfg[key]))
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set (the config leaves {'them' if len(missing) > 1 else 'it'}"
                           " as ???), e.g. data.loader.path=/path/to/train.jsonl")
