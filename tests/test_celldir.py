@@ -12,10 +12,11 @@ TINY = ["model=tiny", "train.max_steps=0", "threads=1", "logger=none", "eval=off
 
 
 def _spec(checkpoint, **extra) -> dict:
-    from embedgrid.spec import EncoderSpec
+    """A saved spec without LoRA, so nothing but the spec's own checks stands between it and a build."""
+    from embedgrid.spec import EncoderSpec, LoraSpec
 
     return EncoderSpec(checkpoint=checkpoint, pooling={"_target_": "embedgrid.pooling.MeanPooling"},
-                       **extra).to_dict()
+                       lora=LoraSpec(enabled=False), **extra).to_dict()
 
 
 def _remote_code_checkpoint(tmp_path):
