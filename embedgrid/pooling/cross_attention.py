@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MAX_HEAD_DIM = 256  # beyond this fused attention kernels (flash-attention) refuse; see paper.md defect 6
+MAX_HEAD_DIM = 256  # beyond this fused attention kernels (flash-attention) refuse; docs/designs.md, defect 6
 
 
 def attention_geometry(hidden_size: int, num_heads: int | None, head_dim: int | None,
@@ -35,7 +35,7 @@ class GEGLU(nn.Module):
 class CrossAttentionBlock(nn.Module):
     """queries <- queries + Attn(Q=LN(queries), K/V=LN(context)); queries <- queries + FF(LN(queries)).
 
-    The direction is explicit in the argument names (the paper's reference code swaps them, defect 7).
+    The direction is explicit in the argument names (the paper's reference code swaps them: docs/designs.md, defect 7).
     ``context_mask`` (batch, context_len), 1 = attend, hides padding from the keys; every row must keep at
     least one key.
     """

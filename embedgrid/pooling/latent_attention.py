@@ -13,7 +13,7 @@ class LatentAttentionPooling(Pooling):
     Every token of the last layer queries a trainable latent array (Q = tokens, K/V = latents), then a GEGLU
     MLP; the text vector is the masked mean over the pooled tokens. Tokens never attend to each other here, so
     padding cannot leak into a real token and is excluded from the mean. (The paper's reference code fed only
-    the EOS state under causal attention and unmasked padding under bidirectional: paper.md defects 1-2.)
+    the EOS state under causal attention and unmasked padding under bidirectional: docs/designs.md, defects 1-2.)
     """
 
     def __init__(self, hidden_size: int, num_layers: int, is_causal: bool, backbone_num_heads: int | None = None,

@@ -16,7 +16,7 @@ class MultiLayerPooling(Pooling):
     One vector per transformer layer (the embedding output excluded): the EOS state under causal attention,
     the masked mean under bidirectional (or forced by ``layer_reduce``). Each is layer-normalised (without
     weights) before a learned per-layer vector is added (the reference code added it to raw residual states of
-    arbitrary scale, paper.md defect 8); trainable latents then cross-attend to the layer vectors
+    arbitrary scale, docs/designs.md, defect 8); trainable latents then cross-attend to the layer vectors
     (Q = latents, K/V = layers), a GEGLU MLP follows, and the latents are averaged.
     """
 
