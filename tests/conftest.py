@@ -20,30 +20,16 @@ os.environ.setdefault("WANDB_CONFIG_DIR", str(ROOT / ".cache" / "wandb"))
 
 import torch  # noqa: E402
 
+from tests.helpers import TINY  # noqa: E402,F401  (re-exported for older imports)
+
 torch.set_num_threads(1)
-
-# Shrinks a cell to seconds on a CPU: tiny model, few steps, one offline task.
-TINY = ["model=tiny", "train.max_steps=3", "train.batch_size=4", "train.checkpoint_every=2", "threads=1",
-        "train.progress_bar=false", "logger=none", "eval=offline_small", "eval.tasks=[LeeDocumentSTS]"]
-
 
 @pytest.fixture
 def compose():
     """compose(overrides) -> the real config from conf/, as Hydra would build it for `launch.py`."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from tests.helpers import compose_config
 
-    import embedgrid  # noqa: F401  (resolvers)
-    import embedgrid.schema  # noqa: F401  (config schema)
-
-    def _compose(overrides=(), return_hydra_config=False):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
-
-    yield _compose
-    GlobalHydra.instance().clear()
+    yield compose_config
 
 
 @pytest.fixture

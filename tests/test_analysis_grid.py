@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from safetensors.numpy import load_file
 
-from tests.conftest import ROOT, TINY
+from tests.helpers import ROOT, TINY
 
 LABELS = ["eos_last/causal (#1)", "last_layer_trainable/causal (#2)", "multi_layer_trainable/causal (#3)",
           "last_layer_trainable/bidirectional (#4)", "multi_layer_trainable/bidirectional (#5)"]

@@ -223,7 +223,7 @@ def test_analysis_imports_neither_torch_nor_embedgrid(sweep, tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     code = ("import sys; from analysis.__main__ import main; "
             f"code = main([{str(sweep[0])!r}, '--out', {str(tmp_path)!r}, '--no-plots', '--compare', 'paper']); "

@@ -7,7 +7,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 GROUPS = ("model", "pooling", "attention", "train", "data", "eval", "logger", "design", "experiment")
 DESIGNS = {

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, TINY
+from tests.helpers import ROOT, TINY
 
 EVAL_TASKS = ["LeeDocumentSTS", "WordSim353STS", "FoodEvalCuisineClustering"]
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, TINY
+from tests.helpers import ROOT, TINY
 
 
 @pytest.mark.slow

@@ -2,34 +2,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY
-
-GRID = [*TINY, "eval.tasks=[LeeDocumentSTS]", "data.loader.limit=512"]
-PAPER_DESIGNS = {("eos_last", "causal"), ("last_layer_trainable", "causal"), ("multi_layer_trainable", "causal"),
-                 ("last_layer_trainable", "bidirectional"), ("multi_layer_trainable", "bidirectional")}
-
-
-def launch(args, env, check=True, timeout=600):
-    proc = subprocess.run([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"launch.py failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
-def cell_records(sweep_dir: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/cell.json")}
-
-
-def dry_run_states(stdout: str) -> list[str]:
-    return [line.split("]")[0].strip(" [") for line in stdout.splitlines() if line.startswith("  [")]
+from tests.helpers import ROOT, TINY, launch  # noqa: F401
+from tests.helpers.grid import GRID, PAPER_DESIGNS, cell_records, dry_run_states  # noqa: F401
 
 
 @pytest.mark.slow

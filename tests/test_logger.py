@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.test_train import tiny_encoder, train_config, word_rows
+from tests.helpers.train import tiny_encoder, train_config, word_rows
 
 SECRET = "hunter2-do-not-log"
 

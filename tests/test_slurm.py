@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.test_grid import GRID, PAPER_DESIGNS, cell_records, dry_run_states, launch
+from tests.helpers import ROOT
+from tests.helpers import launch
+from tests.helpers.grid import GRID, PAPER_DESIGNS, cell_records, dry_run_states
 
 SLURM = ["hydra/launcher=local_slurm"]
 pytestmark = pytest.mark.slurm

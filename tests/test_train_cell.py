@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 @pytest.mark.slow
@@ -78,7 +78,7 @@ def test_preempted_cell_stops_an_in_process_sweep(monkeypatch):
 def _torchrun(args, processes=2) -> list[str]:
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
             str(ROOT / "launch.py"), *args]
@@ -87,7 +87,7 @@ def _torchrun(args, processes=2) -> list[str]:
 def _torchrun_launch(args, env):
     import subprocess
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     proc = subprocess.run(_torchrun(args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
@@ -100,7 +100,7 @@ def _preempt_after_first_checkpoint(args, env, cell_dir) -> None:
     import subprocess
     import time
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     proc = subprocess.Popen(_torchrun(args), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
@@ -120,7 +120,7 @@ def test_a_cell_on_two_processes_trains_data_parallel_resumes_and_records_once(t
     weights and scores of an uninterrupted one-process run of the same cell."""
     from safetensors.torch import load_file
 
-    from tests.test_launch_e2e import launch
+    from tests.helpers import launch
 
     cell = [*TINY, "train.batch_size=8", "train.max_steps=200", "train.checkpoint_every=5",
             "lora.dropout=0"]  # dropout masks are per rank: compare without them

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.test_train import grads, tiny_encoder, train_config, trainable, word_rows
+from tests.helpers.train import grads, tiny_encoder, train_config, trainable, word_rows
 
 WORLD = 2
 # name: (pooling, train config overrides); global batch 8 = 4 per rank

@@ -7,6 +7,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Shrinks a cell to seconds on a CPU: tiny model, few steps, one offline task.
+TINY = ["model=tiny", "train.max_steps=3", "train.batch_size=4", "train.checkpoint_every=2", "threads=1",
+        "train.progress_bar=false", "logger=none", "eval=offline_small", "eval.tasks=[LeeDocumentSTS]"]
+
 
 def launch(args, env, check=True, timeout=600, cwd=ROOT) -> subprocess.CompletedProcess:
     """``python launch.py *args`` in a subprocess; with ``check`` a non-zero exit fails, showing the output."""

@@ -1,0 +1,56 @@
+"""Tiny encoders, rows and train configs for the training tests (shared; test modules never import each other)."""
+from __future__ import annotations
+
+import torch
+
+POOLINGS = {
+    "mean": {"_target_": "embedgrid.pooling.MeanPooling"},
+    "latent": {"_target_": "embedgrid.pooling.LatentAttentionPooling", "num_latents": 8, "num_heads": 2,
+               "head_dim": None, "ff_mult": 2, "output_dim": None},
+}
+
+
+def tiny_encoder(pooling: str = "mean", dropout: float = 0.0, seed: int = 0, attention: str = "causal",
+                 perturb_lora: bool = True, dtype: str = "float32"):
+    """A tiny Qwen2 + LoRA encoder; ``perturb_lora`` makes lora_B non-zero so every LoRA matrix gets a gradient."""
+    from embedgrid.encoder import build_encoder
+    from embedgrid.spec import EncoderSpec, LoraSpec
+
+    torch.manual_seed(seed)
+    spec = EncoderSpec(checkpoint={"_target_": "embedgrid.assets.tiny_checkpoint"}, pooling=dict(POOLINGS[pooling]),
+                       attention=attention, max_length=32, lora=LoraSpec(r=4, alpha=8, dropout=dropout), dtype=dtype)
+    encoder = build_encoder(spec)
+    if perturb_lora:
+        generator = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for name, p in encoder.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
+    return encoder
+
+
+def word_rows(n: int = 64, negatives: int = 1, instruction: str | None = None):
+    from embedgrid.data.wordnet import definition_synonym_rows
+
+    return definition_synonym_rows(limit=n, num_negatives=negatives, instruction=instruction)
+
+
+def train_config(**overrides):
+    from embedgrid.train.config import TrainConfig
+
+    base = dict(max_steps=4, batch_size=4, lr=1e-3, warmup_steps=1, checkpoint_every=2, progress_bar=False)
+    return TrainConfig(**{**base, **overrides})
+
+
+def trainable(encoder) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in encoder.named_parameters() if p.requires_grad}
+
+
+def grads(encoder) -> torch.Tensor:
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                      for p in encoder.parameters() if p.requires_grad])
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
