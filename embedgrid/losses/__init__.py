@@ -1,4 +1,4 @@
-"""Losses, one per file; configs select one with ``_target_``."""
+"""Losses, one per file; the training loop uses InfoNCELoss (train.temperature, train.symmetric_loss)."""
 from embedgrid.losses.infonce import InfoNCELoss
 
 __all__ = ["InfoNCELoss"]
