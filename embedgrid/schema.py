@@ -150,6 +150,9 @@ def known_shape(cfg):
     from embedgrid.pooling.sizes import REFERENCE_SHAPES
 
     if cfg.model.name in REFERENCE_SHAPES:
+        _, published = REFERENCE_SHAPES[cfg.model.name]
+        if {"hidden_size", "num_hidden_layers", "num_attention_heads"} <= set(published):  # no transformers import
+            return shape(published["hidden_size"], published["num_hidden_layers"], published["num_attention_heads"])
         from embedgrid.pooling.sizes import reference_config
 
         return reference_config(cfg.model.name)
