@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from analysis.designs import DEFAULT_PRESETS, PRESETS
+from analysis.designs import DEFAULT_FAMILY, DEFAULT_PRESETS, PRESETS
 from analysis.errors import OptionError
 from analysis.stats import ALTERNATIVES, METHODS, ZERO_METHODS, WilcoxonSettings
 
@@ -26,13 +26,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS, default="auto", help="scipy.stats.wilcoxon method")
     p.add_argument("--correction", action="store_true", help="continuity correction (asymptotic method only)")
     p.add_argument("--decimals", type=int, default=4, help="round differences before ranking (-1: no rounding)")
-    p.add_argument("--family", choices=("comparison", "category", "all"), default="comparison",
-                   help="Holm family: all tests of one preset | one preset and category | every test")
-    p.add_argument("--no-pooled", action="store_true", help="skip the all-tasks-pooled test per pair")
+    p.add_argument("--family", default=",".join(DEFAULT_FAMILY), metavar="PRESET[,PRESET]",
+                   help="presets whose per-category out-of-domain tests form the one pre-registered Holm family")
+    p.add_argument("--no-power-screen", action="store_true",
+                   help="keep family tests that cannot reach Holm p < alpha (marked instead of screened out)")
+    p.add_argument("--power", type=float, default=0.8, help="power of the minimum detectable effect")
+    p.add_argument("--no-pooled", action="store_true", help="skip the all-out-of-domain-tasks pooled test per pair")
     p.add_argument("--include-unfinished", action="store_true", help="use scores of cells not marked done")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--cd-min-tasks", type=int, default=6)
-    p.add_argument("--wandb", action="store_true", help="log tables and plots to the sweep's W&B group")
+    wandb = p.add_mutually_exclusive_group()
+    wandb.add_argument("--wandb", action="store_const", const=True, default=False,
+                       help="log tables, plots and report to the sweep's W&B group")
+    wandb.add_argument("--wandb-auto", dest="wandb", action="store_const", const="auto",
+                       help="log to W&B only if the sweep's cells were logged there (their logger config)")
     p.add_argument("--wandb-project", default=None)
     p.add_argument("--wandb-entity", default=None)
     p.add_argument("--wandb-mode", choices=("offline", "online", "disabled"), default=None)
@@ -55,7 +62,8 @@ def main(argv=None) -> int:
                                 method=args.method, correction=args.correction,
                                 decimals=None if args.decimals < 0 else args.decimals)
         config = AnalysisConfig(by=split(args.by), baseline=baseline, presets=split(args.compare),
-                                settings=settings, family=args.family, pooled=not args.no_pooled,
+                                settings=settings, family=split(args.family),
+                                power_screen=not args.no_power_screen, power=args.power, pooled=not args.no_pooled,
                                 include_unfinished=args.include_unfinished, plots=not args.no_plots,
                                 cd_min_tasks=args.cd_min_tasks, out_dir=args.out, wandb=args.wandb,
                                 wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
@@ -65,8 +73,6 @@ def main(argv=None) -> int:
     except (FileNotFoundError, OptionError) as error:
         print(f"analysis: error: {error}", file=sys.stderr)
         return 2
-    print(result.summary())
-    print()
     if result.problems:
         kinds = {}
         for problem in result.problems:
@@ -74,6 +80,15 @@ def main(argv=None) -> int:
         print("problems: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) + " (see report.md)")
     print(f"report: {result.files['report']}")
     print(f"stats:  {result.files['stats']}")
+    if result.files.get("wandb_run"):
+        print(f"W&B:    analysis run {result.files['wandb_run']}")
+    family = result.family
+    significant = int(result.stats["reject_holm"].sum()) if len(result.stats) else 0
+    print(f"Holm family ({', '.join(family.presets)}; out-of-domain, per category): {family.size} test(s), "
+          f"{significant} significant at alpha={result.config.settings.alpha:g}"
+          + (f", {len(family.screened)} screened out (too few tasks)" if family.screen else ""))
+    print()
+    print(result.category_table())   # last, so a sweep's console ends with it
     return 0
 
 

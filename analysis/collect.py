@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analysis.contract import Unreadable, cell_record, task_scores
 from analysis.designs import Design
 
 CELL_FILE, SCORES_FILE, HYDRA_CONFIG = "cell.json", "scores.json", os.path.join(".hydra", "config.yaml")
@@ -22,8 +23,8 @@ DESIGN_KEYS = ("model", "pooling", "attention")
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str      # failed | partial | running | unrecorded | unreadable | no scores | nan score | missing | ...
-    where: str     # cell name, or design + seed
+    kind: str      # failed | partial | running | unrecorded | unreadable | malformed | no scores | nan score | ...
+    where: str     # cell name, design + seed, or the path of an unreadable / malformed file
     detail: str = ""
 
 
@@ -31,7 +32,8 @@ class Problem:
 class Collection:
     roots: list[Path]
     cells: "pandas.DataFrame"    # one row per cell directory found (any status)
-    scores: "pandas.DataFrame"   # long: design, model, pooling, attention, seed, cell, grid, task, category, score
+    scores: "pandas.DataFrame"   # long: design, model, pooling, attention, seed, cell, grid, task, category,
+    #                              in_domain (false where scores.json does not say), score
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -83,27 +85,22 @@ def _design(record: dict, by: tuple[str, ...]) -> tuple[Design, int | None]:
 
 
 def _seed(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):   # absent, or an unresolved interpolation in a Hydra config.yaml
+    if isinstance(value, bool):
         return None
-
-
-def _read_json(path: Path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def _score(value) -> float:
-    try:
-        score = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return score if math.isfinite(score) else math.nan
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None   # absent, or an unresolved interpolation in a Hydra config.yaml
 
 
 def collect(sweep_dirs, by: tuple[str, ...] = (), include_unfinished: bool = False) -> Collection:
-    """Collect every cell under ``sweep_dirs``; ``by`` adds config keys (dotted, e.g. ``train.lr``) to the design."""
+    """Collect every cell under ``sweep_dirs``; ``by`` adds config keys (dotted, e.g. ``train.lr``) to the design.
+
+    Files that cannot be read or have the wrong shape are listed as problems (kind ``unreadable`` or
+    ``malformed``, with the file's path) and the rest of the sweep is still collected."""
     import pandas as pd
 
     roots = [Path(d) for d in ([sweep_dirs] if isinstance(sweep_dirs, (str, os.PathLike)) else sweep_dirs)]
@@ -121,46 +118,63 @@ def collect(sweep_dirs, by: tuple[str, ...] = (), include_unfinished: bool = Fal
                                     "Hydra created the directory but no cell.json was written (never ran, or died "
                                     "before starting)"))
         for cell_dir in recorded:
-            try:
-                record = _read_json(cell_dir / CELL_FILE)
-            except (OSError, ValueError) as error:
-                problems.append(Problem("unreadable", str(cell_dir), f"cell.json: {error}"))
-                continue
-            design, seed = _design(record, by)
-            status = str(record.get("status", "unknown"))
-            row = _cell_row(cell_dir, record, design, seed, status)
-            cells.append(row)
-            if status != "done":
-                error = record.get("error") or ""
-                problems.append(Problem(status, row["cell"], error or f"status '{status}'"))
-                if not include_unfinished:
-                    continue
-            if not (cell_dir / SCORES_FILE).exists():
-                if status == "done":
-                    problems.append(Problem("no scores", row["cell"], "status done but scores.json is missing"))
-                continue
-            try:
-                task_scores = _read_json(cell_dir / SCORES_FILE)
-            except (OSError, ValueError) as error:
-                problems.append(Problem("unreadable", row["cell"], f"scores.json: {error}"))
-                continue
-            for task, entry in sorted(task_scores.items()):
-                if not isinstance(entry, dict) or "main_score" not in entry:
-                    continue  # not a task (e.g. per-category summaries)
-                score = _score(entry["main_score"])
-                if math.isnan(score):
-                    problems.append(Problem("nan score", row["cell"],
-                                            f"{task}: main_score = {entry['main_score']!r}; excluded from tests"))
-                scores.append({**{k: row[k] for k in ("design", "model", "pooling", "attention", "seed", "cell",
-                                                      "grid")},
-                               "task": task, "category": str(entry.get("category") or "unknown"), "score": score})
-                row["n_scores"] += 1
+            _collect_cell(cell_dir, by, include_unfinished, cells, scores, problems)
     cell_frame = pd.DataFrame(cells, columns=["cell", "path", "grid", "design", "model", "pooling", "attention",
                                               "seed", "status", "error", "config_hash", "n_scores", "config"])
     score_frame = pd.DataFrame(scores, columns=["design", "model", "pooling", "attention", "seed", "cell", "grid",
-                                                "task", "category", "score"])
-    problems += _missing_cells(cell_frame) + _duplicate_cells(cell_frame)
+                                                "task", "category", "in_domain", "score"])
+    problems += _missing_cells(cell_frame) + _duplicate_cells(cell_frame) + _domain_conflicts(score_frame)
     return Collection(roots, cell_frame, score_frame, problems)
+
+
+def _collect_cell(cell_dir: Path, by, include_unfinished: bool, cells: list, scores: list, problems: list) -> None:
+    path = cell_dir / CELL_FILE
+    try:
+        record, complaints = cell_record(path)
+    except Unreadable as error:
+        problems.append(Problem("unreadable", str(path), f"{error}; cell skipped"))
+        return
+    problems.extend(Problem("malformed", where, reason) for where, reason in complaints)
+    if record is None:
+        return
+    design, seed = _design(record, by)
+    status = record.get("status", "unknown")
+    row = _cell_row(cell_dir, record, design, seed, status)
+    cells.append(row)
+    if status != "done":
+        problems.append(Problem(status, row["cell"], record.get("error") or f"status '{status}'"))
+        if not include_unfinished:
+            return
+    path = cell_dir / SCORES_FILE
+    if not path.exists():
+        if status == "done":
+            problems.append(Problem("no scores", row["cell"], "status done but scores.json is missing"))
+        return
+    try:
+        entries, complaints = task_scores(path)
+    except Unreadable as error:
+        problems.append(Problem("unreadable", str(path), f"{error}; no scores of this cell are used"))
+        return
+    problems.extend(Problem("malformed", where, reason) for where, reason in complaints)
+    for entry in entries:
+        if math.isnan(entry["score"]):
+            problems.append(Problem("nan score", row["cell"],
+                                    f"{entry['task']}: main_score = {entry['raw']!r}; excluded from tests"))
+        scores.append({**{k: row[k] for k in ("design", "model", "pooling", "attention", "seed", "cell", "grid")},
+                       **{k: entry[k] for k in ("task", "category", "in_domain", "score")}})
+        row["n_scores"] += 1
+
+
+def _domain_conflicts(scores) -> list[Problem]:
+    """A task marked in-domain in some cells and not in others is treated as in-domain everywhere."""
+    if scores.empty:
+        return []
+    flags = scores.groupby("task")["in_domain"].agg(["any", "all"])
+    mixed = flags[flags["any"] & ~flags["all"]].index
+    if len(mixed):
+        scores.loc[scores["task"].isin(mixed), "in_domain"] = True
+    return [Problem("domain conflict", task, "in_domain is true in some cells and false in others; treated as "
+                                             "in-domain in every cell") for task in mixed]
 
 
 def _cell_row(cell_dir: Path, record: dict, design: Design, seed, status: str) -> dict:
@@ -178,7 +192,10 @@ def _hydra_record(cell_dir: Path) -> dict:
             config = yaml.safe_load(f) or {}
     except Exception:  # noqa: BLE001 - an unreadable Hydra file still leaves the directory listed
         config = {}
-    return {"cell": cell_dir.name, "grid": config.get("grid"), "config": config}
+    if not isinstance(config, dict):
+        config = {}
+    grid = config.get("grid")
+    return {"cell": cell_dir.name, "grid": grid if isinstance(grid, str) else None, "config": config}
 
 
 def _missing_cells(cells) -> list[Problem]:

@@ -1,34 +1,44 @@
-"""Run the named comparisons: one paired Wilcoxon test per (pair of designs, category), Holm per family."""
+"""Run the named comparisons: every distinct (pair of designs, category) is tested once, whichever presets name it.
+
+Each test gets the paper's paired Wilcoxon over seed-averaged task scores, a seed-aware crossed bootstrap where
+both designs have several seeds, and the minimum detectable effect at its number of tasks; Holm is applied once,
+within the pre-registered family (analysis/family.py).
+"""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 
+from analysis import family as families
 from analysis.collect import Problem
 from analysis.designs import PRESETS, Design
-from analysis.errors import OptionError
-from analysis.stats import WilcoxonSettings, holm, paired_wilcoxon
-from analysis.tables import ordered_categories
+from analysis.power import minimum_detectable_effect
+from analysis.seeds import seed_bootstrap
+from analysis.stats import WilcoxonSettings, differences, paired_wilcoxon
+from analysis.tables import is_in_domain, ordered_categories
 
-ALL_TASKS = "All tasks"
-FAMILIES = ("comparison", "category", "all")
-STATS_COLUMNS = ["comparison", "family", "family_size", "category", "reference", "candidate", "n", "n_nonzero", "W",
-                 "p", "p_holm", "reject_holm", "significant_raw", "rank_biserial", "median_diff", "median_ci_low",
-                 "median_ci_high", "mean_diff",
-                 "hodges_lehmann", "r_plus", "r_minus", "min_p", "p_unreachable", "alternative", "zero_method",
-                 "method", "alpha", "excluded_tasks", "notes"]
+ALL_TASKS = "All out-of-domain tasks"
+STATS_COLUMNS = ["comparisons", "family", "family_note", "family_size", "category", "in_domain", "reference",
+                 "candidate", "n", "n_nonzero", "W", "p", "p_holm", "reject_holm", "significant_raw",
+                 "rank_biserial", "median_diff", "median_ci_low", "median_ci_high", "mean_diff", "hodges_lehmann",
+                 "r_plus", "r_minus", "min_p", "min_p_holm", "p_unreachable", "sd_diff", "mde_alpha", "mde_dz",
+                 "mde", "seeds_reference", "seeds_candidate", "p_seed", "p_seed_holm", "reject_seed_holm",
+                 "seed_ci_low", "seed_ci_high", "alternative", "zero_method", "method", "alpha", "excluded_tasks",
+                 "notes"]
 
 
 def paired_scores(means, reference: Design, candidate: Design, category: str | None):
     """(tasks, reference scores, candidate scores, excluded) over tasks with a finite seed mean in both designs.
 
-    ``means``: task_means() output, or a {design: its rows} dict of it (faster for many pairs)."""
+    ``means``: task_means() output, or a {design: its rows} dict of it (faster for many pairs);
+    ``category=None``: every out-of-domain task."""
     by_design = means if isinstance(means, dict) else dict(tuple(means.groupby("design", sort=False)))
 
     def scores(design):
-        rows = by_design.get(design, pd.DataFrame(columns=["category", "task", "mean"]))
-        if category is not None:
-            rows = rows[rows["category"] == category]
+        rows = by_design.get(design, pd.DataFrame(columns=["category", "in_domain", "task", "mean"]))
+        rows = rows[~rows["in_domain"].astype(bool)] if category is None else rows[rows["category"] == category]
         return rows.set_index("task")["mean"]
 
     ref, cand = scores(reference), scores(candidate)
@@ -44,21 +54,22 @@ def paired_scores(means, reference: Design, candidate: Design, category: str | N
     return kept, ref.reindex(kept).to_numpy(float), cand.reindex(kept).to_numpy(float), excluded
 
 
-def run_comparisons(means: pd.DataFrame, presets: list[str], baseline: tuple[str, str],
-                    settings: WilcoxonSettings = WilcoxonSettings(), family: str = "comparison",
-                    pooled: bool = True, labels: dict[Design, str] | None = None
-                    ) -> tuple[pd.DataFrame, list[Problem]]:
-    """One row per (preset, pair, category [+ all tasks pooled]); Holm-adjusted within each family."""
-    def label(design: Design) -> str:
-        return (labels or {}).get(design) or design.label()
+def seed_matrix(per_seed: dict, design: Design, tasks: list[str]) -> np.ndarray:
+    """tasks × seeds of one design (imputed per-seed scores; a task a seed lacks gets the task's seed mean)."""
+    rows = per_seed.get(design)
+    if rows is None or not tasks:
+        return np.zeros((len(tasks), 0))
+    matrix = rows[rows["task"].isin(tasks)].pivot_table(index="task", columns="seed", values="score",
+                                                         aggfunc="mean").reindex(tasks)
+    return matrix.apply(lambda r: r.fillna(r.mean()), axis=1).to_numpy(float)
 
-    if family not in FAMILIES:
-        raise OptionError(f"unknown family '{family}'; valid: {', '.join(FAMILIES)}")
-    designs = sorted(set(means["design"])) if len(means) else []
-    categories = ordered_categories(set(means["category"])) if len(means) else []
-    rows, problems = [], []
-    by_design = dict(tuple(means.groupby("design", sort=False))) if len(means) else {}
-    for preset in presets:
+
+def distinct_tests(presets: list[str], designs: list[Design], baseline: tuple[str, str], label
+                   ) -> tuple[dict, list[Problem]]:
+    """{frozenset(pair): [reference, candidate, [presets]]}: the first preset to name a pair sets its direction
+    (vs_baseline first, so differences there are always design − baseline)."""
+    tests, problems = {}, []
+    for preset in sorted(presets, key=lambda p: p != "vs_baseline"):
         pairs = PRESETS[preset][1](designs, baseline)
         skipped = [(a, b) for a, b in pairs if a not in designs or b not in designs]
         if skipped:
@@ -69,30 +80,77 @@ def run_comparisons(means: pd.DataFrame, presets: list[str], baseline: tuple[str
         for reference, candidate in pairs:
             if (reference, candidate) in skipped:
                 continue
-            pair_categories = set(by_design[reference]["category"]) | set(by_design[candidate]["category"])
-            # The pooled test is identical to the category's when there is only one category: not repeated.
-            pooled_row = [ALL_TASKS] if pooled and len(pair_categories) > 1 else []
-            for category in [c for c in categories if c in pair_categories] + pooled_row:
-                tasks, x_ref, x_cand, excluded = paired_scores(
-                    by_design, reference, candidate, None if category == ALL_TASKS else category)
-                result = paired_wilcoxon(x_cand, x_ref, settings)
-                rows.append({"comparison": preset, "category": category, "reference": label(reference),
-                             "candidate": label(candidate), "reference_design": reference,
-                             "candidate_design": candidate, **result.as_dict(),
-                             "significant_raw": bool(result.p < settings.alpha),
-                             "alternative": settings.alternative, "zero_method": settings.zero_method,
-                             "method": settings.method, "alpha": settings.alpha,
-                             "excluded_tasks": "; ".join(excluded)})
+            entry = tests.setdefault(frozenset((reference, candidate)), [reference, candidate, []])
+            entry[2].append(preset)
+    for entry in tests.values():
+        entry[2] = [p for p in presets if p in entry[2]]
+    return tests, problems
+
+
+def run_comparisons(means: pd.DataFrame, presets: list[str], baseline: tuple[str, str],
+                    settings: WilcoxonSettings = WilcoxonSettings(), family_presets: tuple[str, ...] = (),
+                    pooled: bool = True, labels: dict[Design, str] | None = None,
+                    per_seed: pd.DataFrame | None = None, power: float = 0.8, screen: bool = True
+                    ) -> tuple[pd.DataFrame, list[Problem], families.Family]:
+    """One row per distinct (pair, category [+ all out-of-domain tasks pooled]); Holm once, over the family.
+
+    ``per_seed``: imputed per-seed scores (tables.imputed_seed_scores) for the seed-aware test."""
+    def label(design: Design) -> str:
+        return (labels or {}).get(design) or design.label()
+
+    designs = sorted(set(means["design"])) if len(means) else []
+    categories = ordered_categories(set(means["category"])) if len(means) else []
+    by_design = dict(tuple(means.groupby("design", sort=False))) if len(means) else {}
+    seeds = dict(tuple(per_seed.groupby("design", sort=False))) if per_seed is not None and len(per_seed) else {}
+    tests, problems = distinct_tests(presets, designs, baseline, label)
+    rows = []
+    for reference, candidate, names in tests.values():
+        pair_categories = set(by_design[reference]["category"]) | set(by_design[candidate]["category"])
+        primary = [c for c in categories if c in pair_categories and not is_in_domain(c)]
+        # The pooled test is identical to the category's when there is only one category: not repeated.
+        pooled_row = [ALL_TASKS] if pooled and len(primary) > 1 else []
+        for category in [c for c in categories if c in pair_categories] + pooled_row:
+            tasks, x_ref, x_cand, excluded = paired_scores(
+                by_design, reference, candidate, None if category == ALL_TASKS else category)
+            result = paired_wilcoxon(x_cand, x_ref, settings)
+            d = differences(x_cand, x_ref, settings.decimals)
+            row = {"comparisons": ", ".join(names), "category": category,
+                   "in_domain": category != ALL_TASKS and is_in_domain(category),
+                   "reference": label(reference), "candidate": label(candidate), "reference_design": reference,
+                   "candidate_design": candidate, **result.as_dict(),
+                   "significant_raw": bool(result.p < settings.alpha),
+                   "sd_diff": float(np.std(d, ddof=1)) if d.size > 1 else math.nan,
+                   "alternative": settings.alternative, "zero_method": settings.zero_method,
+                   "method": settings.method, "alpha": settings.alpha, "excluded_tasks": "; ".join(excluded)}
+            row.update(_seed_test(seeds, reference, candidate, tasks, settings, row))
+            rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=STATS_COLUMNS + ["reference_design", "candidate_design"]), problems
-    frame["family"] = {"comparison": frame["comparison"],
-                       "category": frame["comparison"] + ":" + frame["category"],
-                       "all": pd.Series("all", index=frame.index)}[family]
-    frame["p_holm"], frame["reject_holm"], frame["family_size"] = np.nan, False, 0
-    for _, index in frame.groupby("family").groups.items():
-        reject, adjusted = holm(frame.loc[index, "p"].to_numpy(float), settings.alpha)
-        frame.loc[index, "p_holm"], frame.loc[index, "reject_holm"] = adjusted, reject
-        frame.loc[index, "family_size"] = int(np.isfinite(frame.loc[index, "p"].to_numpy(float)).sum())
-    frame["reject_holm"] = frame["reject_holm"].astype(bool)
-    return frame[STATS_COLUMNS + ["reference_design", "candidate_design"]], problems
+        return (pd.DataFrame(columns=STATS_COLUMNS + ["reference_design", "candidate_design"]), problems,
+                families.Family(tuple(family_presets), screen))
+    own_floor_unreachable = frame["p_unreachable"].astype(bool)
+    family = families.assign(frame, tuple(family_presets), settings.alpha, settings.alternative, ALL_TASKS, screen)
+    frame["p_unreachable"] = frame["p_unreachable"] | own_floor_unreachable   # zeros dropped: fewer pairs left
+    frame["p_seed_holm"], frame["reject_seed_holm"] = families.adjust_within(frame, "p_seed", settings.alpha)
+    _detectable_effects(frame, family, settings, power)
+    return frame[STATS_COLUMNS + ["reference_design", "candidate_design"]], problems, family
+
+
+def _seed_test(seeds: dict, reference: Design, candidate: Design, tasks: list[str], settings, row) -> dict:
+    ref, cand = seed_matrix(seeds, reference, tasks), seed_matrix(seeds, candidate, tasks)
+    out = {"seeds_reference": ref.shape[1], "seeds_candidate": cand.shape[1], "p_seed": math.nan,
+           "seed_ci_low": math.nan, "seed_ci_high": math.nan}
+    if min(ref.shape[1], cand.shape[1]) < 2 or not tasks:
+        return out
+    boot = seed_bootstrap(ref, cand, settings.alternative)
+    return {**out, "p_seed": boot.p, "seed_ci_low": boot.ci_low, "seed_ci_high": boot.ci_high}
+
+
+def _detectable_effects(frame: pd.DataFrame, family: families.Family, settings: WilcoxonSettings,
+                        power: float) -> None:
+    """MDE at power ``power``: family members at Holm's strictest step alpha/m, all other tests at alpha."""
+    alphas = np.where(frame["family"] == families.PRIMARY, settings.alpha / max(family.size, 1), settings.alpha)
+    frame["mde_alpha"] = alphas
+    frame["mde_dz"] = [minimum_detectable_effect(int(n), float(a), power, settings.alternative)
+                       for n, a in zip(frame["n"], alphas)]
+    frame["mde"] = frame["mde_dz"] * frame["sd_diff"]

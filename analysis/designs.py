@@ -86,6 +86,9 @@ PRESETS: dict[str, tuple[str, Callable]] = {
 }
 DEFAULT_PRESETS = tuple(PRESETS)
 PAPER_PRESETS = ("pooling_causal", "pooling_bidirectional", "attention_trainable")
+# The pre-registered Holm family: the paper's own questions (pooling under each attention, attention under
+# trainable pooling), on out-of-domain categories.
+DEFAULT_FAMILY = ("paper",)
 
 
 def resolve_presets(names) -> list[str]:

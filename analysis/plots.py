@@ -38,7 +38,7 @@ def category_bars(table: pd.DataFrame, labels: dict[Design, str], path: Path) ->
     means, stds = wide(table, "mean"), wide(table, "std")
     if means.empty:
         return None
-    means, stds = means.drop(columns=[MEAN_CATEGORY]), stds.drop(columns=[MEAN_CATEGORY])
+    means, stds = (frame.drop(columns=[MEAN_CATEGORY], errors="ignore") for frame in (means, stds))
     designs = sorted(means.index, key=display_order)
     plt = _pyplot()
     width, colors = 0.8 / max(len(designs), 1), design_colors(labels)
@@ -86,7 +86,8 @@ def cd_diagram(means: pd.DataFrame, labels: dict[Design, str], category: str | N
     colors = design_colors(labels)
     sp.critical_difference_diagram(ranks.rename(index=labels), sig, alpha=settings.alpha, ax=ax,
                                    color_palette={labels[c]: colors[c] for c in columns})
-    ax.set_title(f"{name}: mean rank over {matrix.shape[0]} tasks (bars: no Holm-significant difference)",
+    ax.set_title(f"{name}: mean rank over {matrix.shape[0]} tasks (bars: no significant difference, Holm over "
+                 "this diagram's pairs: a descriptive view, not the pre-registered family)",
                  fontsize=9)
     try:
         return save_figure(path, fig), f"{name}: CD diagram over {matrix.shape[0]} tasks"
@@ -153,7 +154,7 @@ def baseline_differences(table: pd.DataFrame, stats: pd.DataFrame, labels: dict[
     means = wide(table, "mean")
     if means.empty:
         return None
-    means = means.drop(columns=[MEAN_CATEGORY])
+    means = means.drop(columns=[MEAN_CATEGORY], errors="ignore")
     pairs = [(d, Design(d.model, baseline[0], baseline[1], d.extra)) for d in sorted(means.index, key=display_order)]
     pairs = [(d, b) for d, b in pairs if d != b and b in means.index]
     if not pairs:

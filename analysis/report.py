@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from analysis.compare import ALL_TASKS
 from analysis.designs import PRESETS, Design, display_order
-from analysis.tables import MEAN_CATEGORY, MEAN_TASK, wide
+from analysis.family import PRIMARY
+from analysis.stats import min_p_value
+from analysis.tables import IN_DOMAIN, MEAN_CATEGORY, MEAN_TASK, MEANS, is_in_domain, wide
 
 RAW_MARK, HOLM_MARK, UNREACHABLE_MARK = "*", "†", "°"
 
@@ -48,11 +51,11 @@ def marks(row) -> str:
 
 
 def baseline_rows(stats: pd.DataFrame) -> dict[tuple[Design, str], pd.Series]:
-    """(design, table column) → its vs_baseline test; Mean (Task) ↔ the all-tasks test (or the only category's)."""
-    rows = stats[stats["comparison"] == "vs_baseline"] if len(stats) else stats
+    """(design, table column) → its vs_baseline test; Mean (Task) ↔ the pooled test (or the only category's)."""
+    rows = stats[stats["comparisons"].str.split(", ").map(lambda c: "vs_baseline" in c)] if len(stats) else stats
     tests = {(r["candidate_design"], r["category"]): r for _, r in rows.iterrows()}
     for design in {d for d, _ in tests}:
-        own = [c for d, c in tests if d == design]
+        own = [c for d, c in tests if d == design and not is_in_domain(c)]
         pooled = tests.get((design, ALL_TASKS)) if ALL_TASKS in own else (tests[(design, own[0])] if len(own) == 1
                                                                           else None)
         if pooled is not None:
@@ -60,14 +63,19 @@ def baseline_rows(stats: pd.DataFrame) -> dict[tuple[Design, str], pd.Series]:
     return tests
 
 
+def _header(column: str, totals: pd.DataFrame, n_categories: int) -> str:
+    if column == MEAN_CATEGORY:
+        return f"{column} ({n_categories} categories)"
+    return f"{column} (n={int(totals[column].max())})"
+
+
 def score_section(table: pd.DataFrame, labels: dict[Design, str], seeds: dict[Design, int]) -> str:
     """Every design found is a row, those without any finished cell too (all "—")."""
     designs = sorted(labels, key=display_order)
     means, stds = wide(table, "mean").reindex(designs), wide(table, "std").reindex(designs)
     n_tasks, totals = wide(table, "n_tasks").reindex(designs), wide(table, "total_tasks")
-    n_categories = len(means.columns) - 2
-    header = ["design", "seeds"] + [f"{c} ({n_categories} categories)" if c == MEAN_CATEGORY
-                                    else f"{c} (n={int(totals[c].max())})" for c in means.columns]
+    n_categories = sum(1 for c in means.columns if c not in MEANS and not is_in_domain(c))
+    header = ["design", "seeds"] + [_header(c, totals, n_categories) for c in means.columns]
     rows = []
     for design in sorted(means.index, key=display_order):
         row = [labels[design], seeds.get(design, 0) or "0 (no finished cell)"]
@@ -109,29 +117,116 @@ def difference_section(table: pd.DataFrame, stats: pd.DataFrame, labels: dict[De
     return markdown_table(header, rows) if rows else "_No design besides the baseline._"
 
 
-def comparison_section(stats: pd.DataFrame, preset: str) -> str:
-    rows = stats[stats["comparison"] == preset]
-    if rows.empty:
-        return "_No pair of this comparison has scores in this sweep._"
-    header = ["category", "reference", "candidate", "n", "W", "p", "p (Holm)", "rank-biserial",
-              "median Δ [95% CI]", "HL Δ", "note"]
+def _mde(row) -> str:
+    if not math.isfinite(row["mde_dz"]):
+        return "none (too few tasks)"
+    text = f"{row['mde_dz']:.2f}"
+    return text + (f" ({row['mde']:.4f})" if math.isfinite(row["mde"]) else "")
+
+
+def _seed_p(row, adjusted: bool) -> str:
+    if math.isnan(row["p_seed"]):
+        return "—"
+    text = fmt_p(row["p_seed"]) + (RAW_MARK if row["p_seed"] < row["alpha"] else "")
+    if adjusted:
+        text += f" / {fmt_p(row['p_seed_holm'])}" + (HOLM_MARK if row["reject_seed_holm"] else "")
+    return text + f" [{fmt(row['seed_ci_low'], signed=True)}, {fmt(row['seed_ci_high'], signed=True)}]"
+
+
+def tests_table(rows: pd.DataFrame, in_family: bool) -> str:
+    header = ["category", "reference", "candidate", "comparisons", "n", "W", "p",
+              *(["p (Holm)"] if in_family else []), "rank-biserial", "median Δ [95% CI]", "HL Δ",
+              "seed-aware p" + (" / Holm" if in_family else "") + " [95% CI of mean Δ]", "MDE d_z (score)",
+              "note"]
     body = []
     for _, r in rows.iterrows():
-        note = "; ".join(x for x in (r["notes"], f"excluded: {r['excluded_tasks']}" if r["excluded_tasks"] else "")
-                         if x)
-        body.append([r["category"], r["reference"], r["candidate"], r["n"], fmt(r["W"], 1),
-                     fmt_p(r["p"]) + (RAW_MARK if r["significant_raw"] else ""),
-                     fmt_p(r["p_holm"]) + (HOLM_MARK if r["reject_holm"] else ""), fmt(r["rank_biserial"], 3),
-                     median_with_ci(r), fmt(r["hodges_lehmann"], signed=True), note])
-    family = rows["family"].iloc[0]
-    size = int(rows["family_size"].max())
-    return f"Holm family: `{family}` ({size} test(s) with a p-value).\n\n" + markdown_table(header, body)
+        note = "; ".join(x for x in ("" if in_family else r["family_note"], r["notes"],
+                                     f"excluded: {r['excluded_tasks']}" if r["excluded_tasks"] else "") if x)
+        body.append([r["category"], r["reference"], r["candidate"], r["comparisons"], r["n"], fmt(r["W"], 1),
+                     fmt_p(r["p"]) + (RAW_MARK if r["significant_raw"] else "")
+                     + (UNREACHABLE_MARK if r["p_unreachable"] else ""),
+                     *([fmt_p(r["p_holm"]) + (HOLM_MARK if r["reject_holm"] else "")] if in_family else []),
+                     fmt(r["rank_biserial"], 3), median_with_ci(r), fmt(r["hodges_lehmann"], signed=True),
+                     _seed_p(r, in_family), _mde(r), note])
+    return markdown_table(header, body)
+
+
+def family_statement(result) -> str:
+    cfg, family, settings = result.config, result.family, result.config.settings
+    presets = ", ".join(f"`{p}` ({PRESETS[p][0]})" for p in family.presets) or "none"
+    text = [f"Pre-registered before any score is read: the per-category tests of {presets} on out-of-domain "
+            f"categories form **one** Holm family (`statsmodels multipletests(method='holm')`, α = "
+            f"{settings.alpha:g}). Each test appears once in this report, with one adjusted p. Not in the family, "
+            f"reported with their raw p only: the tests pooled over all out-of-domain tasks, in-domain categories, "
+            f"and pairs that only other presets name."]
+    if family.screen:
+        text.append(f" Tests that no outcome could make significant are screened out by their number of tasks "
+                    f"alone: Holm applied to each test's smallest attainable p (2/2^n two-sided) is the best it "
+                    f"could get, and the family kept is the largest set, more tasks first, in which every member "
+                    f"can still reach α ({family.registered} registered, {len(family.screened)} screened out, "
+                    f"m = {family.size}).")
+    else:
+        text.append(f" No power screen (`--no-power-screen`): all {family.size} registered tests stay in the family "
+                    f"and those that cannot reach α are marked {UNREACHABLE_MARK}.")
+    text.append(f" The minimum detectable effect (MDE) is the shift of normal paired differences, in SDs of the "
+                f"differences (d_z; in score units: × their observed SD), that the signed-rank test at this n "
+                f"detects with power {cfg.power:g}; for family members at Holm's strictest step α/m, otherwise at "
+                f"α. The seed-aware p (where both designs have ≥ 2 seeds) is a crossed bootstrap over tasks × "
+                f"seeds of the mean difference (10,000 resamples, tasks and each design's seeds drawn "
+                f"independently, so a lucky training run counts once, not once per task); it is Holm-adjusted over "
+                f"the same family.")
+    return "".join(text)
+
+
+def family_conclusions(result) -> str:
+    stats, family = result.stats, result.family
+    members = stats[stats["family"] == PRIMARY] if len(stats) else stats
+    lines = []
+    if len(members):
+        significant = members[members["reject_holm"]]
+        lines.append(f"- Significant after Holm ({len(significant)} of {family.size}): "
+                     + ("; ".join(f"{r['candidate']} vs {r['reference']} on {r['category']} "
+                                  f"(Δ median {fmt(r['median_diff'], signed=True)}, p = {fmt_p(r['p'])}, "
+                                  f"Holm {fmt_p(r['p_holm'])})" for _, r in significant.iterrows()) or "none") + ".")
+        seeded = members[members["reject_seed_holm"]]
+        if members["p_seed"].notna().any():
+            lines.append(f"- Seed-aware test significant after Holm ({len(seeded)} of {family.size}): "
+                         + ("; ".join(f"{r['candidate']} vs {r['reference']} on {r['category']}"
+                                      for _, r in seeded.iterrows()) or "none") + ".")
+        finite = members["mde_dz"][np.isfinite(members["mde_dz"])]
+        if len(finite):
+            span = f"{finite.min():.2f}" + (f"–{finite.max():.2f}" if finite.max() > finite.min() else "")
+            lines.append(f"- Detectable at power {result.config.power:g}: shifts of {span} SDs of the paired "
+                         f"differences (MDE d_z of the family's tests at α/m).")
+    else:
+        lines.append("- The family is empty: no pre-registered test can reach significance in this sweep.")
+    if family.screened:
+        by_n: dict[int, list[str]] = {}
+        for category, n, _ in family.screened:
+            by_n.setdefault(n, []).append(category)
+        lines.append("- Could not be significant whatever the scores (screened out; raw p only): "
+                     + "; ".join(f"n = {n}: {len(c)} test(s) ({', '.join(sorted(set(c)))}, min p "
+                                 f"{min_p_value(n, result.config.settings.alternative):.3g})"
+                                 for n, c in sorted(by_n.items())) + ".")
+    return "\n".join(lines)
 
 
 def problems_section(problems) -> str:
     if not problems:
         return "None: every cell found is done and every score is finite."
     return markdown_table(["kind", "where", "detail"], [[p.kind, p.where, p.detail] for p in problems])
+
+
+def domain_statement(coll) -> str:
+    scores = coll.scores
+    tasks = scores.drop_duplicates("task") if len(scores) else scores
+    inside = sorted(tasks.loc[tasks["in_domain"].astype(bool), "task"]) if len(tasks) else []
+    if not inside:
+        return ("**Domains:** no task is marked in-domain (`in_domain` in `scores.json`; missing = out-of-domain), "
+                "so every task is in the primary result.")
+    return (f"**Domains:** out-of-domain categories are the primary result (tables, means and the Holm family). "
+            f"{len(inside)} task(s) whose text comes from the training source are marked in-domain and reported "
+            f"separately as `<Category>{IN_DOMAIN}` columns and `Mean (in-domain Task)`: {', '.join(inside)}.")
 
 
 def render(result) -> str:
@@ -141,6 +236,8 @@ def render(result) -> str:
     seeds = (coll.scores.dropna(subset=["score"]).groupby("design")["seed"].nunique().to_dict()
              if len(coll.scores) else {})
     baseline_label = f"{cfg.baseline[0]} + {cfg.baseline[1]}"
+    members = stats[stats["family"] == PRIMARY] if len(stats) else stats
+    others = stats[stats["family"] != PRIMARY] if len(stats) else stats
     lines = [
         f"# Analysis of {', '.join(f'`{r}`' for r in coll.roots)}",
         "",
@@ -151,11 +248,12 @@ def render(result) -> str:
         f"{coll.scores['task'].nunique() if len(coll.scores) else 0} task(s). "
         f"{len(result.problems)} problem(s) listed at the end.",
         "",
+        domain_statement(coll),
+        "",
         f"**Tests:** Wilcoxon signed-rank (`scipy.stats.wilcoxon`, alternative=`{settings.alternative}` on "
         f"candidate − reference, zero_method=`{settings.zero_method}`, method=`{settings.method}`, "
-        f"correction={settings.correction}) paired by task over seed-averaged main scores, differences rounded to "
-        f"{settings.decimals} decimals; Holm (`statsmodels multipletests(method='holm')`) within each "
-        f"`{cfg.family}` family; α = {settings.alpha:g}; effect size = matched-pairs rank-biserial "
+        f"correction={settings.correction}) paired by task over seed-averaged main scores (the paper's test), "
+        f"differences rounded to {settings.decimals} decimals; effect size = matched-pairs rank-biserial "
         f"(R+ − R−)/(R+ + R−) with the median difference and its 95% percentile-bootstrap CI over tasks "
         f"(2,000 resamples, n ≥ 3); HL = Hodges–Lehmann median of Walsh averages. NaN scores (listed under "
         f"Problems) never enter a test: a task keeps the mean of its finite seeds, or drops out if it has none. "
@@ -165,24 +263,38 @@ def render(result) -> str:
         "## Scores by category",
         "",
         "Mean of the main score over the tasks of each category, then mean ± std over seeds. "
-        "`Mean (Task)`: over all tasks; `Mean (Category)`: over category means.",
+        "`Mean (Task)`: over all out-of-domain tasks; `Mean (Category)`: over out-of-domain category means.",
         "",
         score_section(table, labels, seeds) if len(table) else "_No scores._",
         "",
         f"## Difference from the baseline ({baseline_label})",
         "",
         f"Design − baseline of the same model. {RAW_MARK} p < {settings.alpha:g} uncorrected (the paper's "
-        f"criterion); {HOLM_MARK} Holm-adjusted p < {settings.alpha:g}; {UNREACHABLE_MARK} p < {settings.alpha:g} "
-        f"unreachable with this many datasets. `Mean (Task)` is tested over all tasks pooled.",
+        f"criterion); {HOLM_MARK} Holm-adjusted p < {settings.alpha:g} in the pre-registered family; "
+        f"{UNREACHABLE_MARK} p < {settings.alpha:g} unreachable (with the correction, for family members). "
+        f"`Mean (Task)` is tested over all out-of-domain tasks pooled.",
         "",
         difference_section(table, stats, labels, cfg.baseline) if len(table) else "_No scores._",
         "",
-        "## Comparisons",
+        "## The pre-registered Holm family",
+        "",
+        family_statement(result),
+        "",
+        family_conclusions(result),
+        "",
+        f"### Family members (m = {result.family.size})",
+        "",
+        tests_table(members, in_family=True) if len(members) else "_No test is in the family._",
+        "",
+        "### Other tests (uncorrected p; not in the family)",
+        "",
+        "Each distinct pair and category once; `comparisons` names every preset that asks for it: "
+        + "; ".join(f"`{p}`: {PRESETS[p][0]}" for p in cfg.presets) + ".",
+        "",
+        tests_table(others, in_family=False) if len(others) else "_None._",
     ]
-    for preset in cfg.presets:
-        lines += ["", f"### {preset}: {PRESETS[preset][0]}", "", comparison_section(stats, preset)]
     if result.friedman:
-        lines += ["", "## Friedman tests (all designs with scores on the same tasks)", "",
+        lines += ["", "## Friedman tests (all designs with scores on the same tasks; exploratory)", "",
                   markdown_table(["category", "designs", "tasks", "χ²", "p"], result.friedman)]
     if result.plot_notes or result.files.get("plots"):
         lines += ["", "## Plots", ""]
@@ -197,7 +309,8 @@ def compact(result) -> str:
     table = result.table
     if table.empty:
         return "no scores found"
-    means = wide(table, "mean").drop(columns=[MEAN_CATEGORY]).reindex(sorted(result.labels, key=display_order))
+    means = wide(table, "mean").drop(columns=[MEAN_CATEGORY], errors="ignore")
+    means = means.reindex(sorted(result.labels, key=display_order))
     tests = baseline_rows(result.stats)
     out = pd.DataFrame(index=[result.labels[d] for d in sorted(means.index, key=display_order)],
                        columns=list(means.columns), dtype=object)
@@ -211,3 +324,39 @@ def compact(result) -> str:
                 text += f" ({fmt(delta, signed=True)}{marks(test) if test is not None else ''})"
             out.loc[result.labels[design], column] = text
     return out.to_string()
+
+
+def category_text_table(result, digits: int = 3) -> str:
+    """Plain-text design × category table of seed-mean scores, task counts in the header (``n/N`` in a cell
+    where a design lacks tasks), out-of-domain columns first, in-domain ones after a ``|``."""
+    table = result.table
+    if table.empty:
+        return "no scores found"
+    designs = sorted(result.labels, key=display_order)
+    means = wide(table, "mean").drop(columns=[MEAN_CATEGORY], errors="ignore").reindex(designs)
+    n_tasks, totals = wide(table, "n_tasks").reindex(designs), wide(table, "total_tasks")
+    seeds = table[table["column"].isin(means.columns)].groupby("design")["n_seeds"].max()
+    columns = list(means.columns)
+    header = ["design", "seeds"] + [f"{c.replace(IN_DOMAIN, ' in-domain')} ({int(totals[c].max())})"
+                                    for c in columns]
+    rows = []
+    for design in designs:
+        row = [result.labels[design], str(int(seeds.get(design, 0)))]
+        for column in columns:
+            value = means.loc[design, column]
+            text = "—" if not np.isfinite(value) else f"{value:.{digits}f}"
+            have, total = n_tasks.loc[design, column], int(totals[column].max())
+            if text != "—" and np.isfinite(have) and have < total:
+                text += f" ({int(have)}/{total})"
+            row.append(text)
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    split = next((i + 2 for i, c in enumerate(columns) if is_in_domain(c)), None)
+
+    def line(cells):
+        parts = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        if split is not None:
+            parts.insert(split, "|")
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(header)] + [line(r) for r in rows])

@@ -12,11 +12,13 @@ from analysis import plots
 from analysis.atomic import write_csv, write_text
 from analysis.collect import Collection, Problem, collect
 from analysis.compare import run_comparisons
-from analysis.designs import DEFAULT_BASELINE, DEFAULT_PRESETS, Design, resolve_presets
+from analysis.designs import DEFAULT_BASELINE, DEFAULT_FAMILY, DEFAULT_PRESETS, Design, resolve_presets
 from analysis.errors import OptionError
-from analysis.report import compact, render
+from analysis.family import Family
+from analysis.report import category_text_table, compact, render
 from analysis.stats import WilcoxonSettings, friedman
-from analysis.tables import category_table, ordered_categories, score_matrix, task_means
+from analysis.tables import (category_table, imputed_seed_scores, label_domains, ordered_categories, score_matrix,
+                             task_means)
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +29,17 @@ class AnalysisConfig:
     baseline: tuple[str, str] = DEFAULT_BASELINE
     presets: tuple[str, ...] = DEFAULT_PRESETS
     settings: WilcoxonSettings = field(default_factory=WilcoxonSettings)
-    family: str = "comparison"                  # Holm family: comparison | category | all
-    pooled: bool = True                         # also test over all tasks pooled (category "All tasks")
+    family: tuple[str, ...] = DEFAULT_FAMILY    # presets whose out-of-domain per-category tests form the one
+    #                                             pre-registered Holm family ("paper" = the paper's comparisons)
+    power_screen: bool = True                   # drop family tests that cannot reach Holm p < alpha (by n alone)
+    power: float = 0.8                          # power of the minimum detectable effect
+    pooled: bool = True                         # also test over all out-of-domain tasks pooled (not in the family)
     include_unfinished: bool = False            # use scores of cells whose status is not "done"
     plots: bool = True
     cd_min_tasks: int = 6                       # fewest shared tasks for a CD diagram (2/2^6 < 0.05)
     out_dir: str | Path | None = None           # default: <first sweep dir>/analysis
-    wandb: bool = False                         # log tables + plots to the sweep's W&B group
+    wandb: bool | str = False                   # log tables + plots to the sweep's W&B group; "auto": when the
+    #                                             cells were logged to W&B (their logger config says so)
     wandb_project: str | None = None
     wandb_entity: str | None = None
     wandb_mode: str | None = None
@@ -49,6 +55,7 @@ class AnalysisResult:
     stats: pd.DataFrame
     problems: list
     labels: dict[Design, str]
+    family: Family | None = None
     friedman: list[list] = field(default_factory=list)
     plot_notes: list[str] = field(default_factory=list)
     files: dict = field(default_factory=dict)
@@ -58,6 +65,10 @@ class AnalysisResult:
 
     def summary(self) -> str:
         return compact(self)
+
+    def category_table(self) -> str:
+        """Compact design × category text table with task counts (what a sweep prints last)."""
+        return category_text_table(self)
 
 
 def design_labels(designs) -> dict[Design, str]:
@@ -77,18 +88,28 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
         raise OptionError(f"unknown analysis option(s) {', '.join(unknown)}; valid: "
                           f"{', '.join(f.name for f in fields(AnalysisConfig))}")
     config = replace(config or AnalysisConfig(), **overrides)
-    config.presets = tuple(resolve_presets(config.presets))
+    if isinstance(config.family, str):
+        config.family = (config.family,)
+    config.family = tuple(resolve_presets(config.family))
+    config.presets = tuple(resolve_presets(tuple(config.presets) + config.family))   # family tests are run
+    if config.wandb not in (True, False, "auto"):
+        raise OptionError(f"wandb must be true, false or 'auto', got {config.wandb!r}")
+    if not 0 < config.power < 1:
+        raise OptionError(f"power must be in (0, 1), got {config.power}")
     dirs = [sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else list(sweep_dirs)
     collection = collect(dirs, by=tuple(config.by), include_unfinished=config.include_unfinished)
     out_dir = Path(config.out_dir) if config.out_dir else Path(dirs[0]) / "analysis"
 
-    means = task_means(collection.scores) if len(collection.scores) else pd.DataFrame(
-        columns=["design", "category", "task", "mean", "std", "n_seeds"])
-    table = category_table(collection.scores)
+    scores = label_domains(collection.scores)
+    means = task_means(scores) if len(scores) else pd.DataFrame(
+        columns=["design", "category", "in_domain", "task", "mean", "std", "n_seeds"])
+    table = category_table(scores)
     scored = set(means["design"])
     labels = design_labels(set(collection.designs) | scored)
-    stats, comparison_problems = run_comparisons(means, list(config.presets), tuple(config.baseline),
-                                                 config.settings, config.family, config.pooled, labels)
+    per_seed = imputed_seed_scores(scores) if len(scores) else None
+    stats, comparison_problems, family = run_comparisons(
+        means, list(config.presets), tuple(config.baseline), config.settings, config.family, config.pooled, labels,
+        per_seed=per_seed, power=config.power, screen=config.power_screen)
     problems = list(collection.problems) + comparison_problems
     if scored and not any((d.pooling, d.attention) == tuple(config.baseline) for d in scored):
         problems.append(Problem("baseline missing", f"{config.baseline[0]} + {config.baseline[1]}",
@@ -97,12 +118,14 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
     result = AnalysisResult(config, collection, out_dir, means, table, stats, problems, labels,
                             created=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                             command=command or "python -m analysis " + " ".join(str(d) for d in dirs))
+    result.family = family
     result.friedman = friedman_rows(means)
     _write(result)
     if config.wandb:
-        from analysis.wandb_log import log_to_wandb
+        from analysis.wandb_log import log_to_wandb, logged_to_wandb
 
-        result.files["wandb_run"] = log_to_wandb(result)
+        if config.wandb is True or logged_to_wandb(result):
+            result.files["wandb_run"] = log_to_wandb(result)
     return result
 
 
@@ -124,7 +147,7 @@ def _write(result: AnalysisResult) -> None:
     coll = result.collection
     long = coll.scores.assign(design=coll.scores["design"].map(lambda d: result.labels[d]))
     files["tables"] = write_csv(out / "tables.csv", long[["design", "model", "pooling", "attention", "seed", "task",
-                                                          "category", "score", "cell", "grid"]])
+                                                          "category", "in_domain", "score", "cell", "grid"]])
     table = result.table.assign(design=result.table["design"].map(lambda d: result.labels[d]))
     files["categories"] = write_csv(out / "categories.csv", table)
     files["stats"] = write_csv(out / "stats.csv", result.stats.drop(columns=["reference_design",
