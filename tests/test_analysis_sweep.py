@@ -87,21 +87,21 @@ def test_category_table_is_seed_mean_of_task_means(result, sweep):
 
 def test_stats_equal_direct_scipy_and_holm(result, sweep):
     root, written = sweep
-    stats = pd.read_csv(root / "analysis" / "stats.csv")
-    family = stats[stats.comparison == "pooling_bidirectional"]
-    assert set(family.category) == {"STS", "Classification", "PairClassification", "All tasks"}
-    row = family[family.category == "Classification"].iloc[0]
+    stats = pd.read_csv(root / "analysis" / "stats.csv", keep_default_na=False, na_values=[""])
+    pair = stats[(stats.reference == "last_layer_trainable/bidirectional (#4)")
+                 & (stats.candidate == "multi_layer_trainable/bidirectional (#5)")]
+    assert set(pair.category) == {"STS", "Classification", "PairClassification", "All out-of-domain tasks"}
+    assert set(pair.comparisons) == {"pooling_bidirectional, all_pairs"}   # one row, both presets named
+    row = pair[pair.category == "Classification"].iloc[0]
     x = np.array([seed_mean(written, "multi_layer_trainable", "bidirectional", t) for t in TASKS["Classification"]])
     y = np.array([seed_mean(written, "last_layer_trainable", "bidirectional", t) for t in TASKS["Classification"]])
     direct = wilcoxon(np.round(x - y, 4))
     assert row["W"] == pytest.approx(float(direct.statistic)) and row["p"] == pytest.approx(float(direct.pvalue))
     assert row["n"] == 6 and row["median_diff"] == pytest.approx(np.median(np.round(x - y, 4)))
     assert row["rank_biserial"] < 0   # design 5 is worse on classification (effect −0.02)
-    np.testing.assert_allclose(family["p_holm"], multipletests(family["p"], method="holm")[1])
-    assert (family["family_size"] == 4).all()
 
     # STS1 has no score in any seed of design 4: excluded from its STS tests, and said so.
-    sts = family[family.category == "STS"].iloc[0]
+    sts = pair[pair.category == "STS"].iloc[0]
     assert sts["n"] == 7 and "STS1" in sts["excluded_tasks"]
     # design 5 keeps STS0 (two finite seeds), averaged without the NaN seed
     x = [seed_mean(written, "multi_layer_trainable", "bidirectional", t) for t in TASKS["STS"] if t != "STS1"]
@@ -109,14 +109,58 @@ def test_stats_equal_direct_scipy_and_holm(result, sweep):
     assert sts["p"] == pytest.approx(float(wilcoxon(np.round(np.subtract(x, y), 4)).pvalue))
 
 
+def test_one_family_each_test_once(result):
+    stats = result.stats
+    keys = [(frozenset((r, c)), k) for r, c, k in zip(stats.reference, stats.candidate, stats.category)]
+    assert len(keys) == len(set(keys))                                   # no test twice, whatever the presets
+    assert len(stats) == 10 * 4                                          # 10 pairs × (3 categories + pooled)
+    # Registered: the paper's 6 pairs × 3 categories. By n alone: STS n = 8 (4 pairs) or 7 (pairs with design 4,
+    # which lacks STS1) fit in one family (6 × 2/2^8 < 0.05); adding the n = 6 Classification tests would give
+    # 12 × 2/2^8 > 0.05, so they and PairClassification (n = 3) are screened out.
+    family = stats[stats.family == "primary"]
+    assert result.family.registered == 18 and result.family.size == 6 == len(family)
+    assert set(family.category) == {"STS"} and sorted(family.n) == [7, 7, 8, 8, 8, 8]
+    np.testing.assert_allclose(family["p_holm"], multipletests(family["p"], method="holm")[1])
+    assert (family.family_size == 6).all() and stats.loc[stats.family != "primary", "p_holm"].isna().all()
+    floors = [2 / 2 ** n for n in sorted(family.n, reverse=True)]
+    np.testing.assert_allclose(family.sort_values("n", ascending=False)["min_p_holm"],
+                               multipletests(floors, method="holm")[1])
+    screened = stats[stats.family == "screened out"]
+    assert len(screened) == 12 and set(screened.category) == {"Classification", "PairClassification"}
+    # the best Holm p a Classification test could get: Holm over the 6 STS floors and the 6 Classification ones
+    best = multipletests(floors + [2 / 2 ** 6] * 6, method="holm")[1][-6:]
+    np.testing.assert_allclose(screened[screened.category == "Classification"]["min_p_holm"], best)
+    assert (best >= 0.05).all() and screened["p_unreachable"].all()
+    # the pooled test and pairs no family preset names stay exploratory, with their raw p only
+    explore = stats[stats.family == "exploratory"]
+    assert set(explore[explore.category == "All out-of-domain tasks"].index) == set(
+        stats[stats.category == "All out-of-domain tasks"].index)
+    only_others = explore[explore.category != "All out-of-domain tasks"]
+    assert set(only_others.comparisons) <= {"vs_baseline, all_pairs", "all_pairs"} and len(only_others) == 12
+    # the Holm-aware seed p: same family, Holm over the crossed-bootstrap p-values
+    np.testing.assert_allclose(family["p_seed_holm"], multipletests(family["p_seed"], method="holm")[1])
+    assert (stats.seeds_reference == 3).all() and stats.p_seed.notna().all()
+
+
 def test_power_flags(result):
     stats = result.stats
     assert stats.loc[stats.category == "PairClassification", "p_unreachable"].all()   # 3 tasks: min p = 0.25
-    assert not stats.loc[stats.category == "Classification", "p_unreachable"].any()   # 6 tasks: 0.03125
-    assert set(stats.comparison) == {"vs_baseline", "pooling_causal", "pooling_bidirectional",
-                                     "attention_trainable", "all_pairs"}
-    pairs = stats[stats.comparison == "attention_trainable"][["reference", "candidate"]].drop_duplicates()
-    assert len(pairs) == 2 and all("causal" in r and "bidirectional" in c for r, c in pairs.to_numpy())
+    classification = stats[stats.category == "Classification"]
+    # 6 tasks: min p = 0.031 reaches 0.05 alone (exploratory pairs), not after Holm in the family
+    assert classification.set_index("family")["p_unreachable"].groupby(level=0).all().to_dict() == {
+        "exploratory": False, "screened out": True}
+    assert not stats.loc[stats.family == "primary", "p_unreachable"].any()
+    pairs = stats[stats.comparisons.str.contains("attention_trainable")][["reference", "candidate"]]
+    assert len(pairs.drop_duplicates()) == 2 and all("causal" in r and "bidirectional" in c
+                                                     for r, c in pairs.to_numpy())
+    # MDE: family at α/m, exploratory at α; n = 3 can never detect anything
+    family = stats[stats.family == "primary"].iloc[0]
+    assert family["mde_alpha"] == pytest.approx(0.05 / 6) and np.isinf(
+        stats.loc[stats.category == "PairClassification", "mde_dz"]).all()
+    from analysis.power import minimum_detectable_effect
+
+    assert family["mde_dz"] == minimum_detectable_effect(int(family["n"]), 0.05 / 6)
+    assert family["mde"] == pytest.approx(family["mde_dz"] * family["sd_diff"])
 
 
 def test_report_lists_problems_and_marks(result, sweep):
@@ -125,8 +169,16 @@ def test_report_lists_problems_and_marks(result, sweep):
     for text in ("RuntimeError: CUDA out of memory", "partial", "tiny-never-started", "nan score", "STS1",
                  "| missing | tiny/mean/causal seed 2", "| mean/causal | 0 (no finished cell) | — |",
                  "## Difference from the baseline (eos_last + causal)",
-                 "PairClassification (n=3)", "multipletests(method='holm')", "zero_method=`wilcox`"):
+                 "PairClassification (n=3)", "multipletests(method='holm')", "zero_method=`wilcox`",
+                 "form **one** Holm family", "### Family members (m = 6)", "18 registered, 12 screened out",
+                 "- Could not be significant whatever the scores", "n = 6: 6 test(s) (Classification",
+                 "seed-aware p / Holm", "MDE d_z (score)", "no task is marked in-domain"):
         assert text in report, text
+    # each test is one row of the report: family members and the others are disjoint tables
+    family = report.split("### Family members")[1].split("### Other tests")[0]
+    others = report.split("### Other tests")[1].split("## ")[0]
+    rows = lambda text: [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]  # noqa: E731
+    assert len(rows(family)) == 6 and len(rows(others)) == 40 - 6
     kinds = [p.kind for p in result.problems]
     assert kinds.count("nan score") == 4 and kinds.count("failed") == 1 and "unrecorded" in kinds
     # design 5 beats the baseline on all 8 STS tasks by 0.03: p = 2/2^8 < 0.05 → marked in the difference table
@@ -152,16 +204,26 @@ def test_plots_and_layer_weights(result, sweep):
 def test_cli_prints_table_and_report_path(sweep, tmp_path, capsys):
     root, _ = sweep
     assert main([str(root), "--out", str(tmp_path / "out"), "--compare", "pooling_causal,pooling_bidirectional,paper",
-                 "--no-plots",
-                 "--zero-method", "pratt", "--family", "category"]) == 0
+                 "--no-plots", "--zero-method", "pratt", "--family", "pooling_bidirectional"]) == 0
     out = capsys.readouterr().out
     assert f"report: {tmp_path / 'out' / 'report.md'}" in out
-    assert "multi_layer_trainable/bidirectional (#5)" in out and "+0.03" in out
     stats = pd.read_csv(tmp_path / "out" / "stats.csv")
-    assert set(stats.comparison) == {"pooling_causal", "pooling_bidirectional", "attention_trainable"}
+    assert set(stats.comparisons) == {"pooling_causal", "pooling_bidirectional", "attention_trainable"}
     assert set(stats.zero_method) == {"pratt"}
-    assert set(stats.family) == {f"{c}:{k}" for c, k in zip(stats.comparison, stats.category)}
+    # the family is the one pair of pooling_bidirectional, on each category that can reach significance
+    family = stats[stats.family == "primary"]
+    assert set(family.comparisons) == {"pooling_bidirectional"} and set(family.category) == {"STS",
+                                                                                            "Classification"}
+    assert "Holm family (pooling_bidirectional; out-of-domain, per category): 2 test(s)" in out
     assert not (tmp_path / "out" / "plots").exists()
+    # the output ends with the design × category table, task counts in its header
+    lines = out.rstrip().splitlines()
+    header = max(i for i, line in enumerate(lines) if line.startswith("design "))
+    assert lines[header].split() == ["design", "seeds", "STS", "(8)", "Classification", "(6)", "PairClassification",
+                                     "(3)", "Mean", "(Task)", "(17)"]
+    rows = {line.split("  ")[0]: line.split()[-5:] for line in lines[header + 1:]}
+    assert len(rows) == 7 and rows["mean/bidirectional"] == ["0", "—", "—", "—", "—"]   # never-started design
+    assert rows["last_layer_trainable/bidirectional (#4)"][0] == "(7/8)"                # lacks STS1 in every seed
 
 
 def test_cli_errors(tmp_path, capsys):
@@ -171,8 +233,10 @@ def test_cli_errors(tmp_path, capsys):
     assert "valid: paper, vs_baseline" in capsys.readouterr().err
     with pytest.raises(OptionError, match="famliy; valid: by, baseline"):
         analyze(tmp_path, famliy="all")
-    with pytest.raises(OptionError, match="valid: comparison, category, all"):
+    with pytest.raises(OptionError, match="unknown comparison preset 'pair'; valid: paper, vs_baseline"):
         analyze(tmp_path, family="pair")
+    assert main([str(tmp_path), "--family", "pooling"]) == 2
+    assert "unknown comparison preset 'pooling'" in capsys.readouterr().err
 
 
 def test_empty_and_baseline_less_sweeps_do_not_crash(tmp_path):
