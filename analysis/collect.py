@@ -113,10 +113,12 @@ def collect(sweep_dirs, by: tuple[str, ...] = (), include_unfinished: bool = Fal
         for cell_dir in unrecorded:
             record = _hydra_record(cell_dir)
             design, seed = _design(record, by)
-            cells.append(_cell_row(cell_dir, record, design, seed, status="unrecorded"))
+            known = all(getattr(design, key) != "?" for key in DESIGN_KEYS)
+            if known:
+                cells.append(_cell_row(cell_dir, record, design, seed, status="unrecorded"))
             problems.append(Problem("unrecorded", cell_dir.name,
                                     "Hydra created the directory but no cell.json was written (never ran, or died "
-                                    "before starting)"))
+                                    "before starting)" + ("" if known else f"; its {HYDRA_CONFIG} names no design")))
         for cell_dir in recorded:
             _collect_cell(cell_dir, by, include_unfinished, cells, scores, problems)
     cell_frame = pd.DataFrame(cells, columns=["cell", "path", "grid", "design", "model", "pooling", "attention",
@@ -138,6 +140,11 @@ def _collect_cell(cell_dir: Path, by, include_unfinished: bool, cells: list, sco
     if record is None:
         return
     design, seed = _design(record, by)
+    unknown = [key for key in DESIGN_KEYS if getattr(design, key) == "?"]
+    if unknown:
+        problems.append(Problem("malformed", str(path), f"no {'/'.join(unknown)} in 'design' or 'config'; cell "
+                                                        f"skipped"))
+        return
     status = record.get("status", "unknown")
     row = _cell_row(cell_dir, record, design, seed, status)
     cells.append(row)
