@@ -40,9 +40,11 @@ def test_paper_grid_report(tmp_path, launch_env):
     tables = pd.read_csv(out / "tables.csv")
     assert len(tables) == 5 * len(CATEGORIES) and set(tables["design"]) == set(LABELS)
     stats = pd.read_csv(out / "stats.csv")
-    causal = stats[stats.comparison == "pooling_causal"][["reference", "candidate"]].drop_duplicates()
+    causal = stats[stats.comparisons.str.contains("pooling_causal")][["reference", "candidate"]].drop_duplicates()
     assert len(causal) == 3 and stats["p_unreachable"].all()          # one task per category: nothing testable
-    assert len(stats[stats.comparison == "all_pairs"][["reference", "candidate"]].drop_duplicates()) == 10
+    assert len(stats[stats.comparisons.str.contains("all_pairs")][["reference", "candidate"]].drop_duplicates()) == 10
+    assert not (stats.family == "primary").any() and "The family is empty" in report   # all screened out (n = 1)
+    assert proc.stdout.rstrip().splitlines()[-1].startswith(LABELS[-1])    # the sweep ends with the category table
 
     norms = pd.read_csv(out / "layer_weights.csv")
     assert set(norms["design"]) == {LABELS[2], LABELS[4]} and sorted(set(norms["layer"])) == [1, 2]
