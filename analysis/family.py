@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.stats import holm, min_p_value
+from analysis.stats import holm, holm_bounds, min_p_value
 
 PRIMARY, SCREENED, EXPLORATORY = "primary", "screened out", "exploratory"
 
@@ -35,7 +35,7 @@ def _floors(n: pd.Series, alternative: str) -> np.ndarray:
 
 
 def _holm_floor(floors: np.ndarray, alpha: float) -> np.ndarray:
-    return holm(floors, alpha)[1] if floors.size else floors
+    return holm_bounds(floors) if floors.size else floors
 
 
 def assign(frame: pd.DataFrame, presets: tuple[str, ...], alpha: float, alternative: str, pooled_label: str,
