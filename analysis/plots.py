@@ -95,9 +95,10 @@ def cd_diagram(means: pd.DataFrame, labels: dict[Design, str], category: str | N
         plt.close(fig)
 
 
-def layer_weight_norms(cells: pd.DataFrame) -> pd.DataFrame:
+def layer_weight_norms(cells: pd.DataFrame, unreadable: list | None = None) -> pd.DataFrame:
     """Per cell with a learned layer-weight matrix (num_layers, hidden) in model/pooling.safetensors: the L2 norm
-    of each layer's row. Long: cell, design, seed, layer (1-based), l2_norm."""
+    of each layer's row. Long: cell, design, seed, layer (1-based), l2_norm. Damaged files are skipped and, if
+    ``unreadable`` is a list, appended to it as (path, reason)."""
     from safetensors.numpy import load_file
 
     rows = []
@@ -107,7 +108,9 @@ def layer_weight_norms(cells: pd.DataFrame) -> pd.DataFrame:
             continue
         try:
             tensors = load_file(str(path))
-        except Exception:  # noqa: BLE001 - a damaged file must not stop the report
+        except Exception as error:  # noqa: BLE001 - a damaged file must not stop the report
+            if unreadable is not None:
+                unreadable.append((str(path), f"{type(error).__name__}: {error}"))
             continue
         for key, value in tensors.items():
             if LAYER_WEIGHT_KEY.search(key) and value.ndim == 2:

@@ -189,7 +189,11 @@ def _plots(result: AnalysisResult) -> None:
         for category in ordered_categories(set(result.means["category"])):
             attempt(f"cd {category}", lambda c=category: plots.cd_diagram(
                 result.means, result.labels, c, plot_dir / f"cd_{c}.png", settings, result.config.cd_min_tasks))
-    norms = plots.layer_weight_norms(result.collection.cells[result.collection.cells["status"] == "done"])
+    unreadable = []
+    norms = plots.layer_weight_norms(result.collection.cells[result.collection.cells["status"] == "done"],
+                                     unreadable)
+    result.problems += [Problem("unreadable", path, f"{reason}; no layer-weight plot for this cell")
+                        for path, reason in unreadable]
     if len(norms):
         files["layer_weights"] = write_csv(result.out_dir / "layer_weights.csv",
                                            norms.assign(design=norms["design"].map(lambda d: result.labels[d])))
