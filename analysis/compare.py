@@ -15,7 +15,7 @@ from analysis import family as families
 from analysis.collect import Problem
 from analysis.designs import PRESETS, Design
 from analysis.power import minimum_detectable_effect
-from analysis.seeds import seed_bootstrap
+from analysis.seeds import MIN_TASKS, seed_bootstrap
 from analysis.stats import WilcoxonSettings, differences, paired_wilcoxon
 from analysis.tables import is_in_domain, ordered_categories
 
@@ -142,6 +142,9 @@ def _seed_test(seeds: dict, reference: Design, candidate: Design, tasks: list[st
            "seed_ci_low": math.nan, "seed_ci_high": math.nan}
     if min(ref.shape[1], cand.shape[1]) < 2 or not tasks:
         return out
+    if len(tasks) < MIN_TASKS:
+        note = f"seed-aware test not run: {len(tasks)} task(s) < {MIN_TASKS}"
+        return {**out, "notes": "; ".join(x for x in (row["notes"], note) if x)}
     boot = seed_bootstrap(ref, cand, settings.alternative)
     return {**out, "p_seed": boot.p, "seed_ci_low": boot.ci_low, "seed_ci_high": boot.ci_high}
 

@@ -171,7 +171,7 @@ def family_statement(result) -> str:
     text.append(f" The minimum detectable effect (MDE) is the shift of normal paired differences, in SDs of the "
                 f"differences (d_z; in score units: × their observed SD), that the signed-rank test at this n "
                 f"detects with power {cfg.power:g}; for family members at Holm's strictest step α/m, otherwise at "
-                f"α. The seed-aware p (where both designs have ≥ 2 seeds) is a crossed bootstrap over tasks × "
+                f"α. The seed-aware p (where both designs have ≥ 2 seeds and the test ≥ 6 tasks) is a crossed bootstrap over tasks × "
                 f"seeds of the mean difference (10,000 resamples, tasks and each design's seeds drawn "
                 f"independently, so a lucky training run counts once, not once per task); it is Holm-adjusted over "
                 f"the same family.")

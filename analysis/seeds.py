@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 RESAMPLES = 10000
+# Below this many tasks a task bootstrap has too few distinct resamples (C(2n-1, n): 126 at n = 5) and is liberal;
+# the test is then not run. Six is also where an exact signed-rank test can first reach p < 0.05.
+MIN_TASKS = 6
 
 
 @dataclass

@@ -91,7 +91,8 @@ def test_every_crafted_file_is_a_problem_with_its_path(crafted):
     bad = " | ".join(problems_at(problems, "scores_entries_bad", "scores.json"))
     for text in ("'NoScore': no 'main_score'", "'StringScore': main_score is str ('0.7')",
                  "'BoolScore': main_score is bool", "'ListScore': main_score is list", "'HugeScore': main_score 1",
-                 "'NoCategory': category is null", "'NumberCategory': category is int", "'EntryIsNumber': entry is float",
+                 "'NoCategory': category is null", "'NumberCategory': category is int",
+                 "'EntryIsNumber': entry is float",
                  "'BadDomain': in_domain is str ('yes')"):
         assert text in bad, text
     # what could be read is kept: the fine entry, and the one with a bad in_domain (as in-domain)
@@ -114,7 +115,7 @@ def test_python_m_analysis_finishes_and_lists_them(crafted, capsys):
     assert "weights_truncated/model/pooling.safetensors | SafetensorError" in report   # listed, not plotted
 
 
-def test_dry_reading_keeps_good_cells_identical(crafted, tmp_path):
+def test_crafted_files_change_nothing_for_the_good_cells(crafted, tmp_path):
     """The crafted files change nothing about the good cells' numbers."""
     clean = tmp_path / "clean"
     write_cell(clean, "tiny", "eos_last", "causal", 0, GOOD)

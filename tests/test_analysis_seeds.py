@@ -76,3 +76,23 @@ def test_one_sided_and_bad_input():
         seed_bootstrap(ref, np.full((8, 3), np.nan))
     with pytest.raises(ValueError, match="same tasks"):
         seed_bootstrap(ref, ref[:4])
+
+
+def test_analysis_reports_both_tests_for_a_lucky_run(tmp_path):
+    from analysis import analyze
+    from tests.fixtures.analysis_sweep import write_cell
+
+    rng = np.random.default_rng(6)
+    tasks = [f"STS{i}" for i in range(10)]
+    base = {t: float(rng.uniform(0.3, 0.7)) for t in tasks}
+    for pooling, lucky in (("eos_last", 0.0), ("mean", 0.03)):
+        for seed in (0, 1, 2):
+            shift = lucky if seed == 0 else 0.0
+            write_cell(tmp_path, "tiny", pooling, "causal", seed,
+                       {t: ("STS", round(base[t] + shift + rng.normal(0, 0.002), 4)) for t in tasks})
+    result = analyze(tmp_path, plots=False, family="vs_baseline")
+    (row,) = result.stats.to_dict("records")
+    assert row["family"] == "primary" and row["p"] < 0.01 and row["reject_holm"]      # the paper's test: yes
+    assert row["p_seed"] > 0.05 and not row["reject_seed_holm"]                       # across runs: no
+    assert row["seed_ci_low"] < 0 < row["seed_ci_high"]
+    assert "| STS | eos_last/causal (#1) | mean/causal |" in result.report
