@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
     wandb = p.add_mutually_exclusive_group()
     wandb.add_argument("--wandb", action="store_const", const=True, default=False,
                        help="log tables, plots and report to the sweep's W&B group")
-    wandb.add_argument("--wandb-auto", dest="wandb", action="store_const", const="auto",
+    wandb.add_argument("--wandb-auto", dest="wandb", action="store_const", const="auto", default=argparse.SUPPRESS,
                        help="log to W&B only if the sweep's cells were logged there (their logger config)")
     p.add_argument("--wandb-project", default=None)
     p.add_argument("--wandb-entity", default=None)

@@ -145,6 +145,17 @@ def test_one_family_each_test_once(result):
     assert stats.loc[stats.n < 6, "notes"].str.contains("seed-aware test not run: 3 task").all()
 
 
+def test_without_the_power_screen_every_registered_test_stays(sweep, tmp_path):
+    stats = analyze(sweep[0], power_screen=False, plots=False, out_dir=tmp_path).stats
+    family = stats[stats.family == "primary"]
+    assert len(family) == 18 and (family.family_size == 18).all()
+    np.testing.assert_allclose(family["p_holm"], multipletests(family["p"], method="holm")[1])
+    floors = multipletests([2 / 2 ** n for n in family.n], method="holm")[1]
+    np.testing.assert_allclose(family["min_p_holm"], floors)
+    # now 18 × 2/2^8 > 0.05: even the 8-task STS tests are flagged, though 2/2^8 alone would pass
+    assert family["p_unreachable"].tolist() == (floors >= 0.05).tolist() and family["p_unreachable"].all()
+
+
 def test_power_flags(result):
     stats = result.stats
     assert stats.loc[stats.category == "PairClassification", "p_unreachable"].all()   # 3 tasks: min p = 0.25
