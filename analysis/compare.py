@@ -54,14 +54,26 @@ def paired_scores(means, reference: Design, candidate: Design, category: str | N
     return kept, ref.reindex(kept).to_numpy(float), cand.reindex(kept).to_numpy(float), excluded
 
 
-def seed_matrix(per_seed: dict, design: Design, tasks: list[str]) -> np.ndarray:
-    """tasks × seeds of one design (imputed per-seed scores; a task a seed lacks gets the task's seed mean)."""
-    rows = per_seed.get(design)
-    if rows is None or not tasks:
+def seed_tables(per_seed: pd.DataFrame | None) -> dict[Design, pd.DataFrame]:
+    """{design: tasks × seeds} of imputed per-seed scores (tables.imputed_seed_scores), built once per design."""
+    if per_seed is None or per_seed.empty:
+        return {}
+    return {design: rows.pivot_table(index="task", columns="seed", values="score", aggfunc="mean")
+            for design, rows in per_seed.groupby("design", sort=False)}
+
+
+def seed_matrix(tables: dict, design: Design, tasks: list[str]) -> np.ndarray:
+    """tasks × seeds of one design; a task a seed lacks gets the task's mean over the design's other seeds."""
+    table = tables.get(design)
+    if table is None or not tasks:
         return np.zeros((len(tasks), 0))
-    matrix = rows[rows["task"].isin(tasks)].pivot_table(index="task", columns="seed", values="score",
-                                                         aggfunc="mean").reindex(tasks)
-    return matrix.apply(lambda r: r.fillna(r.mean()), axis=1).to_numpy(float)
+    matrix = table.reindex(tasks).to_numpy(float)
+    missing = np.isnan(matrix)
+    if missing.any():
+        with np.errstate(invalid="ignore"):
+            row_means = np.nanmean(np.where(missing.all(axis=1, keepdims=True), 0.0, matrix), axis=1)
+        matrix = np.where(missing, row_means[:, None], matrix)
+    return matrix
 
 
 def distinct_tests(presets: list[str], designs: list[Design], baseline: tuple[str, str], label
@@ -101,7 +113,7 @@ def run_comparisons(means: pd.DataFrame, presets: list[str], baseline: tuple[str
     designs = sorted(set(means["design"])) if len(means) else []
     categories = ordered_categories(set(means["category"])) if len(means) else []
     by_design = dict(tuple(means.groupby("design", sort=False))) if len(means) else {}
-    seeds = dict(tuple(per_seed.groupby("design", sort=False))) if per_seed is not None and len(per_seed) else {}
+    seeds = seed_tables(per_seed)
     tests, problems = distinct_tests(presets, designs, baseline, label)
     rows = []
     for reference, candidate, names in tests.values():
