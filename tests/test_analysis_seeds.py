@@ -96,3 +96,15 @@ def test_analysis_reports_both_tests_for_a_lucky_run(tmp_path):
     assert row["p_seed"] > 0.05 and not row["reject_seed_holm"]                       # across runs: no
     assert row["seed_ci_low"] < 0 < row["seed_ci_high"]
     assert "| STS | eos_last/causal (#1) | mean/causal |" in result.report
+
+
+def test_seed_matrix_fills_a_task_a_seed_lacks_with_that_task_mean():
+    import pandas as pd
+
+    from analysis.compare import seed_matrix, seed_tables
+
+    per_seed = pd.DataFrame({"design": ["d"] * 5, "seed": [0, 1, 2, 0, 2], "task": ["A", "A", "A", "B", "B"],
+                             "score": [0.1, 0.2, 0.3, 0.5, 0.7]})
+    matrix = seed_matrix(seed_tables(per_seed), "d", ["B", "A"])
+    np.testing.assert_allclose(matrix, [[0.5, 0.6, 0.7], [0.1, 0.2, 0.3]])
+    assert seed_matrix(seed_tables(per_seed), "other", ["A"]).shape == (1, 0)
