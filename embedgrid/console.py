@@ -1,0 +1,63 @@
+"""What a person sees in the terminal: phase lines, two progress bars, warnings that matter, a results table.
+
+Everything else (mteb's and transformers' INFO output, per-task details, the full scores) goes to the cell's
+``launch.log`` through Hydra's file handler (``conf/hydra/job_logging/embedgrid.yaml``). ``verbose=true`` turns
+the filter off and restores the libraries' own progress bars.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+
+# warnings the libraries raise on every run that say nothing about the user's run
+ROUTINE_WARNINGS = ("is_gradient_checkpointing", "get_sentence_embedding_dimension", "tokenizer_name_or_path")
+
+
+class QuietConsole(logging.Filter):
+    """Console filter: embedgrid's own INFO lines and anyone's WARNING and above, unless ``verbose``."""
+
+    verbose = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if QuietConsole.verbose:
+            return True
+        if record.levelno >= logging.WARNING:
+            return not (record.name == "py.warnings" and any(w in record.getMessage() for w in ROUTINE_WARNINGS))
+        return record.name == "embedgrid" or record.name.startswith(("embedgrid.", "__main__"))
+
+
+def configure(verbose: bool) -> None:
+    """Apply the console policy for this process (called once per cell, before anything heavy loads)."""
+    QuietConsole.verbose = bool(verbose)
+    logging.captureWarnings(True)  # python warnings become log records: in launch.log, filtered on the console
+    if verbose:
+        return
+    warnings.filterwarnings("default")
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars on every load
+    except Exception:  # noqa: BLE001 - transformers not importable is not the console's problem
+        pass
+
+
+def category_table(category_scores: dict, title: str = "") -> str:
+    """A compact table from ``category_scores.json``: category, mean of main scores, task count; then the
+    average of the category means and the categories not evaluated."""
+    means = category_scores.get("means") or {}
+    counts = category_scores.get("tasks_per_category") or {}
+    width = max([len(c) for c in means] + [len("average"), len("category")])
+    lines = [title] if title else []
+    lines.append(f"  {'category':<{width}}  {'mean':>7}  tasks")
+    for name, value in means.items():
+        lines.append(f"  {name:<{width}}  {value:7.4f}  {counts.get(name, 0):>5}")
+    average = category_scores.get("average_of_category_means")
+    if average is not None:
+        lines.append(f"  {'average':<{width}}  {average:7.4f}  {sum(counts.values()):>5}")
+    for name, why in (category_scores.get("not_evaluated") or {}).items():
+        lines.append(f"  {name:<{width}}  {'-':>7}      -  not evaluated: {why.split(';')[0].split('(')[0].strip()}")
+    return "\n".join(lines)
