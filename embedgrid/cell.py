@@ -120,9 +120,14 @@ def _make_logger(cfg: DictConfig, cell: CellDir):
 
     if cfg.logger._target_.endswith("NullLogger"):
         return instantiate(cfg.logger)
+    from embedgrid.designs import design_label
+
     make = instantiate(cfg.logger, _partial_=True)  # called with plain dicts, not config nodes
-    return make(run_id=wandb_run_id(cfg), name=cell_name(cfg), group=cfg.grid,
-                run_config=OmegaConf.to_container(cfg, resolve=True), directory=str(cell.path))
+    # a top-level `design` beside the nested config: the W&B UI groups a sweep by design in one click
+    run_config = {"design": design_label(cfg.pooling.name, cfg.attention.name),
+                  **OmegaConf.to_container(cfg, resolve=True)}
+    return make(run_id=wandb_run_id(cfg), name=cell_name(cfg), group=cfg.grid, run_config=run_config,
+                directory=str(cell.path))
 
 
 def wandb_run_id(cfg: DictConfig) -> str:
@@ -152,6 +157,7 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
         encoder = load_encoder(cell.model_dir, device=device, spec=spec) if world.is_main else None
         summary["train"] = (cell.read_record() or {}).get("train")
     else:
+        log.info("building %s with %s pooling, %s attention", cfg.model.name, cfg.pooling.name, cfg.attention.name)
         encoder = build_encoder(spec).to(device)
         train = train_config(cfg)
         if train.max_steps > 0:
@@ -181,12 +187,24 @@ def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict,
 
     summary["pooling_parameters"] = encoder.pooling.num_parameters
     summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
-    t1 = time.perf_counter()
+    t1, truncated_before = time.perf_counter(), encoder.truncated
     scores, summary["category_scores"] = evaluate_encoder(
         encoder, eval_config(cfg), cell.path, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg))
     summary["timings"]["eval_s"] = round(time.perf_counter() - t1, 2)
+    if encoder.truncated > truncated_before:
+        log.info("evaluation: %d texts truncated to max_length=%d (per task in launch.log)",
+                 encoder.truncated - truncated_before, encoder.spec.max_length)
     cell.write_scores(scores)
-    logger.summary({f"eval/{task}": s["main_score"] for task, s in scores.items()})
+    logger.summary(wandb_summary(scores, summary["category_scores"]))
     cell.record(cfg, status=DONE, finished_at=time.time(), seconds=round(time.time() - started, 2), **summary)
     logger.finish(0)
     return scores
+
+
+def wandb_summary(scores: dict, category_scores: dict) -> dict:
+    """Per-task main scores, ``category/<Category>`` means and ``category/average`` (W&B table columns)."""
+    summary = {f"eval/{task}": entry["main_score"] for task, entry in scores.items()}
+    summary.update({f"category/{name}": mean for name, mean in (category_scores.get("means") or {}).items()})
+    if category_scores.get("average_of_category_means") is not None:
+        summary["category/average"] = category_scores["average_of_category_means"]
+    return summary

@@ -21,9 +21,15 @@ class QuietConsole(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if QuietConsole.verbose:
             return True
+        if getattr(record, "console", True) is False:  # log.info(..., extra={"console": False}): launch.log only
+            return False
         if record.levelno >= logging.WARNING:
             return not (record.name == "py.warnings" and any(w in record.getMessage() for w in ROUTINE_WARNINGS))
         return record.name == "embedgrid" or record.name.startswith(("embedgrid.", "__main__"))
+
+
+def is_verbose() -> bool:
+    return QuietConsole.verbose
 
 
 def configure(verbose: bool) -> None:
@@ -36,6 +42,10 @@ def configure(verbose: bool) -> None:
     import os
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    # every other library's tqdm bars (mteb's corpus search, datasets' map): tqdm reads TQDM_* as its defaults,
+    # and embedgrid's own two bars pass disable=False explicitly
+    os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning")
     try:
         from transformers.utils import logging as hf_logging
@@ -46,8 +56,8 @@ def configure(verbose: bool) -> None:
 
 
 def category_table(category_scores: dict, title: str = "") -> str:
-    """A compact table from ``category_scores.json``: category, mean of main scores, task count; then the
-    average of the category means and the categories not evaluated."""
+    """A compact table from ``category_scores.json``: category, mean of main scores, task count; the average of
+    the category means; one line naming the categories not evaluated."""
     means = category_scores.get("means") or {}
     counts = category_scores.get("tasks_per_category") or {}
     width = max([len(c) for c in means] + [len("average"), len("category")])
@@ -58,6 +68,7 @@ def category_table(category_scores: dict, title: str = "") -> str:
     average = category_scores.get("average_of_category_means")
     if average is not None:
         lines.append(f"  {'average':<{width}}  {average:7.4f}  {sum(counts.values()):>5}")
-    for name, why in (category_scores.get("not_evaluated") or {}).items():
-        lines.append(f"  {name:<{width}}  {'-':>7}      -  not evaluated: {why.split(';')[0].split('(')[0].strip()}")
+    skipped = list(category_scores.get("not_evaluated") or {})
+    if skipped:
+        lines.append(f"  not evaluated: {', '.join(skipped)} (why: category_scores.json)")
     return "\n".join(lines)

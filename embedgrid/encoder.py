@@ -124,7 +124,7 @@ class Encoder(nn.Module):
         if show_progress_bar:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(texts), desc=desc, unit="text", leave=False)
+            bar = tqdm(total=len(texts), desc=desc, unit="text", leave=False, disable=False)
         try:
             for window in range(0, len(texts), SORT_WINDOW):
                 rows, prefix_len = self.token_rows(texts[window:window + SORT_WINDOW], instruction)
@@ -141,7 +141,7 @@ class Encoder(nn.Module):
                 bar.close()
         if self.truncated > truncated_before:
             log.info("%s: %d of %d texts truncated to max_length=%d", desc, self.truncated - truncated_before,
-                     len(texts), self.spec.max_length)
+                     len(texts), self.spec.max_length, extra={"console": False})  # summed per cell on the console
         return out
 
     # ---- persistence --------------------------------------------------------------------------------------

@@ -6,10 +6,8 @@ single run, ``CellGuard`` (a Hydra callback, conf/config.yaml) does the plan's c
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -56,6 +54,9 @@ class CellGuard(Callback):
 
 
 def run_cell(cfg: DictConfig):
+    from embedgrid import console
+
+    console.configure(cfg.verbose)  # before the heavy imports below, which print progress bars on load
     from embedgrid.cell import run
     from embedgrid.celldir import CORRUPT, CellDir
 
@@ -84,9 +85,30 @@ def run_cell(cfg: DictConfig):
         log.error("cell %s failed: %s: %s (recorded in cell.json)", cell_dir, type(error).__name__, error)
         return {"cell_dir": cell_dir, "status": "failed", "error": f"{type(error).__name__}: {error}"}
     if outcome.rank == 0:  # several processes: one report, not one per rank
-        print(f"\ncell: {outcome.cell_dir}  ({'skipped, already done' if outcome.skipped else outcome.status})")
-        print(json.dumps(outcome.scores, indent=2), file=sys.stdout, flush=True)
+        print(cell_report(outcome), flush=True)
     return {"cell_dir": str(outcome.cell_dir), "status": outcome.status, "skipped": outcome.skipped}
+
+
+def cell_report(outcome) -> str:
+    """The end of a cell's console output: where it went, how long it took, its category means."""
+    from embedgrid.celldir import CellDir
+    from embedgrid.console import category_table
+
+    cell = CellDir(outcome.cell_dir)
+    record = cell.read_record() or {}
+    how = "skipped: already done" if outcome.skipped else f"{outcome.status} in {_duration(record.get('seconds'))}"
+    lines = [f"\ncell {cell.path}  ({how}; full log: {cell.path / 'launch.log'})"]
+    categories = record.get("category_scores")
+    if categories:
+        lines.append(category_table(categories))
+    return "\n".join(lines)
+
+
+def _duration(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "?"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def is_preemption(error: BaseException) -> bool:

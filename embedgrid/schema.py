@@ -76,6 +76,7 @@ class GridSchema:
     append_eos: bool = True
     dry_run: bool = False
     analyze: bool = True
+    verbose: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)

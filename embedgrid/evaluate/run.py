@@ -18,6 +18,7 @@ from embedgrid.celldir import CATEGORY_SCORES_FILE, CellDir  # noqa: F401  (re-e
 from embedgrid.evaluate.config import EvalConfig
 
 log = logging.getLogger(__name__)
+FILE_ONLY = {"console": False}  # launch.log only (embedgrid/console.py)
 
 # The paper's seven MTEB categories; a category with no task in the suite is reported as not evaluated.
 CATEGORIES = ("STS", "Classification", "Clustering", "Retrieval", "Reranking", "PairClassification",
@@ -93,14 +94,19 @@ def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_
     import mteb
     from tqdm.auto import tqdm
 
+    from embedgrid import console
+
     cache = mteb.ResultCache(str(CellDir(cell_dir).mteb_dir))
     tasks = resolve_tasks(list(task_names), max_samples=max_samples, task_samples=task_samples,
                           sample_seed=sample_seed)
     scores: dict[str, dict] = {}
-    for task in tqdm(tasks, desc="MTEB tasks", unit="task", disable=not show_progress_bar):
+    bar = tqdm(tasks, desc="evaluate", unit="task", disable=not show_progress_bar)  # explicit: wins over TQDM_DISABLE
+    for task in bar:
+        bar.set_postfix_str(task.metadata.name, refresh=True)
         started = time.perf_counter()
         result = mteb.evaluate(model, task, cache=cache, overwrite_strategy=_strategy(cache, model, task),
-                               encode_kwargs={"batch_size": batch_size}, show_progress_bar=False)
+                               encode_kwargs={"batch_size": batch_size, "show_progress_bar": console.is_verbose()},
+                               show_progress_bar=False)
         task_result = result.task_results[0]
         name = task.metadata.name
         scores[name] = {
@@ -111,7 +117,7 @@ def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_
             "evaluation_time_s": task_result.evaluation_time,
         }
         log.info("%s (%s): %s = %.4f  [%.1f s]", name, task.metadata.type, task.metadata.main_score,
-                 scores[name]["main_score"], time.perf_counter() - started)
+                 scores[name]["main_score"], time.perf_counter() - started, extra=FILE_ONLY)
     return scores
 
 
@@ -151,14 +157,16 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, cell_dir: str | Path,
     Returns ``(scores, category_scores)`` and writes ``category_scores.json`` into ``cell_dir``; the caller
     writes ``scores.json``.
     """
+    from embedgrid import console
     from embedgrid.evaluate.model import MtebEncoder
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
     eval_cfg = EvalConfig.of(eval_cfg)
+    log.info("evaluating %d tasks (%s)", len(eval_cfg.tasks), eval_cfg.name)
     settings = settings_hash(eval_cfg)
     model = MtebEncoder(encoder, name=name, revision=f"{revision}-e{settings}", instructions=eval_cfg.instructions,
                         instruction_scope=eval_cfg.instruction_scope, batch_size=eval_cfg.batch_size,
-                        show_progress_bar=eval_cfg.progress_bar)
+                        show_progress_bar=eval_cfg.progress_bar and console.is_verbose())  # per-role bars
     scores = evaluate_tasks(model, eval_cfg.tasks, cell_dir, batch_size=eval_cfg.batch_size,
                             show_progress_bar=eval_cfg.progress_bar, max_samples=eval_cfg.max_samples,
                             task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed)

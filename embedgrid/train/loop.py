@@ -125,7 +125,7 @@ def fit(encoder, rows: list[Row], cfg: TrainConfig, *, seed: int, checkpoint_dir
     if cfg.progress_bar and cfg.max_steps > start and world.is_main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.max_steps, initial=start, desc="train", unit="step")
+        bar = tqdm(total=cfg.max_steps, initial=start, desc="train", unit="step", disable=False)  # TQDM_DISABLE
     history, started = [], time.perf_counter()
     for step in range(start, cfg.max_steps):
         t0 = time.perf_counter()
