@@ -183,13 +183,15 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
 def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict, logger, started: float) -> dict:
     """Rank 0: evaluate the trained encoder, write scores.json and the finished cell.json; returns the scores."""
     from embedgrid.evaluate.config import eval_config
+    from embedgrid.evaluate.meta import cell_model_meta
     from embedgrid.evaluate.run import evaluate_encoder
 
     summary["pooling_parameters"] = encoder.pooling.num_parameters
     summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
     t1, truncated_before = time.perf_counter(), encoder.truncated
     scores, summary["category_scores"] = evaluate_encoder(
-        encoder, eval_config(cfg), cell.path, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg))
+        encoder, eval_config(cfg), cell.path, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
+        meta=cell_model_meta(cfg, encoder))
     summary["timings"]["eval_s"] = round(time.perf_counter() - t1, 2)
     if encoder.truncated > truncated_before:
         log.info("evaluation: %d texts truncated to max_length=%d (per task in launch.log)",

@@ -15,6 +15,8 @@ IDENTITY_KEYS = ("model", "pooling", "attention", "train", "data", "lora", "seed
 LATER_IDENTITY_DEFAULTS = {"append_eos": True}
 # The same for keys inside a group: (group, key) -> default.
 LATER_GROUP_DEFAULTS = {("model", "lora_target_modules"): None, ("train", "max_length"): None}
+# Descriptive keys inside a group (licence, hub reference): never part of the identity.
+METADATA_KEYS = {("model", "card")}
 # Settings that change how a cell runs, never what it produces.
 RUNTIME_TRAIN_KEYS = ("checkpoint_every", "log_every", "progress_bar")
 
@@ -32,6 +34,9 @@ def identity(cfg) -> dict:
     for key, default in LATER_IDENTITY_DEFAULTS.items():
         if key in cfg and cfg[key] != default:
             ident[key] = cfg[key]
+    for group, key in METADATA_KEYS:
+        if isinstance(ident.get(group), dict):
+            ident[group] = {k: v for k, v in ident[group].items() if k != key}
     for (group, key), default in LATER_GROUP_DEFAULTS.items():
         if isinstance(ident.get(group), dict) and ident[group].get(key, default) == default:
             ident[group] = {k: v for k, v in ident[group].items() if k != key}

@@ -47,6 +47,7 @@ class ModelConfig:
     trust_remote_code: bool = False
     max_length: int = MISSING
     lora_target_modules: Optional[List[str]] = None
+    card: Dict[str, Any] = field(default_factory=dict)  # license, base_model, reference: metadata, not identity
 
 
 @dataclass

@@ -182,10 +182,11 @@ def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
     summary = {"sweep_dir": str(sweep_dir), "finished_at": time.time(), "counts": counts,
                "cells": [asdict(c) for c in cells]}
     write_json(sweep_dir / "summary.json", summary)
-    print(f"\nsweep {sweep_dir}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    print()
     for cell in cells:
         line = f"  [{cell.status:>7}] {cell.cell_dir}"
         print(line + (f"  -- {cell.error}" if cell.error else ""))
+    print(f"sweep {sweep_dir}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return summary
 
 
@@ -205,7 +206,8 @@ def run_analysis(sweep_dir: Path, summary: dict) -> None:
         log.warning("analysis skipped: the `analysis` package has no CLI here (python -m analysis %s)", sweep_dir)
         return
     print(f"\nanalysis: python -m analysis {sweep_dir}", flush=True)
-    proc = subprocess.run([sys.executable, "-m", "analysis", str(sweep_dir)])
+    # --wandb-auto: logged to the sweep's W&B group when its cells logged to W&B; ends with the design table
+    proc = subprocess.run([sys.executable, "-m", "analysis", str(sweep_dir), "--wandb-auto"])
     if proc.returncode != 0:
         log.warning("analysis of %s failed (exit %d); the cells are fine, rerun `python -m analysis %s`",
                     sweep_dir, proc.returncode, sweep_dir)

@@ -126,3 +126,30 @@ def test_push_to_hub_uploads_the_directory_through_huggingface_hub(tmp_path):
     assert calls[0] == ("create_repo", {"repo_id": "me/cell", "repo_type": "model", "private": True,
                                         "exist_ok": True})
     assert calls[1][1]["folder_path"] == str(out) and calls[1][1]["repo_id"] == "me/cell"
+
+
+def test_cell_model_meta_is_what_mteb_leaderboard_files_carry(compose):
+    from mteb.models.model_meta import ModelMeta
+
+    from embedgrid.evaluate.meta import cell_model_meta
+    from embedgrid.evaluate.model import MtebEncoder
+    from tests.helpers.train import tiny_encoder
+
+    cfg = compose(["model=smollm2_135m"])
+    encoder = tiny_encoder()
+    meta = cell_model_meta(cfg, encoder)
+    assert meta["license"] == "apache-2.0" and meta["adapted_from"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert meta["n_parameters"] == sum(p.numel() for p in encoder.parameters())
+    wrapped = MtebEncoder(encoder, name="embedgrid/cell", revision="r0", instructions={"T": "x"}, meta=meta)
+    model_meta = wrapped.mteb_model_meta
+    assert isinstance(model_meta, ModelMeta)
+    for field in ("name", "revision", "release_date", "languages", "n_parameters", "max_tokens", "embed_dim",
+                  "license", "framework", "similarity_fn_name", "use_instructions", "training_datasets"):
+        assert getattr(model_meta, field) is not None, field
+    assert model_meta.embed_dim == encoder.dim and model_meta.use_instructions is True
+
+
+def test_the_model_card_metadata_is_not_part_of_the_cell_identity(compose):
+    from embedgrid.cellid import cell_name
+
+    assert cell_name(compose(["model=tiny", "+model.card.extra=1"])) == cell_name(compose(["model=tiny"]))

@@ -24,7 +24,8 @@ class MtebEncoder(AbsEncoder):
     """
 
     def __init__(self, encoder: Encoder, name: str, revision: str, *, instructions: dict[str, str] | None = None,
-                 instruction_scope: str = "query", batch_size: int = 32, show_progress_bar: bool = True):
+                 instruction_scope: str = "query", batch_size: int = 32, show_progress_bar: bool = True,
+                 meta: dict | None = None):
         if instruction_scope not in INSTRUCTION_SCOPES:
             raise ValueError(f"unknown eval.instruction_scope '{instruction_scope}'; valid: "
                              f"{', '.join(INSTRUCTION_SCOPES)}")
@@ -39,6 +40,7 @@ class MtebEncoder(AbsEncoder):
         self.mteb_model_meta = ModelMeta.create_empty(overwrites={
             "name": name, "revision": revision, "similarity_fn_name": ScoringFunction.COSINE,
             "embed_dim": encoder.dim, "max_tokens": encoder.spec.max_length, "framework": ["PyTorch"],
+            "use_instructions": bool(self.instructions), **(meta or {}),
         })
 
     def instruction_for(self, task_name: str, prompt_type) -> str | None:

@@ -151,7 +151,7 @@ def category_scores(scores: dict[str, dict], offline_only: bool) -> dict:
 
 
 def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, cell_dir: str | Path, *, name: str,
-                     revision: str) -> tuple[dict, dict]:
+                     revision: str, meta: dict | None = None) -> tuple[dict, dict]:
     """Evaluate a cell's encoder on ``eval_cfg`` (the typed ``eval`` group; a plain dict is typed first).
 
     Returns ``(scores, category_scores)`` and writes ``category_scores.json`` into ``cell_dir``; the caller
@@ -166,7 +166,8 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, cell_dir: str | Path,
     settings = settings_hash(eval_cfg)
     model = MtebEncoder(encoder, name=name, revision=f"{revision}-e{settings}", instructions=eval_cfg.instructions,
                         instruction_scope=eval_cfg.instruction_scope, batch_size=eval_cfg.batch_size,
-                        show_progress_bar=eval_cfg.progress_bar and console.is_verbose())  # per-role bars
+                        show_progress_bar=eval_cfg.progress_bar and console.is_verbose(),  # per-role bars
+                        meta=meta)
     scores = evaluate_tasks(model, eval_cfg.tasks, cell_dir, batch_size=eval_cfg.batch_size,
                             show_progress_bar=eval_cfg.progress_bar, max_samples=eval_cfg.max_samples,
                             task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed)
