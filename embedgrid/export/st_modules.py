@@ -32,12 +32,12 @@ class EmbedgridPooling(Module):
     def __init__(self, pooling: dict, hidden_size: int, num_layers: int, is_causal: bool,
                  backbone_num_heads: int | None = None, skip_leading: int = 0):
         super().__init__()
-        from embedgrid.export.heads import build_head
+        from embedgrid.pooling.build import build_pooling, shape  # embedgrid's own pooling classes only
 
         self.pooling, self.hidden_size, self.num_layers = dict(pooling), hidden_size, num_layers
         self.backbone_num_heads, self.is_causal, self.skip_leading = backbone_num_heads, is_causal, skip_leading
-        self.head = build_head(self.pooling, hidden_size=hidden_size, num_layers=num_layers, is_causal=is_causal,
-                               backbone_num_heads=backbone_num_heads)
+        self.head = build_pooling(self.pooling, shape(hidden_size, num_layers, backbone_num_heads),
+                                  "causal" if is_causal else "bidirectional")
 
     def forward(self, features: dict[str, Any], **kwargs) -> dict[str, Any]:
         from embedgrid.pooling.base import at_least_float32
