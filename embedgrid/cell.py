@@ -94,12 +94,19 @@ def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutco
         scores = run_on_main(lambda: _evaluate_and_record(cfg, cell, encoder, summary, logger, started), world)
         return CellOutcome(cell.path, DONE, scores, rank=world.rank)
     except BaseException as error:
-        if world.is_main:
-            status = PARTIAL if isinstance(error, (Preempted, KeyboardInterrupt)) else FAILED
-            cell.record(cfg, status=status, error=f"{type(error).__name__}: {error}",
-                        traceback=traceback.format_exc(), seconds=round(time.time() - started, 2))
+        from embedgrid.train.signals import hand_over
+
+        if world.is_main:  # SystemExit: a signal handler (submitit's) ended the job; the next launch resumes
+            status = PARTIAL if isinstance(error, (Preempted, KeyboardInterrupt, SystemExit)) else FAILED
+            try:
+                cell.record(cfg, status=status, error=f"{type(error).__name__}: {error}",
+                            traceback=traceback.format_exc(), seconds=round(time.time() - started, 2))
+            except Exception as record_error:  # noqa: BLE001 - e.g. the disk is full: keep the original error
+                log.error("could not record %s in %s (%s: %s)", status, cell.path / CELL_FILE,
+                          type(record_error).__name__, record_error)
         if logger is not None:
             logger.finish(1)
+        hand_over(error)  # SIGUSR2 under submitit: its requeue, now that cell.json says partial
         raise
 
 

@@ -88,7 +88,7 @@ class CellDir:
             "versions": package_versions(),
         })
         record.update(fields)
-        write_json(self.record_file, record)
+        write_json(self.record_file, redact(record))  # errors and tracebacks too
         return record
 
     def scores(self) -> dict | None:

@@ -34,7 +34,7 @@ class NonFiniteLoss(RuntimeError):
 
 
 class Preempted(RuntimeError):
-    """Raised after a checkpoint was written because the job was asked to stop (SIGTERM/SIGUSR1)."""
+    """Raised after a checkpoint was written because the job was asked to stop (SIGTERM/SIGUSR1/SIGUSR2)."""
 
 
 class RankZeroFailed(RuntimeError):

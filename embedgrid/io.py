@@ -1,6 +1,7 @@
 """Atomic file writes: a reader never sees a half-written result."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -9,7 +10,11 @@ from typing import Any, Callable
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temp file over ``path`` (same directory, so rename is atomic)."""
+    """Call ``write(tmp_path)`` then rename the temp file over ``path`` (same directory, so rename is atomic).
+
+    If anything fails (a full disk), the temp file is removed, ``path`` is left as it was and the original
+    error propagates.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -19,7 +24,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results should be as readable as any file
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):  # never let the cleanup hide the original error (e.g. ENOSPC)
             os.unlink(tmp)
         raise
 

@@ -28,6 +28,7 @@ from hydra.core.utils import JobStatus, filter_overrides
 
 from embedgrid.errors import (CellBusy, CellConflict, CorruptCellRecord, GridFailed, SweepConflict,  # noqa: F401
                               SweepDirUnwritable)
+from embedgrid.secrets import redact, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,9 @@ class GridSweeper(BasicSweeper):
             from embedgrid.slurm import check_controller
 
             check_controller()
-        from omegaconf import OmegaConf
+        from embedgrid.hydra_callbacks import save_redacted_yaml
 
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        save_redacted_yaml(self.config, sweep_dir / "multirun.yaml")
         returns = []
         batch_size = self.max_batch_size or len(todo) or 1
         for start in range(0, len(todo), batch_size):
@@ -125,8 +126,8 @@ class GridSweeper(BasicSweeper):
                 run_analysis(sweep_dir, summary)
         failed = [c for c in cells if c.status == "failed"]
         if failed:
-            raise GridFailed(f"{len(failed)} of {len(cells)} cells failed (error + traceback in each cell.json): "
-                             + "; ".join(f"{c.cell_dir}: {c.error}" for c in failed))
+            raise GridFailed(redact_text(f"{len(failed)} of {len(cells)} cells failed (error + traceback in each "
+                                         "cell.json): " + "; ".join(f"{c.cell_dir}: {c.error}" for c in failed)))
         return returns
 
 
@@ -145,7 +146,7 @@ def refuse_shared_dirs(cells: list[PlannedCell]) -> None:
     seen: dict[str, PlannedCell] = {}
     for cell in cells:
         if cell.cell_dir in seen:
-            a, b = set(seen[cell.cell_dir].overrides), set(cell.overrides)
+            a, b = set(redact(seen[cell.cell_dir].overrides)), set(redact(cell.overrides))
             raise SweepConflict(f"{' '.join(sorted(a - b))} and {' '.join(sorted(b - a))} map to the same cell "
                                 f"{cell.cell_dir}: they differ only in settings that do not change the trained "
                                 "model (eval, logging, threads); sweep those in separate launches")
@@ -171,8 +172,8 @@ def print_plan(cells: list[PlannedCell], sweep_dir: Path) -> None:
     shared = set.intersection(*(set(c.overrides) for c in cells)) if cells else set()
     for cell in cells:
         varying = [o for o in filter_overrides(cell.overrides) if o not in shared]
-        print(f"  [{cell.state:>7}] {cell.cell_dir}   {' '.join(varying)}"
-              + (f"  -- {cell.error}" if cell.error else ""))
+        print(redact_text(f"  [{cell.state:>7}] {cell.cell_dir}   {' '.join(varying)}"
+                          + (f"  -- {cell.error}" if cell.error else "")))
 
 
 def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
@@ -181,11 +182,11 @@ def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
     counts = {s: sum(c.status == s for c in cells) for s in ("done", "skipped", "partial", "failed")}
     summary = {"sweep_dir": str(sweep_dir), "finished_at": time.time(), "counts": counts,
                "cells": [asdict(c) for c in cells]}
-    write_json(sweep_dir / "summary.json", summary)
+    write_json(sweep_dir / "summary.json", redact(summary))
     print()
     for cell in cells:
         line = f"  [{cell.status:>7}] {cell.cell_dir}"
-        print(line + (f"  -- {cell.error}" if cell.error else ""))
+        print(redact_text(line + (f"  -- {cell.error}" if cell.error else "")))
     print(f"sweep {sweep_dir}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return summary
 

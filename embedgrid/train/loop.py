@@ -26,7 +26,6 @@ from embedgrid.train.step import TextBatch, embed_texts, plain_step  # noqa: F40
 log = logging.getLogger(__name__)
 
 
-
 def make_optimizer(encoder, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; the pooling head gets its own lr; biases and norm weights (1-D) get no weight decay."""
     pooling_ids = {id(p) for p in encoder.pooling.parameters()}
@@ -114,10 +113,10 @@ def fit(encoder, rows: list[Row], cfg: TrainConfig, *, seed: int, checkpoint_dir
     broadcast_parameters(trainable, world)
     optimizer = make_optimizer(encoder, cfg)
     scheduler = make_scheduler(optimizer, cfg)
-    meta = load_checkpoint(checkpoint_dir, encoder, optimizer, scheduler)
+    meta = load_checkpoint(checkpoint_dir, encoder, optimizer, scheduler, main=world.is_main)
     start = meta["step"] if meta else 0
     if start:
-        log.info("resuming training at step %d/%d from %s", start, cfg.max_steps, checkpoint_dir / LAST_CHECKPOINT)
+        log.info("resuming training at step %d/%d from %s", start, cfg.max_steps, meta["path"])
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(encoder)
     encoder.train()
