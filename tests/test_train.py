@@ -1,8 +1,11 @@
-"""The training loop: schedule, optimizer groups, exact resume (real SIGKILL), SIGTERM/SIGUSR1, NaN, checkpoints."""
+"""The training loop: schedule, optimizer groups, exact resume (real SIGKILL), SIGTERM/SIGUSR1/SIGUSR2, NaN,
+checkpoints (prev kept, unreadable ones skipped, failed writes cleaned up)."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,7 +186,7 @@ def test_sigkill_mid_run_then_relaunch_ends_with_the_same_weights(tmp_path):
     assert max_diff(a, b) <= 1e-6
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2])
 def test_stop_signal_checkpoints_then_raises_preempted(tmp_path, signum):
     from embedgrid.train.loop import Preempted, fit
     from embedgrid.train.signals import StopSignals
@@ -225,14 +228,194 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     assert max_diff(saved, trainable(encoder)) == 0.0  # the poisoned step did not update the weights
 
 
-def test_checkpoint_recovers_from_a_kill_between_renames(tmp_path):
-    from embedgrid.train.checkpoint import load_checkpoint, save_checkpoint
+def _optimizers(encoder):
     from embedgrid.train.loop import make_optimizer, make_scheduler
 
-    encoder, cfg = tiny_encoder(), train_config()
-    optimizer = make_optimizer(encoder, cfg)
-    scheduler = make_scheduler(optimizer, cfg)
-    save_checkpoint(tmp_path, encoder, optimizer, scheduler, 7)
-    os.replace(tmp_path / "last", tmp_path / ".last.old")  # the state save_checkpoint passes through
-    assert load_checkpoint(tmp_path, encoder, optimizer, scheduler)["step"] == 7
-    assert (tmp_path / "last" / "meta.json").exists()
+    optimizer = make_optimizer(encoder, train_config())
+    return optimizer, make_scheduler(optimizer, train_config())
+
+
+def _two_checkpoints(directory):
+    """Steps 2 and 4 saved with different weights; returns (encoder, weights at 2, weights at 4)."""
+    from embedgrid.train.checkpoint import save_checkpoint
+
+    encoder = tiny_encoder()
+    optimizer, scheduler = _optimizers(encoder)
+    at = {}
+    for step in (2, 4):
+        with torch.no_grad():
+            for p in encoder.parameters():
+                if p.requires_grad:
+                    p.add_(0.01 * step)
+        at[step] = trainable(encoder)
+        save_checkpoint(directory, encoder, optimizer, scheduler, step)
+    return encoder, at[2], at[4]
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_checkpoint_recovers_from_a_kill_between_renames(tmp_path, legacy):
+    from embedgrid.train.checkpoint import load_checkpoint
+
+    _, _, at4 = _two_checkpoints(tmp_path)
+    shutil.rmtree(tmp_path / "prev")
+    # save_checkpoint moved last -> prev and was killed before moving its temp dir to last; older versions
+    # left the previous `last` as .last.old instead
+    os.replace(tmp_path / "last", tmp_path / (".last.old" if legacy else "prev"))
+    fresh = tiny_encoder(seed=5)
+    assert load_checkpoint(tmp_path, fresh, *_optimizers(fresh))["step"] == 4
+    assert max_diff(trainable(fresh), at4) == 0.0
+
+
+@pytest.mark.parametrize("torn", ["trainable.safetensors", "state.pt", "meta.json"])
+def test_unreadable_last_falls_back_to_prev_and_names_the_path(tmp_path, torn, caplog):
+    import logging
+
+    from embedgrid.train.checkpoint import load_checkpoint
+
+    _, at2, _ = _two_checkpoints(tmp_path)
+    path = tmp_path / "last" / torn
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])  # a copy cut short
+    fresh = tiny_encoder(seed=5)
+    with caplog.at_level(logging.WARNING, logger="embedgrid.train.checkpoint"):
+        meta = load_checkpoint(tmp_path, fresh, *_optimizers(fresh))
+    assert meta["step"] == 2 and meta["path"] == str(tmp_path / "prev")
+    assert max_diff(trainable(fresh), at2) == 0.0
+    assert f"checkpoint {tmp_path / 'last'} is unreadable" in caplog.text
+    assert not (tmp_path / "last").exists() and (tmp_path / "last.corrupt" / torn).exists()  # kept, not rotated
+
+
+def test_no_readable_checkpoint_restarts_from_zero_with_the_model_untouched(tmp_path, caplog):
+    import logging
+
+    from embedgrid.train.checkpoint import load_checkpoint
+
+    _two_checkpoints(tmp_path)
+    (tmp_path / "last" / "state.pt").write_bytes(b"PK\x03\x04 truncated")
+    (tmp_path / "prev" / "trainable.safetensors").write_bytes(b"\x08\x00")
+    fresh = tiny_encoder(seed=5)
+    before = trainable(fresh)
+    with caplog.at_level(logging.WARNING, logger="embedgrid.train.checkpoint"):
+        assert load_checkpoint(tmp_path, fresh, *_optimizers(fresh)) is None
+    assert max_diff(trainable(fresh), before) == 0.0  # nothing half-applied from the torn `last`
+    assert "training restarts from step 0" in caplog.text
+    assert str(tmp_path / "last") in caplog.text and str(tmp_path / "prev") in caplog.text
+
+
+def test_fit_resumes_exactly_from_prev_when_last_is_torn(tmp_path):
+    from embedgrid.train.loop import Preempted, fit
+
+    rows, cfg = word_rows(16), train_config(max_steps=6, checkpoint_every=2)
+    straight = tiny_encoder(dropout=0.1)
+    fit(straight, rows, cfg, seed=3, checkpoint_dir=tmp_path / "a")
+    calls = iter([False, False, False, True])
+    with pytest.raises(Preempted, match="step 4/6"):
+        fit(tiny_encoder(dropout=0.1), rows, cfg, seed=3, checkpoint_dir=tmp_path / "b",
+            should_stop=lambda: next(calls))
+    state = tmp_path / "b" / "last" / "state.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    resumed = tiny_encoder(dropout=0.1, seed=99)
+    summary = fit(resumed, rows, cfg, seed=3, checkpoint_dir=tmp_path / "b")
+    assert summary["start_step"] == 2
+    assert max_diff(trainable(straight), trainable(resumed)) <= 1e-6
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device (simulated)")
+
+
+def test_disk_full_while_checkpointing_removes_the_temp_dir_and_keeps_the_error(tmp_path, monkeypatch):
+    import embedgrid.train.checkpoint as checkpoint
+
+    encoder, _, at4 = _two_checkpoints(tmp_path)
+    real_save = torch.save
+
+    def half_then_full(obj, path, *args, **kwargs):  # writes part of the file, then the disk is full
+        real_save(obj, path, *args, **kwargs)
+        Path(path).write_bytes(Path(path).read_bytes()[:50])
+        _disk_full()
+
+    monkeypatch.setattr(checkpoint.torch, "save", half_then_full)
+    with pytest.raises(OSError) as raised:
+        checkpoint.save_checkpoint(tmp_path, encoder, *_optimizers(encoder), 6)
+    assert raised.value.errno == errno.ENOSPC
+    assert not list(tmp_path.glob(".last.tmp*")), "the temp checkpoint directory was left behind"
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    fresh = tiny_encoder(seed=5)
+    assert checkpoint.load_checkpoint(tmp_path, fresh, *_optimizers(fresh))["step"] == 4  # `last` untouched
+    assert max_diff(trainable(fresh), at4) == 0.0
+
+
+def test_a_stale_temp_dir_of_a_killed_writer_is_removed_by_the_next_save(tmp_path):
+    from embedgrid.train.checkpoint import save_checkpoint
+
+    (tmp_path / ".last.tmp99999999").mkdir(parents=True)
+    encoder = tiny_encoder()
+    save_checkpoint(tmp_path, encoder, *_optimizers(encoder), 1)
+    assert not list(tmp_path.glob(".last.tmp*")) and (tmp_path / "last" / "meta.json").exists()
+
+
+@pytest.mark.parametrize("cleanup_fails", [False, True])
+def test_atomic_write_on_a_full_disk_leaves_no_temp_file_and_raises_the_original(tmp_path, monkeypatch,
+                                                                                 cleanup_fails):
+    import embedgrid.io as io
+
+    target = tmp_path / "cell.json"
+    io.write_json(target, {"status": "running"})
+
+    def partial_then_full(tmp):
+        Path(tmp).write_text('{"status": "fai')
+        _disk_full()
+
+    if cleanup_fails:  # the cleanup itself failing must not replace the ENOSPC
+        monkeypatch.setattr(io.os, "unlink", lambda path: (_ for _ in ()).throw(PermissionError(path)))
+    with pytest.raises(OSError) as raised:
+        io.atomic_write(target, partial_then_full)
+    assert raised.value.errno == errno.ENOSPC
+    assert json.loads(target.read_text()) == {"status": "running"}
+    if not cleanup_fails:
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.json"]
+
+
+def test_sigusr2_checkpoints_first_then_hands_over_to_the_previous_handler(tmp_path):
+    """Under submitit, SIGUSR2's handler (requeue + exit) was installed before ours: it must run once, after
+    the checkpoint, when the cell calls hand_over -- never in the middle of a step."""
+    from embedgrid.train.loop import Preempted, fit
+    from embedgrid.train.signals import StopSignals, hand_over
+
+    calls = []
+
+    def submitit_like(signum, frame):
+        meta = tmp_path / "last" / "meta.json"
+        calls.append((signum, json.loads(meta.read_text())["step"] if meta.exists() else None))
+
+    class SignalAtStep2:
+        def log(self, metrics, step=None):
+            if step == 2:
+                os.kill(os.getpid(), signal.SIGUSR2)
+
+    before = signal.signal(signal.SIGUSR2, submitit_like)
+    try:
+        with pytest.raises(Preempted, match="stopped at step 2/6") as raised, StopSignals() as stop:
+            fit(tiny_encoder(), word_rows(8), train_config(max_steps=6, checkpoint_every=100), seed=0,
+                checkpoint_dir=tmp_path, logger=SignalAtStep2(), should_stop=stop)
+        assert calls == [] and signal.getsignal(signal.SIGUSR2) is submitit_like
+        hand_over(raised.value)
+        assert calls == [(signal.SIGUSR2, 2)]
+    finally:
+        signal.signal(signal.SIGUSR2, before)
+
+
+def test_sigusr2_in_a_plain_run_has_nothing_to_hand_over(tmp_path):
+    from embedgrid.train.loop import Preempted, fit
+    from embedgrid.train.signals import StopSignals
+
+    class SignalAtStep1:
+        def log(self, metrics, step=None):
+            if step == 1:
+                os.kill(os.getpid(), signal.SIGUSR2)
+
+    assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL
+    with pytest.raises(Preempted) as raised, StopSignals() as stop:
+        fit(tiny_encoder(), word_rows(8), train_config(max_steps=4), seed=0, checkpoint_dir=tmp_path,
+            logger=SignalAtStep1(), should_stop=stop)
+    assert getattr(raised.value, "hand_over", None) is None
