@@ -2,8 +2,10 @@
 
 ``RedactSecrets``: Hydra writes ``.hydra/{config,hydra,overrides}.yaml`` itself, with every override in clear,
 just before ``on_job_start``; this callback rewrites them redacted (embedgrid.secrets) at that point, and puts
-the log redaction filter on the handlers Hydra has just configured. ``multirun.yaml`` is written redacted by
-the sweeper (``save_redacted_yaml``).
+the log redaction on. ``on_job_end`` redacts the job's return (config, overrides), which submitit pickles into
+``.submitit/<id>/<id>_result.pkl`` and Hydra prints when a job fails. ``multirun.yaml`` is written redacted by
+the sweeper (``save_redacted_yaml``). Not covered: submitit's ``<id>_submitted.pkl``, which must carry the
+overrides for the job to run them -- hence secrets through the environment only.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -73,3 +76,13 @@ class RedactSecrets(Callback):
                 except Exception as error:  # noqa: BLE001 - Hydra would swallow it; make it loud instead
                     log.error("could not redact %s (%s: %s); delete it if it holds a secret",
                               folder / name, type(error).__name__, error)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        for name in ("cfg", "hydra_cfg"):
+            value = getattr(job_return, name)
+            if isinstance(value, DictConfig):
+                setattr(job_return, name, OmegaConf.create(redacted_container(value)))
+        if job_return.overrides is not None:
+            job_return.overrides = redact(list(job_return.overrides))
+        if isinstance(job_return._return_value, dict):  # run_cell's outcome (its error message)
+            job_return._return_value = redact(job_return._return_value)

@@ -149,3 +149,21 @@ def test_no_secret_in_any_file_under_the_run_directory_or_on_the_console(tmp_pat
     assert not leaks
     overrides_yaml = next(p for p in files if p.name == "overrides.yaml").read_text()
     assert "+hf_token=<redacted>" in overrides_yaml and "model=tiny" in overrides_yaml  # redacted, not dropped
+
+
+def test_the_job_return_that_submitit_pickles_is_redacted():
+    """submitit pickles the JobReturn (config + overrides) into .submitit/<id>/<id>_result.pkl."""
+    import pickle
+
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from embedgrid.hydra_callbacks import RedactSecrets
+
+    secret = "hf_JobReturnToken0123456789ABCD"
+    ret = JobReturn(overrides=[f"+hf_token={secret}", "model=tiny"], cfg=OmegaConf.create({"hf_token": secret}),
+                    hydra_cfg=OmegaConf.create({"hydra": {"overrides": {"task": [f"+hf_token={secret}"]}}}),
+                    status=JobStatus.COMPLETED, _return_value={"status": "failed", "error": f"bad {secret}"})
+    RedactSecrets().on_job_end(config=OmegaConf.create({}), job_return=ret)
+    assert secret.encode() not in pickle.dumps(ret)
+    assert ret.overrides == ["+hf_token=<redacted>", "model=tiny"] and ret.return_value["status"] == "failed"
