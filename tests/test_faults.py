@@ -166,3 +166,17 @@ def test_when_recording_the_failure_fails_too_the_original_error_survives(compos
     assert "(checkpoint)" in str(raised.value), "the record's error replaced the original one"
     assert f"could not record failed in {tmp_path / 'cell.json'}" in caplog.text
     assert cell.cell_state(tmp_path) == cell.PARTIAL  # left `running` by a dead process: the next launch resumes
+
+
+def test_a_job_exit_during_evaluation_records_partial(compose, tmp_path, monkeypatch):
+    """submitit's SIGUSR2 handler outside training requeues and calls sys.exit(-1): not a failed cell."""
+    import embedgrid.evaluate.run as evaluate
+    from embedgrid.cell import PARTIAL, run
+
+    def exit_like_submitit(*args, **kwargs):
+        raise SystemExit(-1)
+
+    monkeypatch.setattr(evaluate, "evaluate_encoder", exit_like_submitit)
+    with pytest.raises(SystemExit):
+        run(compose([*TINY, "train.max_steps=0"]), tmp_path)
+    assert _record(tmp_path)["status"] == PARTIAL
