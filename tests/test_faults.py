@@ -180,3 +180,37 @@ def test_a_job_exit_during_evaluation_records_partial(compose, tmp_path, monkeyp
     with pytest.raises(SystemExit):
         run(compose([*TINY, "train.max_steps=0"]), tmp_path)
     assert _record(tmp_path)["status"] == PARTIAL
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_slurm_timeout_signal_checkpoints_then_submitit_requeues_and_the_cell_resumes(tmp_path, slurm_env):
+    """`scancel --signal=USR2` is what SLURM sends `signal_delay_s` before the time limit. No periodic
+    checkpoint (checkpoint_every > max_steps): the requeued attempt can only resume if the signal wrote one."""
+    from tests.test_grid import GRID
+
+    sweep, steps = tmp_path / "timeout", 100
+    args = ["-m", *GRID, "hydra/launcher=local_slurm", f"train.max_steps={steps}", "train.checkpoint_every=1000",
+            "pooling=mean", f"hydra.sweep.dir={sweep}", "analyze=false"]
+    sweeping = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, env=slurm_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        log = None
+        while time.monotonic() < deadline and not (log and "training on" in log.read_text()):
+            log = next(iter(sweep.glob("tiny-*/launch.log")), None)
+            time.sleep(0.2)
+        assert log is not None and "training on" in log.read_text(), "the cell never started training"
+        time.sleep(1.0)
+        [job] = subprocess.run(["squeue", "-h", "-o", "%i"], env=slurm_env, capture_output=True,
+                               text=True).stdout.split()
+        subprocess.run(["scancel", "--signal=USR2", job], env=slurm_env, check=True)
+        out, _ = sweeping.communicate(timeout=600)
+    finally:
+        if sweeping.poll() is None:
+            sweeping.kill()
+    assert sweeping.returncode == 0, out[-4000:]
+    assert "1 done, 0 skipped" in out
+    record = _record(log.parent)
+    assert record["status"] == "done" and record["attempts"] == 2
+    assert 0 < record["train"]["start_step"] < steps, "the requeued cell must resume from the signal's checkpoint"

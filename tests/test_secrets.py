@@ -167,3 +167,26 @@ def test_the_job_return_that_submitit_pickles_is_redacted():
     RedactSecrets().on_job_end(config=OmegaConf.create({}), job_return=ret)
     assert secret.encode() not in pickle.dumps(ret)
     assert ret.overrides == ["+hf_token=<redacted>", "model=tiny"] and ret.return_value["status"] == "failed"
+
+
+def test_hydra_files_are_rewritten_redacted_at_job_start(tmp_path, record_factory):
+    """What Hydra writes before on_job_start: the task config, its own config, the override list."""
+    from omegaconf import OmegaConf
+
+    from embedgrid.hydra_callbacks import RedactSecrets
+
+    secret = "hf_HydraFileToken0123456789ABCD"
+    hydra = {"runtime": {"output_dir": str(tmp_path)}, "output_subdir": ".hydra",
+             "overrides": {"task": [f"+hf_token={secret}", "model=tiny"]},
+             "job": {"override_dirname": f"+hf_token={secret},model=tiny"}}
+    folder = tmp_path / ".hydra"
+    folder.mkdir()
+    OmegaConf.save(OmegaConf.create({"hf_token": secret, "run": {"dir": "${hydra:runtime.output_dir}"}}),
+                   folder / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": hydra}), folder / "hydra.yaml")
+    OmegaConf.save(OmegaConf.create(hydra["overrides"]["task"]), folder / "overrides.yaml")
+    RedactSecrets().on_job_start(config=OmegaConf.create({"hydra": hydra}))
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        assert secret not in (folder / name).read_text(), name
+    assert OmegaConf.to_container(OmegaConf.load(folder / "overrides.yaml")) == ["+hf_token=<redacted>", "model=tiny"]
+    assert "${hydra:runtime.output_dir}" in (folder / "config.yaml").read_text()  # interpolations kept as written
