@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, TINY
+from tests.helpers import ROOT, TINY, launch
 
 CELL = [*TINY, "train.max_steps=4", "train.checkpoint_every=2"]
 
@@ -93,8 +93,6 @@ def test_sigusr2_in_a_plain_cell_run_leaves_partial_not_running(compose, tmp_pat
 @pytest.mark.slow
 def test_sigusr2_to_a_plain_launch_leaves_a_partial_cell_that_the_relaunch_finishes(tmp_path, launch_env):
     """The real CLI, no submitit: SIGUSR2 used to kill the process with cell.json left `running`."""
-    from tests.test_launch_e2e import launch
-
     cell = [*TINY, "train.max_steps=150", "train.checkpoint_every=5", f"hydra.run.dir={tmp_path}"]
     proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *cell], cwd=ROOT, env=launch_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -151,16 +149,17 @@ def test_disk_full_while_checkpointing_fails_the_cell_cleanly_and_the_relaunch_r
 
 def test_when_recording_the_failure_fails_too_the_original_error_survives(compose, tmp_path, monkeypatch, caplog):
     import embedgrid.cell as cell
+    import embedgrid.celldir as celldir
 
     _disk_full_on_call(monkeypatch, 1)
-    real_write = cell.write_json
+    real_write = celldir.write_json
 
     def write_json(path, data):
         if path.name == cell.CELL_FILE and data.get("status") == cell.FAILED:
             raise OSError(errno.ENOSPC, "No space left on device (cell.json)")
         return real_write(path, data)
 
-    monkeypatch.setattr(cell, "write_json", write_json)
+    monkeypatch.setattr(celldir, "write_json", write_json)
     with caplog.at_level(logging.ERROR, logger="embedgrid.cell"), pytest.raises(OSError) as raised:
         cell.run(compose(CELL), tmp_path)
     assert "(checkpoint)" in str(raised.value), "the record's error replaced the original one"
@@ -187,7 +186,7 @@ def test_a_job_exit_during_evaluation_records_partial(compose, tmp_path, monkeyp
 def test_slurm_timeout_signal_checkpoints_then_submitit_requeues_and_the_cell_resumes(tmp_path, slurm_env):
     """`scancel --signal=USR2` is what SLURM sends `signal_delay_s` before the time limit. No periodic
     checkpoint (checkpoint_every > max_steps): the requeued attempt can only resume if the signal wrote one."""
-    from tests.test_grid import GRID
+    from tests.helpers.grid import GRID
 
     sweep, steps = tmp_path / "timeout", 100
     args = ["-m", *GRID, "hydra/launcher=local_slurm", f"train.max_steps={steps}", "train.checkpoint_every=1000",

@@ -3,12 +3,10 @@ launch with secrets in the environment and as overrides leaves none of them in a
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT, TINY
+from tests.helpers import TINY, launch
 
 # Several key names and value shapes; each value is unique so a leak names its source.
 OVERRIDE_SECRETS = {
@@ -117,11 +115,6 @@ def test_wandb_logger_accepts_an_api_key_override_and_keeps_it_out_of_the_run(tm
     assert not leaks
 
 
-def _launch(args, env):
-    return subprocess.run([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["run", "multirun"])
 def test_no_secret_in_any_file_under_the_run_directory_or_on_the_console(tmp_path, launch_env, mode):
@@ -132,8 +125,7 @@ def test_no_secret_in_any_file_under_the_run_directory_or_on_the_console(tmp_pat
     out = tmp_path / "out"
     where = [f"hydra.run.dir={out}"] if mode == "run" else ["-m", f"hydra.sweep.dir={out}", "analyze=false"]
     overrides = [f"{k}={v}" for k, v in OVERRIDE_SECRETS.items()]
-    proc = _launch([*where, *TINY, "logger=wandb", *overrides], env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = launch([*where, *TINY, "logger=wandb", *overrides], env)
     (cell_json,) = out.rglob("cell.json")
     assert '"status": "done"' in cell_json.read_text()
 
