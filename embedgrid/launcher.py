@@ -96,7 +96,7 @@ def cell_report(outcome) -> str:
 
     cell = CellDir(outcome.cell_dir)
     record = cell.read_record() or {}
-    how = "skipped: already done" if outcome.skipped else f"{outcome.status} in {_duration(record.get('seconds'))}"
+    how = "skipped, already done" if outcome.skipped else f"{outcome.status} in {_duration(record.get('seconds'))}"
     lines = [f"\ncell {cell.path}  ({how}; full log: {cell.path / 'launch.log'})"]
     categories = record.get("category_scores")
     if categories:

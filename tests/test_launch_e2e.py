@@ -14,7 +14,7 @@ def test_single_cell_contract_and_skip(tmp_path, launch_env):
     cell = tmp_path / "cell"
     launch_env["WANDB_API_KEY"] = "secret-key-that-must-not-leak-0123456789"
     proc = launch([*TINY, "logger=wandb", f"hydra.run.dir={cell}", "+extra.api_token=hunter2"], launch_env)
-    assert "LeeDocumentSTS" in proc.stdout
+    assert "STS" in proc.stdout and str(cell) in proc.stdout  # the closing category table (test_console.py)
 
     record = json.loads((cell / "cell.json").read_text())
     assert record["status"] == "done"

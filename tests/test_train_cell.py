@@ -72,7 +72,7 @@ def test_preempted_cell_stops_an_in_process_sweep(monkeypatch):
     monkeypatch.setattr(embedgrid.cell, "run", preempted)
 
     with pytest.raises(SystemExit, match="preempted"):
-        launcher.run_cell(OmegaConf.create({"dry_run": False, "threads": 1}))
+        launcher.run_cell(OmegaConf.create({"dry_run": False, "threads": 1, "verbose": False}))
 
 
 def _torchrun(args, processes=2) -> list[str]:
