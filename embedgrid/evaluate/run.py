@@ -115,6 +115,7 @@ def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_
             "main_metric": task.metadata.main_score,
             "dataset_revision": task_result.dataset_revision,
             "evaluation_time_s": task_result.evaluation_time,
+            "in_domain": bool(getattr(task, "in_domain", False)),  # text from a training source (WordNet)
         }
         log.info("%s (%s): %s = %.4f  [%.1f s]", name, task.metadata.type, task.metadata.main_score,
                  scores[name]["main_score"], time.perf_counter() - started, extra=FILE_ONLY)

