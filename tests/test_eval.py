@@ -69,10 +69,14 @@ def test_offline_tasks_are_real_deterministic_mteb_tasks():
     from embedgrid.evaluate.tasks import OFFLINE_TASK_CLASSES
 
     per_category = Counter(cls.metadata.type for cls in OFFLINE_TASK_CLASSES)
-    for category in ("STS", "Classification", "Clustering", "Retrieval"):
-        assert per_category[category] >= 3, per_category
-    assert per_category["Reranking"] >= 1 and per_category["PairClassification"] >= 1
+    out_of_domain = Counter(cls.metadata.type for cls in OFFLINE_TASK_CLASSES if not cls.in_domain)
+    for category in ("STS", "Classification", "Clustering", "Retrieval", "Reranking", "PairClassification"):
+        assert per_category[category] >= 6, per_category  # a per-category Wilcoxon can reach p < 0.05
+        assert out_of_domain[category] >= 5, out_of_domain
     assert per_category["Summarization"] == 0  # none exists offline; never faked
+    assert {cls.metadata.name for cls in OFFLINE_TASK_CLASSES if cls.in_domain} == {
+        "WordNetLexnameClustering", "WordNetReverseDictionaryRetrieval", "WordNetSiblingReranking",
+        "WordNetGlossPairClassification"}  # the tasks whose text comes from the training source
     assert set(per_category) <= set(CATEGORIES)
     for cls in OFFLINE_TASK_CLASSES:
         first, second = cls(max_samples=12, sample_seed=3), cls(max_samples=12, sample_seed=3)
@@ -102,37 +106,52 @@ def test_subsampling_is_seeded_and_nested():
 def test_full_task_sizes_match_the_sources():
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
-    sizes = {"LeeDocumentSTS": 1225, "WordSim353STS": 353, "SimLex999STS": 999, "FineFoodsClassification": 1000,
+    sizes = {"LeeDocumentSTS": 1225, "WordSim353STS": 353, "SimLex999STS": 999, "MENSTS": 3000, "MTurk287STS": 287,
+             "RareWordSTS": 2034, "RG65STS": 65, "FineFoodsClassification": 1000,
              "PangLeePolarityClassification": 100, "MiniNewsgroupsClustering": 200,
-             "FoodEvalCuisineClustering": 3053, "FoodIndianMatchPairClassification": 498}
+             "FoodEvalCuisineClustering": 3053, "DebateSpeakerClustering": 1122,
+             "FoodIndianMatchPairClassification": 498, "FoodPortionSizePairClassification": 228}
     for name, size in sizes.items():
         task = OFFLINE_TASKS[name]()
         task.load_data()
         assert task.dataset["test"].num_rows == size, name
+    speeches = OFFLINE_TASKS["ConventionSpeechPartyClassification"]()
+    speeches.load_data()
+    assert speeches.dataset["train"].num_rows + speeches.dataset["test"].num_rows == 189
+    lee = OFFLINE_TASKS["LeeDocumentReranking"](max_samples="all")
+    lee.load_data()
+    split = lee.dataset["default"]["test"]
+    assert len(split["queries"]) == 50 and all(len(c) == 49 for c in split["top_ranked"].values())
+    assert all(0 < r <= 4 for rel in split["relevant_docs"].values() for r in rel.values())
     posts = OFFLINE_TASKS["MiniNewsgroupsClustering"]()
     posts.load_data()
     assert not any(text.startswith(("Newsgroups:", "From:", "Path:")) for text in posts.dataset["test"]["sentences"])
 
 
 def test_wordnet_tasks_use_only_heldout_synsets():
-    from embedgrid.data.wordnet import load_synsets, synset_split
+    from embedgrid.data.wordnet import load_synsets, normalise, split_ids
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
-    synsets = load_synsets()
+    synsets, split = load_synsets(), split_ids("lemma")
+    assert not split["train"] & split["heldout"]
+    held_lemmas = {w.lower() for i in split["heldout"] for w in synsets[i].words}
+    assert not any(w.lower() in held_lemmas for i in split["train"] for w in synsets[i].words)
     for name in ("WordNetReverseDictionaryRetrieval", "WordNetSiblingReranking"):
         task = OFFLINE_TASKS[name](max_samples=200)
         task.load_data()
-        split = task.dataset["default"]["test"]
-        assert {synset_split(i) for i in split["corpus"]["id"]} == {"heldout"}
-        assert {synset_split(q[1:]) for q in split["queries"]["id"]} == {"heldout"}
+        data = task.dataset["default"]["test"]
+        assert set(data["corpus"]["id"]) <= split["heldout"]
+        assert {q[1:] for q in data["queries"]["id"]} <= split["heldout"]
+        texts = [normalise(t) for t in data["corpus"]["text"]]
+        assert len(set(texts)) == len(texts), name  # no duplicate documents, no identical-text siblings
         if name == "WordNetSiblingReranking":
-            assert all(2 <= len(c) <= 10 for c in split["top_ranked"].values())
+            assert all(2 <= len(c) <= 10 for c in data["top_ranked"].values())
     task = OFFLINE_TASKS["WordNetLexnameClustering"](max_samples=300)
     task.load_data()
-    heldout = {s.definition for s in synsets.values() if s.split == "heldout"}
-    train_only = {s.definition for s in synsets.values() if s.split == "train"} - heldout
+    heldout = {synsets[i].definition for i in split["heldout"]}
     assert set(task.dataset["test"]["sentences"]) <= heldout
-    assert not set(task.dataset["test"]["sentences"]) & train_only
+    assert not {normalise(t) for t in task.dataset["test"]["sentences"]} & {
+        normalise(synsets[i].definition) for i in split["train"]}
 
 
 def test_missing_data_package_names_the_install_command(monkeypatch):
@@ -320,3 +339,11 @@ def test_our_mteb_path_scores_what_mteb_scores_for_sentence_transformers_on_the_
     assert set(mine) == set(names)
     for name in names:
         assert mine[name] == pytest.approx(reference[name], abs=1e-4), name
+
+
+def test_scores_mark_the_tasks_whose_text_comes_from_training(tiny_encoder, tmp_path):
+    """h14's contract with the analysis: every scores.json entry says whether it is in-domain (WordNet)."""
+    cfg = eval_cfg("eval.tasks=[RG65STS,WordNetGlossPairClassification]", "eval.max_samples=12")
+    scores, _ = _evaluate(tiny_encoder, tmp_path, cfg)
+    assert {name: entry["in_domain"] for name, entry in scores.items()} == {
+        "RG65STS": False, "WordNetGlossPairClassification": True}
