@@ -124,7 +124,7 @@ class ChatterbotTopicClustering(_OfflineClustering):
     metadata = task_metadata(
         name="ChatterbotTopicClustering",
         description="Distinct opening utterances of the chatterbot-corpus 1.3.3 English conversations, clustered by "
-                    "the topic file they were written for (topics with >= 10 distinct utterances; 18 topics).",
+                    "the topic file they were written for (topics with >= 10 distinct utterances; 16 topics).",
         reference="https://github.com/gunthercox/chatterbot-corpus",
         dataset={"path": "chatterbot_corpus/data/english", "revision": "chatterbot-corpus-1.3.3"},
         type="Clustering", main_score="v_measure", date=("2016-01-01", "2026-03-24"),
