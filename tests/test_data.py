@@ -144,7 +144,7 @@ def _by_text():
 
 
 def test_wordnet_rows_stay_in_their_split_and_negatives_are_hypernym_siblings():
-    from embedgrid.data.wordnet import definition_synonym_rows
+    from embedgrid.data.wordnet import definition_synonym_rows, split_ids
 
     synsets, by_definition, by_words = _by_text()
     children = {}
@@ -152,17 +152,18 @@ def test_wordnet_rows_stay_in_their_split_and_negatives_are_hypernym_siblings():
         for parent in s.hypernyms:
             children.setdefault(parent, set()).add(s.id)
     for split in ("train", "heldout"):
+        members = split_ids("lemma")[split]  # the lemma holdout (default): see test_leakage.py for what it keeps out
         rows = definition_synonym_rows(split=split, num_negatives=2, limit=300)
         assert len(rows) == 300 and all(len(r.negatives) == 2 for r in rows)
         sibling_rows = 0
         for row in rows:
             query_ids = by_definition[row.query]
-            assert all(synsets[i].split == split for i in query_ids & by_words[row.positive])
+            assert query_ids & by_words[row.positive] & members
             for negative in row.negatives:
                 assert negative != row.positive
-                assert any(synsets[i].split == split for i in by_words[negative])
+                assert by_words[negative] & members
             parents = {p for i in query_ids for p in synsets[i].hypernyms}
-            siblings = {c for p in parents for c in children.get(p, ()) if synsets[c].split == split
+            siblings = {c for p in parents for c in children.get(p, ()) if c in members
                         and c not in query_ids and ", ".join(synsets[c].words) != row.positive}
             if siblings:  # nearest first: the first negative is a synset under the same hypernym
                 sibling_rows += 1
@@ -177,3 +178,7 @@ def test_wordnet_rows_are_deterministic():
     assert definition_synonym_rows(limit=50, seed=1) != definition_synonym_rows(limit=50, seed=2)
     with pytest.raises(ValueError, match="unknown WordNet split 'test'; valid: train, heldout"):
         definition_synonym_rows(split="test")
+    with pytest.raises(ValueError, match="unknown WordNet holdout 'gloss'; valid: lemma, synset"):
+        definition_synonym_rows(holdout="gloss")
+    with pytest.raises(ValueError, match="unknown word-pair set 'simverb'; valid: wordsim353, simlex999"):
+        definition_synonym_rows(exclude_pairs_of=["simverb"])
