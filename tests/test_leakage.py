@@ -104,6 +104,16 @@ def test_the_synset_split_leaks_so_the_check_can_fail():
     assert leaks.get("SimLex999STS pairs", 0) > 0, leaks
 
 
+def test_the_training_split_reads_word_pairs_without_the_evaluation_package():
+    import subprocess
+    import sys
+
+    code = ("import sys; from embedgrid.data.wordnet import split_ids; split_ids('lemma', ('rg65',)); "
+            "print(any(m.startswith(('mteb', 'embedgrid.evaluate')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_every_word_pair_sts_task_is_kept_out_of_training(compose):
     """A new word-pair STS task must be listed in conf/data/wordnet.yaml exclude_pairs_of."""
     from embedgrid.evaluate.tasks.sts import WORD_PAIR_TASKS

