@@ -4,13 +4,17 @@ from embedgrid.pooling.eos_last import EosLastPooling
 from embedgrid.pooling.latent_attention import LatentAttentionPooling
 from embedgrid.pooling.mean import MeanPooling
 from embedgrid.pooling.multi_layer import MultiLayerPooling
+from embedgrid.pooling.perceiver import PerceiverPooling
 
-# The paper's design names -> classes, for the Python API (the CLI selects them through conf/pooling/).
+# conf/pooling option names -> classes, for the Python API (the CLI selects them through conf/pooling/).
+# Designs 2/4 (last_layer_trainable) and 3/5 (multi_layer_trainable) are the one Perceiver head with another
+# input; nv_embed is NV-Embed's latent attention, available to any grid but not a paper design.
 POOLINGS = {
     "eos_last": EosLastPooling,
     "mean": MeanPooling,
-    "last_layer_trainable": LatentAttentionPooling,
+    "last_layer_trainable": PerceiverPooling,
     "multi_layer_trainable": MultiLayerPooling,
+    "nv_embed": LatentAttentionPooling,
 }
 
 
@@ -21,4 +25,4 @@ def pooling_class(name: str) -> type[Pooling]:
 
 
 __all__ = ["POOLINGS", "Pooling", "EosLastPooling", "MeanPooling", "LatentAttentionPooling", "MultiLayerPooling",
-           "pooling_class"]
+           "PerceiverPooling", "pooling_class"]

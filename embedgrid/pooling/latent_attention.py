@@ -8,12 +8,12 @@ from embedgrid.pooling.cross_attention import CrossAttentionBlock, attention_geo
 
 
 class LatentAttentionPooling(Pooling):
-    """Last-layer trainable pooling, NV-Embed style (Lee et al. 2024), under either attention mode.
+    """NV-Embed latent attention (Lee et al. 2024), ``pooling=nv_embed``: not one of the paper's designs.
 
     Every token of the last layer queries a trainable latent array (Q = tokens, K/V = latents), then a GEGLU
     MLP; the text vector is the masked mean over the pooled tokens. Tokens never attend to each other here, so
-    padding cannot leak into a real token and is excluded from the mean. (The paper's reference code fed only
-    the EOS state under causal attention and unmasked padding under bidirectional: docs/designs.md, defects 1-2.)
+    padding cannot leak into a real token and is excluded from the mean. The paper's designs 2-5 use the
+    reverse direction (latents read the tokens): :class:`embedgrid.pooling.PerceiverPooling`.
     """
 
     def __init__(self, hidden_size: int, num_layers: int, is_causal: bool, backbone_num_heads: int | None = None,

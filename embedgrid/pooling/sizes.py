@@ -1,6 +1,7 @@
 """Parameter counts of the pooling heads for a backbone shape, built on the meta device (no weights, no memory).
 
-    python -m embedgrid.pooling.sizes                 # every conf/pooling head x the reference backbone shapes
+    python -m embedgrid.pooling.sizes                 # every conf/pooling head x the reference backbone shapes,
+                                                      # then the Perceiver by part: embedgrid's default vs the paper's
     python -m embedgrid.pooling.sizes --json out.json
 """
 from __future__ import annotations
@@ -52,15 +53,38 @@ def meta_pooling(backbone_config, head: dict, attention: str = "causal"):
         return build_pooling(dict(head), backbone_config, attention)
 
 
-def conf_heads(conf_dir: Path = CONF_DIR) -> dict[str, dict]:
-    """Every pooling design's ``head`` node from conf/pooling/*.yaml, by design name."""
+def _group_option(conf_dir: Path, group: str, name: str):
+    """One option of a config group, its same-group ``defaults`` merged in (what Hydra would compose)."""
     from omegaconf import OmegaConf
 
+    node = OmegaConf.load(Path(conf_dir) / group / f"{name}.yaml")
+    parents = [d for d in node.pop("defaults", []) if d != "_self_"]
+    return OmegaConf.merge(*[_group_option(conf_dir, group, parent) for parent in parents], node)
+
+
+def conf_heads(conf_dir: Path = CONF_DIR, perceiver: str = "default") -> dict[str, dict]:
+    """Every conf/pooling option's ``head`` node, by name, resolved against ``conf/perceiver/<perceiver>.yaml``."""
+    from omegaconf import OmegaConf
+
+    shared = _group_option(conf_dir, "perceiver", perceiver)
     heads = {}
     for path in sorted((Path(conf_dir) / "pooling").glob("*.yaml")):
-        node = OmegaConf.load(path)
-        heads[str(node.name)] = OmegaConf.to_container(node.head, resolve=True)
+        root = OmegaConf.create({"perceiver": shared, "pooling": OmegaConf.load(path)})
+        heads[str(root.pooling.name)] = OmegaConf.to_container(root.pooling.head, resolve=True)
     return heads
+
+
+PARTS = {"to_q": ("block.to_q",), "to_kv": ("block.to_kv",), "to_out": ("block.to_out",), "ff": ("block.ff",),
+         "latents": ("latents",), "layer_embedding": ("layer_weights",)}
+
+
+def parts(head) -> dict[str, int]:
+    """Parameters of a cross-attention head by part (norms and an output projection under ``other``)."""
+    counts = dict.fromkeys([*PARTS, "other"], 0)
+    for name, p in head.named_parameters():
+        part = next((key for key, prefixes in PARTS.items() if name.startswith(prefixes)), "other")
+        counts[part] += p.numel()
+    return counts
 
 
 def parameter_table(shapes=tuple(REFERENCE_SHAPES), conf_dir: Path = CONF_DIR) -> list[dict]:
@@ -77,6 +101,27 @@ def parameter_table(shapes=tuple(REFERENCE_SHAPES), conf_dir: Path = CONF_DIR) -
     return rows
 
 
+def perceiver_table(shapes=tuple(REFERENCE_SHAPES), conf_dir: Path = CONF_DIR,
+                    presets=("default", "paper")) -> list[dict]:
+    """The design-3 Perceiver (``multi_layer_trainable``) by part, per ``conf/perceiver`` preset and shape."""
+    rows = []
+    for preset in presets:
+        head_cfg = conf_heads(conf_dir, preset)["multi_layer_trainable"]
+        for shape in shapes:
+            head = meta_pooling(reference_config(shape), head_cfg)
+            rows.append({"perceiver": preset, "model": shape, "latents x heads x head_dim":
+                         f"{head.latents.shape[0]} x {head.block.num_heads} x {head.block.head_dim}",
+                         **parts(head), "total": head.num_parameters})
+    return rows
+
+
+def _print(rows: list[dict]) -> None:
+    print("| " + " | ".join(rows[0]) + " |")
+    print("|" + "---|" * len(rows[0]))
+    for row in rows:
+        print("| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()) + " |")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=list(REFERENCE_SHAPES), choices=list(REFERENCE_SHAPES))
@@ -84,15 +129,14 @@ def main(argv=None) -> None:
     parser.add_argument("--json", help="also write the table here")
     args = parser.parse_args(argv)
     rows = parameter_table(args.shapes, Path(args.conf))
-    columns = list(rows[0])
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()) + " |")
+    _print(rows)
+    print()
+    perceiver = perceiver_table(args.shapes, Path(args.conf))
+    _print(perceiver)
     if args.json:
         from embedgrid.io import write_json
 
-        write_json(args.json, rows)
+        write_json(args.json, {"heads": rows, "perceiver": perceiver})
 
 
 if __name__ == "__main__":
