@@ -53,7 +53,9 @@ def encoder_spec(cfg: DictConfig):
         pooling=OmegaConf.to_container(cfg.pooling.head, resolve=True), attention=cfg.attention.name,
         revision=model.revision, dtype=model.dtype, attn_implementation=model.attn_implementation,
         trust_remote_code=model.trust_remote_code, max_length=train_config(cfg).max_length or model.max_length,
-        pool_instruction=cfg.instruction_in_pooling, append_eos=cfg.append_eos, lora=lora, name=cell_name(cfg))
+        pool_instruction=cfg.instruction_in_pooling, append_eos=cfg.append_eos,
+        instruction_template=cfg.instruction_template, instruction_join=cfg.instruction_join, lora=lora,
+        name=cell_name(cfg))
 
 
 def run(cfg: DictConfig, cell_dir: str | Path) -> CellOutcome:

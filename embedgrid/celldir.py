@@ -118,7 +118,8 @@ class CellDir:
         from embedgrid.evaluate.config import eval_config
         from embedgrid.evaluate.run import scores_cover
 
-        return scores_cover(read_json(self.scores_file, {}) or {}, eval_config(cfg))
+        prompt = {"instruction_template": cfg.instruction_template, "instruction_join": cfg.instruction_join}
+        return scores_cover(read_json(self.scores_file, {}) or {}, eval_config(cfg), prompt)
 
     # ---- guards -----------------------------------------------------------------------------------------------
     def check_is_cell_dir(self) -> None:

@@ -13,8 +13,18 @@ IDENTITY_KEYS = ("model", "pooling", "attention", "train", "data", "lora", "seed
 # Identity keys added later: they enter the hash only when set away from their default, so every cell hashed
 # before they existed keeps its name (and a rerun of it is still skipped).
 LATER_IDENTITY_DEFAULTS = {"append_eos": True}
-# The same for keys inside a group: (group, key) -> default.
-LATER_GROUP_DEFAULTS = {("model", "lora_target_modules"): None, ("train", "max_length"): None}
+# The same for keys inside a group: (group, key) -> the behaviour cells had before the key existed, which is not
+# always the key's default: ``train.false_negative_mask`` defaults to true, a change of the objective, so cells
+# trained with it get new names while ``false_negative_mask=false`` keeps the old ones.
+LATER_GROUP_DEFAULTS = {("model", "lora_target_modules"): None, ("train", "max_length"): None,
+                        ("train", "accumulation_steps"): 1, ("train", "false_negative_mask"): False}
+# The same for the Perceiver switches inside ``pooling.head`` (designs 3/5 kept their computation).
+LATER_POOLING_DEFAULTS = {"mask_padding": True, "normalize_layers": True, "layer_embedding_std": 0.02,
+                          "latent_init_std": None, "attention_scale": None}
+# How instructions are joined to texts: part of a cell's identity when its training rows can carry instructions
+# (every source but WordNet without a constant instruction) or when set away from the default; evaluation results
+# always depend on it (embedgrid.evaluate.run.settings_hash).
+PROMPT_KEYS = ("instruction_template", "instruction_join")
 # Descriptive keys inside a group (licence, hub reference): never part of the identity.
 METADATA_KEYS = {("model", "card")}
 # Settings that change how a cell runs, never what it produces.
@@ -46,7 +56,30 @@ def identity(cfg) -> dict:
             # a recipe's sequence length is the encoder's: the same cell as model.max_length set to it
             ident["model"] = {**ident["model"], "max_length": train["max_length"]}
         ident["train"] = {k: v for k, v in train.items() if k not in RUNTIME_TRAIN_KEYS and k != "max_length"}
+    head = ident.get("pooling", {}).get("head") if isinstance(ident.get("pooling"), dict) else None
+    if isinstance(head, dict):
+        ident["pooling"] = {**ident["pooling"], "head": {k: v for k, v in head.items()
+                                                         if LATER_POOLING_DEFAULTS.get(k, object()) != v}}
+    prompt = {k: cfg[k] for k in PROMPT_KEYS if k in cfg}
+    if prompt and (prompt != prompt_defaults() or training_sees_instructions(cfg)):
+        ident["prompt"] = prompt
     return ident
+
+
+def prompt_defaults() -> dict:
+    from embedgrid.spec import DEFAULT_INSTRUCTION_JOIN, DEFAULT_INSTRUCTION_TEMPLATE
+
+    return {"instruction_template": DEFAULT_INSTRUCTION_TEMPLATE, "instruction_join": DEFAULT_INSTRUCTION_JOIN}
+
+
+def training_sees_instructions(cfg) -> bool:
+    """Whether the training rows can carry an instruction: WordNet rows only with a constant one."""
+    try:
+        loader = cfg["data"]["loader"]
+        target = str(loader.get("_target_", ""))
+    except Exception:  # noqa: BLE001  (no data group: nothing trains)
+        return False
+    return loader.get("instruction") is not None or not target.endswith("wordnet.definition_synonym_rows")
 
 
 def config_hash(cfg) -> str:

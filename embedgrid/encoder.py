@@ -53,18 +53,30 @@ class Encoder(nn.Module):
 
     # ---- tokenisation -------------------------------------------------------------------------------------
     def token_rows(self, texts: list[str], instruction: str | None = None) -> tuple[list[list[int]], int]:
-        """Unpadded ids per text, ``[BOS] + instruction + text + EOS``, and the prefix length (BOS + instruction).
+        """Unpadded ids per text and the prefix length (BOS + the template's part before the text).
 
-        Text beyond ``max_length`` is cut (the EOS is always kept) and counted in ``self.truncated``; with
-        ``spec.append_eos=False`` no EOS is added.
+        Without an instruction a row is ``[BOS] + text + EOS``. With one, ``spec.instruction_template`` is split
+        at ``{text}``: ``[BOS] + head + text + tail + EOS``, each part tokenized on its own, so the instruction is
+        an exact token prefix and truncation cuts only the text. ``spec.instruction_join="paper"`` tokenizes
+        ``instruction + text`` as one string instead (no separator; the reference code's prompts), so truncation
+        cuts the joined string. Text beyond ``max_length`` is cut (the EOS is always kept) and counted in
+        ``self.truncated``; with ``spec.append_eos=False`` no EOS is added.
         """
         tok, max_len = self.tokenizer, self.spec.max_length
-        instr = tok(instruction, add_special_tokens=False).input_ids if instruction else []
-        prefix = self._bos + instr
-        suffix = [tok.eos_token_id] if self.spec.append_eos else []
+        eos = [tok.eos_token_id] if self.spec.append_eos else []
+        if instruction and self.spec.instruction_join == "paper":
+            texts, head, tail = [instruction + text for text in texts], [], []
+        elif instruction:
+            before, after = (part.replace("{instruction}", instruction)
+                             for part in self.spec.instruction_template.split("{text}"))
+            head, tail = (tok(part, add_special_tokens=False).input_ids if part else [] for part in (before, after))
+        else:
+            head, tail = [], []
+        prefix, suffix = self._bos + head, tail + eos
         budget = max_len - len(suffix) - len(prefix)
         if budget < 1:
-            raise ValueError(f"instruction of {len(instr)} tokens leaves no room for text in max_length={max_len}")
+            raise ValueError(f"instruction of {len(head) + len(tail)} tokens leaves no room for text in "
+                             f"max_length={max_len}")
         # budget + 1 lets the tokenizer stop early on huge texts while still telling us a text was too long
         bodies = tok(list(texts), add_special_tokens=False, truncation=True, max_length=budget + 1).input_ids
         rows = []

@@ -24,7 +24,7 @@ from omegaconf import MISSING
 from embedgrid.attention import Attention
 from embedgrid.errors import ConfigError
 from embedgrid.evaluate.config import EvalConfig
-from embedgrid.spec import LoraSpec
+from embedgrid.spec import DEFAULT_INSTRUCTION_JOIN, DEFAULT_INSTRUCTION_TEMPLATE, LoraSpec, check_instructions
 from embedgrid.train.config import TrainConfig
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -57,6 +57,23 @@ class PoolingConfig:
 
 
 @dataclass
+class PerceiverConfig:
+    """Geometry and reference switches of the Perceiver pooler (designs 2-5); values in conf/perceiver/*.yaml."""
+
+    num_latents: int = MISSING
+    num_heads: Optional[int] = MISSING
+    head_dim: Optional[int] = MISSING
+    ff_mult: int = MISSING
+    output_dim: Optional[int] = MISSING
+    mask_padding: bool = MISSING
+    causal_last_layer_input: str = MISSING
+    normalize_layers: bool = MISSING
+    layer_embedding_std: float = MISSING
+    latent_init_std: Optional[float] = MISSING
+    attention_scale: Optional[float] = MISSING
+
+
+@dataclass
 class AttentionConfig:
     name: str = MISSING
 
@@ -75,6 +92,8 @@ class GridSchema:
     device: str = "auto"
     instruction_in_pooling: bool = True
     append_eos: bool = True
+    instruction_template: str = DEFAULT_INSTRUCTION_TEMPLATE
+    instruction_join: str = DEFAULT_INSTRUCTION_JOIN
     dry_run: bool = False
     analyze: bool = True
     verbose: bool = False
@@ -86,6 +105,7 @@ class GridSchema:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: Dict[str, Any] = field(default_factory=lambda: {"_target_": "embedgrid.logger.NullLogger"})
+    perceiver: PerceiverConfig = field(default_factory=PerceiverConfig)
 
 
 def register() -> None:
@@ -118,6 +138,7 @@ def check(cfg) -> None:
         raise ConfigError(f"lora r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}: need r >= 1, alpha > 0, "
                           "0 <= dropout < 1")
     Attention(cfg.attention.name)
+    check_instructions(cfg.instruction_template, cfg.instruction_join, cfg.instruction_in_pooling)
     EvalConfig.of(cfg.eval)
     from embedgrid.pooling.build import check_pooling
 

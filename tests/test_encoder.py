@@ -20,7 +20,8 @@ CELLS = [(pooling, attention) for pooling in POOLINGS for attention in ("causal"
 SHORT = "A small dog barks."
 LONG = " ".join(["The committee reviewed every clause of the long agreement before it voted."] * 6)
 MEDIUM = "Cats sleep most of the day in warm places."
-INSTRUCTION = "Instruct: Retrieve semantically similar text.\nQuery: "
+INSTRUCTION = "Retrieve semantically similar text."
+HEAD = f"Instruct: {INSTRUCTION}\nQuery: "  # the default template's part before the text
 
 
 def tiny_spec(pooling="mean", attention="causal", **kwargs) -> EncoderSpec:
@@ -163,7 +164,7 @@ def test_instruction_can_be_excluded_from_pooling(encoders):
                        replace(with_instruction.spec, pool_instruction=False))
     texts = [SHORT, MEDIUM]
     batch = excluded.tokenize(texts, INSTRUCTION)
-    n_instruction = len(excluded.tokenizer(INSTRUCTION, add_special_tokens=False).input_ids)
+    n_instruction = len(excluded.tokenizer(HEAD, add_special_tokens=False).input_ids)
     text_lengths = [len(excluded.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
     assert batch["attention_mask"].sum(1).tolist() == [n_instruction + n + 1 for n in text_lengths]
     assert batch["pool_mask"].sum(1).tolist() == [n + 1 for n in text_lengths]  # text + EOS only
@@ -200,7 +201,7 @@ def test_text_gets_bos_as_its_tokenizer_does_and_always_ends_with_eos(encoders):
                                                            special_tokens=[(tok.bos_token, tok.bos_token_id)])
     with_bos = Encoder(encoder.backbone, encoder.pooling, bos_tok, replace(encoder.spec, pool_instruction=False))
     batch = with_bos.tokenize([SHORT], INSTRUCTION)
-    n_instruction = len(tok(INSTRUCTION, add_special_tokens=False).input_ids)
+    n_instruction = len(tok(HEAD, add_special_tokens=False).input_ids)
     assert batch["input_ids"][0, 0].item() == tok.bos_token_id
     assert batch["pool_mask"][0, :1 + n_instruction].sum() == 0  # BOS + instruction out of pooling
     assert batch["pool_mask"][0].sum() == batch["attention_mask"][0].sum() - 1 - n_instruction
@@ -225,6 +226,37 @@ def test_without_appended_eos_a_text_ends_at_its_own_last_token(encoders):
     expected = torch.nn.functional.normalize(expected, dim=-1).numpy()
     np.testing.assert_allclose(bare.encode(texts), expected, atol=1e-5, rtol=0)
     assert np.abs(encoder.encode(texts) - expected).max() > 1e-3
+
+
+def test_instruction_template_and_paper_joining(encoders):
+    """Template: instruction part and text tokenized apart (an exact prefix); paper: one joined string tokenized."""
+    encoder = encoders("mean", "causal")
+    tok = encoder.tokenizer
+    instruction, text = "Identify the cuisine of the given menu item", "sandwich"  # FoodEvalCuisineClustering's
+    ids = lambda s: tok(s, add_special_tokens=False).input_ids  # noqa: E731
+    eos = [tok.eos_token_id]
+    rows, prefix = encoder.token_rows([text], instruction)
+    assert rows == [ids(f"Instruct: {instruction}\nQuery: ") + ids(text) + eos]
+    assert prefix == len(ids(f"Instruct: {instruction}\nQuery: "))
+    assert encoder.token_rows([text])[0] == [ids(text) + eos], "no instruction: no template"
+
+    paper = Encoder(encoder.backbone, encoder.pooling, tok, replace(encoder.spec, instruction_join="paper"))
+    rows, _ = paper.token_rows([text], instruction)
+    assert rows == [ids(instruction + text) + eos]
+    assert ids(instruction + text) != ids(instruction) + ids(text), "this pair must tell the two apart"
+    custom = Encoder(encoder.backbone, encoder.pooling, tok,
+                     replace(encoder.spec, instruction_template="{text} ({instruction})"))
+    assert custom.token_rows([text], instruction)[0] == [ids(text) + ids(f" ({instruction})") + eos]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"instruction_join": "concat"}, r"unknown instruction_join 'concat'; valid: template, paper"),
+    ({"instruction_template": "Query: {text}"}, r"must contain \{instruction\} exactly once"),
+    ({"instruction_join": "paper", "pool_instruction": False}, r"no token boundary to mask"),
+])
+def test_bad_instruction_settings_fail_naming_the_fix(change, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_spec(**change)
 
 
 def test_long_texts_are_truncated_keeping_eos_and_counted(caplog):

@@ -57,19 +57,22 @@ def test_train_config_rejects_bad_values():
         TrainConfig(grad_cache_chunk=0)
     with pytest.raises(TypeError, match="unexpected keyword"):
         TrainConfig(batchsize=3)
+    with pytest.raises(ValueError, match="batch_size=6 is not divisible by train.accumulation_steps=4"):
+        TrainConfig(batch_size=6, accumulation_steps=4)
 
 
-def test_paper_preset_composes(compose):
-    cfg = compose(["train=paper"])
-    assert (cfg.train.lr, cfg.train.max_steps, cfg.train.warmup_steps, cfg.train.batch_size) == (1e-5, 1000, 100, 2048)
-    assert cfg.model.max_length == 512 and cfg.train.grad_cache
+def test_paper_presets_compose(compose):
     from omegaconf import OmegaConf
 
     from embedgrid.train.config import TrainConfig
 
-    TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
-    assert compose(["train=paper", "model.max_length=256"]).model.max_length == 256
-    assert compose([]).model.max_length != 512
+    cfg = compose(["train=paper"])
+    assert (cfg.train.lr, cfg.train.max_steps, cfg.train.warmup_steps, cfg.train.batch_size) == (1e-5, 1000, 100, 2048)
+    assert cfg.train.accumulation_steps == 256 and not cfg.train.grad_cache
+    cached = compose(["train=paper_gradcache"])
+    assert cached.train.accumulation_steps == 1 and cached.train.grad_cache and cached.train.lr == 1e-5
+    for preset in (cfg, cached):
+        TrainConfig(**OmegaConf.to_container(preset.train, resolve=True))
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():

@@ -9,12 +9,28 @@ from embedgrid.encoder import Encoder
 from embedgrid.evaluate.config import INSTRUCTION_SCOPES
 
 
+def check_scope(scope):
+    """``query`` | ``all`` | ``{<mteb task type>: query|all, ..., default: query|all}``, else a ValueError."""
+    if isinstance(scope, dict):
+        bad = {k: v for k, v in scope.items() if v not in INSTRUCTION_SCOPES}
+        if bad or "default" not in scope:
+            raise ValueError(f"eval.instruction_scope {scope}: every value must be one of "
+                             f"{', '.join(INSTRUCTION_SCOPES)} and a 'default' entry is required")
+        return dict(scope)
+    if scope not in INSTRUCTION_SCOPES:
+        raise ValueError(f"unknown eval.instruction_scope '{scope}'; valid: {', '.join(INSTRUCTION_SCOPES)} or a "
+                         "mapping {<task type>: query|all, default: query|all}")
+    return scope
+
+
 class MtebEncoder(AbsEncoder):
     """Wraps :class:`Encoder` for ``mteb.evaluate``.
 
     ``instructions`` maps task names to an instruction; ``instruction_scope`` says which texts get it:
-    ``query`` (the paper's rule: retrieval/reranking queries only, and every text of a task without a
-    query/document split) or ``all`` (documents too).
+    ``query`` (retrieval/reranking queries only, and every text of a task without a query/document split),
+    ``all`` (documents too), or a mapping from mteb task type to either, with a ``default`` entry:
+    ``{Retrieval: query, default: all}`` is the reference code's behaviour (its reranking candidates got the
+    instruction too). How the instruction is joined to a text is the encoder's (``Encoder.token_rows``).
 
     Embeddings are cached per task, keyed by (role, instruction, text), and texts are deduplicated within a call:
     mteb encodes STS's sentence1 and sentence2 columns separately (Lee: 2 x 1,225 texts of 50 documents) and
@@ -24,14 +40,11 @@ class MtebEncoder(AbsEncoder):
     """
 
     def __init__(self, encoder: Encoder, name: str, revision: str, *, instructions: dict[str, str] | None = None,
-                 instruction_scope: str = "query", batch_size: int = 32, show_progress_bar: bool = True,
+                 instruction_scope: str | dict = "query", batch_size: int = 32, show_progress_bar: bool = True,
                  meta: dict | None = None):
-        if instruction_scope not in INSTRUCTION_SCOPES:
-            raise ValueError(f"unknown eval.instruction_scope '{instruction_scope}'; valid: "
-                             f"{', '.join(INSTRUCTION_SCOPES)}")
         self.model = encoder
         self.instructions = dict(instructions or {})
-        self.instruction_scope = instruction_scope
+        self.instruction_scope = check_scope(instruction_scope)
         self.batch_size = batch_size
         self.show_progress_bar = show_progress_bar
         self.texts_encoded = 0  # texts that went through the network (cache misses), for tests and benchmarks
@@ -43,19 +56,22 @@ class MtebEncoder(AbsEncoder):
             "use_instructions": bool(self.instructions), **(meta or {}),
         })
 
-    def instruction_for(self, task_name: str, prompt_type) -> str | None:
+    def instruction_for(self, task_name: str, prompt_type, task_type: str | None = None) -> str | None:
         instruction = self.instructions.get(task_name)
         if not instruction:
             return None
         role = getattr(prompt_type, "value", prompt_type)
-        if self.instruction_scope == "all" or role in (None, "query"):
+        scope = self.instruction_scope
+        if isinstance(scope, dict):
+            scope = scope.get(task_type, scope["default"])
+        if scope == "all" or role in (None, "query"):
             return instruction
         return None
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
         texts = [text for batch in inputs for text in batch["text"]]
         role = getattr(prompt_type, "value", prompt_type)
-        instruction = self.instruction_for(task_metadata.name, prompt_type)
+        instruction = self.instruction_for(task_metadata.name, prompt_type, task_metadata.type)
         if self._cache_task != task_metadata.name:
             self._cache_task, self._cache = task_metadata.name, {}
         missing = list(dict.fromkeys(t for t in texts if (role, instruction, t) not in self._cache))

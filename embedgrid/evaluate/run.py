@@ -73,17 +73,22 @@ def _mock_registry() -> dict:
     return MOCK_TASK_REGISTRY
 
 
-def settings_hash(eval_cfg: EvalConfig | dict) -> str:
-    """Hash of the evaluation settings that change scores (not the task list: adding tasks reuses results)."""
+def settings_hash(eval_cfg: EvalConfig | dict, prompt: dict | None = None) -> str:
+    """Hash of the evaluation settings that change scores (not the task list: adding tasks reuses results).
+
+    ``prompt`` is how the encoder joins instructions to texts (``instruction_template``, ``instruction_join``):
+    it changes every instructed text, so results under another joining are never reused.
+    """
     settings = EvalConfig.of(eval_cfg).to_dict()
     relevant = {key: settings[key] for key in SCORE_SETTINGS}
+    relevant["prompt"] = dict(prompt or {})
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def scores_cover(scores: dict, eval_cfg: EvalConfig | dict) -> bool:
+def scores_cover(scores: dict, eval_cfg: EvalConfig | dict, prompt: dict | None = None) -> bool:
     """Whether ``scores.json`` holds every requested task, scored under these evaluation settings."""
     eval_cfg = EvalConfig.of(eval_cfg)
-    wanted = settings_hash(eval_cfg)
+    wanted = settings_hash(eval_cfg, prompt)
     return all(scores.get(t, {}).get("eval_settings") == wanted for t in eval_cfg.tasks)
 
 
@@ -164,7 +169,9 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, cell_dir: str | Path,
 
     eval_cfg = EvalConfig.of(eval_cfg)
     log.info("evaluating %d tasks (%s)", len(eval_cfg.tasks), eval_cfg.name)
-    settings = settings_hash(eval_cfg)
+    spec = encoder.spec
+    settings = settings_hash(eval_cfg, {"instruction_template": spec.instruction_template,
+                                        "instruction_join": spec.instruction_join})
     model = MtebEncoder(encoder, name=name, revision=f"{revision}-e{settings}", instructions=eval_cfg.instructions,
                         instruction_scope=eval_cfg.instruction_scope, batch_size=eval_cfg.batch_size,
                         show_progress_bar=eval_cfg.progress_bar and console.is_verbose(),  # per-role bars

@@ -1,4 +1,6 @@
-"""Losses, one per file; the training loop uses InfoNCELoss (train.temperature, train.symmetric_loss)."""
+"""Losses, one per file; the training loop uses InfoNCELoss (train.temperature, train.symmetric_loss) and masks
+identical-text candidates with same_text_mask (train.false_negative_mask)."""
+from embedgrid.losses.false_negatives import same_text_mask
 from embedgrid.losses.infonce import InfoNCELoss
 
-__all__ = ["InfoNCELoss"]
+__all__ = ["InfoNCELoss", "same_text_mask"]

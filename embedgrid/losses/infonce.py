@@ -1,6 +1,8 @@
 """InfoNCE over cosine similarity with in-batch and hard negatives."""
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +20,10 @@ class InfoNCELoss(nn.Module):
         followed by the k hard negatives of each query (query i's negatives are rows B + i*k ... B + i*k + k-1).
         The positive of query i is row i; every other row is a negative for it.
 
+    False negatives: ``excluding(doc_mask, query_mask)`` returns this loss with (B, N_docs) / (B, N_queries)
+    boolean masks whose True entries are removed from a row's softmax (a candidate with the text of the row's
+    positive, resp. query: not a negative). The row's own label is never masked.
+
     References: van den Oord et al. 2018 (CPC); the paper's llm2vec ``HardNegativeNLLLoss``.
     """
 
@@ -27,6 +33,22 @@ class InfoNCELoss(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
         self.symmetric = symmetric
+        self.doc_mask: torch.Tensor | None = None
+        self.query_mask: torch.Tensor | None = None
+
+    def excluding(self, doc_mask: torch.Tensor | None, query_mask: torch.Tensor | None = None) -> "InfoNCELoss":
+        """A copy of this loss that leaves the masked candidates out of each row's softmax."""
+        bound = copy.copy(self)
+        bound.doc_mask, bound.query_mask = doc_mask, query_mask
+        return bound
+
+    def _logits(self, rows: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        logits = rows @ candidates.T / self.temperature
+        if mask is not None:
+            if mask.shape != logits.shape:
+                raise ValueError(f"false-negative mask {tuple(mask.shape)} does not match logits {tuple(logits.shape)}")
+            logits = logits.masked_fill(mask.to(logits.device), float("-inf"))
+        return logits
 
     def forward(self, queries: torch.Tensor, docs: torch.Tensor, label_offset: int = 0,
                 all_queries: torch.Tensor | None = None, query_offset: int = 0) -> torch.Tensor:
@@ -41,10 +63,11 @@ class InfoNCELoss(nn.Module):
             raise ValueError(f"{docs.shape[0]} docs cannot hold the positives of {batch} queries at "
                              f"offset {label_offset}")
         labels = torch.arange(batch, device=queries.device)
-        loss = F.cross_entropy(queries @ docs.T / self.temperature, labels + label_offset)
+        loss = F.cross_entropy(self._logits(queries, docs, self.doc_mask), labels + label_offset)
         if self.symmetric:
             positives = docs[label_offset:label_offset + batch]
             candidates = queries if all_queries is None else all_queries
             offset = 0 if all_queries is None else query_offset
-            loss = (loss + F.cross_entropy(positives @ candidates.T / self.temperature, labels + offset)) / 2
+            logits = self._logits(positives, candidates, self.query_mask)
+            loss = (loss + F.cross_entropy(logits, labels + offset)) / 2
         return loss

@@ -42,3 +42,15 @@ def split_batch(rows: list[Row], num_negatives: int):
                              f"train.num_negatives={num_negatives}")
         docs_neg.extend(row.negatives[:num_negatives])
     return [r.query for r in rows], [r.instruction for r in rows], [r.positive for r in rows] + docs_neg
+
+
+def split_micro_batches(batch: list[Row], accumulation_steps: int, world_size: int) -> list[list[list[Row]]]:
+    """``[micro][rank] -> rows``: the global batch cut into ``accumulation_steps`` consecutive micro-batches, each
+    split evenly over the ranks (with one micro-batch and one rank: ``[[batch]]``)."""
+    micro = len(batch) // accumulation_steps
+    if micro * accumulation_steps != len(batch) or micro % world_size:
+        raise ValueError(f"train.batch_size={len(batch)} must split into train.accumulation_steps="
+                         f"{accumulation_steps} micro-batches of a size divisible by the {world_size} processes")
+    per_rank = micro // world_size
+    return [[batch[start + r * per_rank:start + (r + 1) * per_rank] for r in range(world_size)]
+            for start in range(0, len(batch), micro)]

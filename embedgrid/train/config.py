@@ -11,7 +11,8 @@ class TrainConfig:
     for the cell's encoder (a recipe's sequence length, e.g. the paper's 512, without a global package)."""
 
     max_steps: int = 64  # chosen so training shows within the 10-minute budget (README, The default cell)
-    batch_size: int = 16
+    batch_size: int = 16  # global: every rank's rows of one optimizer step together
+    accumulation_steps: int = 1  # micro-batches per step, one InfoNCE each (negatives: that micro-batch)
     lr: float = 3.0e-4
     pooling_lr: float | None = 1.0e-3  # the pooling head's own learning rate (None: same as lr)
     weight_decay: float = 0.01
@@ -20,6 +21,7 @@ class TrainConfig:
     temperature: float = 0.05
     symmetric_loss: bool = False
     num_negatives: int = 1
+    false_negative_mask: bool = True  # a candidate with the text of the row's positive leaves its softmax
     checkpoint_every: int = 16
     grad_cache: bool = False
     grad_cache_chunk: int = 16
@@ -30,11 +32,15 @@ class TrainConfig:
     max_length: int | None = None
 
     def __post_init__(self):
-        positive = ("max_steps", "batch_size", "checkpoint_every", "grad_cache_chunk", "log_every")
+        positive = ("max_steps", "batch_size", "accumulation_steps", "checkpoint_every", "grad_cache_chunk",
+                    "log_every")
         for name in positive:
             value = getattr(self, name)
             if value < (0 if name == "max_steps" else 1):
                 raise ValueError(f"train.{name} must be {'>= 0' if name == 'max_steps' else '>= 1'}, got {value}")
+        if self.batch_size % self.accumulation_steps:
+            raise ValueError(f"train.batch_size={self.batch_size} is not divisible by train.accumulation_steps="
+                             f"{self.accumulation_steps}")
         if self.lr <= 0 or self.temperature <= 0:
             raise ValueError(f"train.lr and train.temperature must be > 0, got {self.lr} and {self.temperature}")
         if self.num_negatives < 0 or self.warmup_steps < 0 or self.weight_decay < 0:

@@ -2,6 +2,9 @@
 
 Exact resume: step s's rows come from (seed, s) (batches.py) and its dropout masks from a generator seeded with
 (seed, s, rank), so a checkpoint needs only the step plus weights and optimizer/scheduler state.
+
+Accumulation (``train.accumulation_steps``): the global batch is cut into micro-batches, each a separate InfoNCE
+whose negatives are that micro-batch (over all ranks); the gradient is the mean of the micro-batch gradients.
 """
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ import torch
 from embedgrid.celldir import LAST_CHECKPOINT
 from embedgrid.data.rows import Row
 from embedgrid.errors import NonFiniteLoss, Preempted  # noqa: F401  (re-exported)
-from embedgrid.losses import InfoNCELoss
-from embedgrid.train.batches import batch_rows
+from embedgrid.losses import InfoNCELoss, same_text_mask
+from embedgrid.train.batches import batch_rows, split_micro_batches
 from embedgrid.train.checkpoint import load_checkpoint, save_checkpoint
 from embedgrid.train.config import TrainConfig
 from embedgrid.train.distributed import (World, all_mean, any_rank, average_gradients, barrier,
@@ -59,24 +62,76 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return ((seed * 1_000_003 + step) * 1_009 + rank) % (2**63)
 
 
+def micro_batch_rows(rows: list[Row], cfg: TrainConfig, step: int, seed: int, world: World) -> list[list[list[Row]]]:
+    """``[micro][rank] -> rows`` of step ``step``: the same global batch whatever the world size."""
+    return split_micro_batches(batch_rows(rows, cfg.batch_size, step, seed), cfg.accumulation_steps, world.size)
+
+
 def local_rows(rows: list[Row], cfg: TrainConfig, step: int, seed: int, world: World) -> list[Row]:
-    """This rank's slice of the global batch of ``step`` (the same global batch whatever the world size)."""
-    per_rank = cfg.batch_size // world.size
-    batch = batch_rows(rows, cfg.batch_size, step, seed)
-    return batch[world.rank * per_rank:(world.rank + 1) * per_rank]
+    """This rank's rows of the global batch of ``step`` (all its micro-batches, in order)."""
+    return [row for micro in micro_batch_rows(rows, cfg, step, seed, world) for row in micro[world.rank]]
 
 
-def train_step(encoder, loss_fn, batch: TextBatch, cfg: TrainConfig, world: World) -> torch.Tensor:
-    """Forward + backward of one step (GradCache or plain); gradients averaged over ranks; returns local loss."""
+def false_negative_masks(micro: list[list[Row]], num_negatives: int, rank: int):
+    """(doc mask, query mask, count) for ``rank``'s rows of one micro-batch ``[rank] -> rows``.
+
+    The candidates are every rank's docs (positives, then negatives, rank by rank: the gathered layout) and, for
+    the symmetric term, every rank's queries. A doc with the text of the row's positive, or a query with the text
+    of the row's query, is masked unless it is the row's own. ``count`` is the number of masked (row, doc) pairs
+    of the whole micro-batch, the same on every rank.
+    """
+    parts = [TextBatch.from_rows(rows, num_negatives) for rows in micro]
+    docs = [text for part in parts for text in part.docs]
+    queries = [text for part in parts for text in part.queries]
+    positives = [row.positive for rows in micro for row in rows]
+    doc_labels, offset = [], 0
+    for rows, part in zip(micro, parts):
+        doc_labels += [offset + i for i in range(len(rows))]
+        offset += len(part.docs)
+    doc_mask = same_text_mask(positives, docs, doc_labels)
+    query_mask = same_text_mask(queries, queries, list(range(len(queries))))
+    start = sum(len(rows) for rows in micro[:rank])
+    end = start + len(micro[rank])
+    return doc_mask[start:end], query_mask[start:end], int(doc_mask.sum())
+
+
+def step_batches(rows: list[Row], loss_fn, cfg: TrainConfig, step: int, seed: int, world: World):
+    """This rank's micro-batches of ``step`` as (TextBatch, loss) pairs, and the step's count of identical-text
+    candidates (masked out with ``train.false_negative_mask``, else scored as negatives, as the reference did)."""
+    batches, false_negatives = [], 0
+    for micro in micro_batch_rows(rows, cfg, step, seed, world):
+        doc_mask, query_mask, count = false_negative_masks(micro, cfg.num_negatives, world.rank)
+        fn = loss_fn.excluding(doc_mask, query_mask) if cfg.false_negative_mask else loss_fn
+        batches.append((TextBatch.from_rows(micro[world.rank], cfg.num_negatives), fn))
+        false_negatives += count
+    return batches, false_negatives
+
+
+def _forward_backward(encoder, loss_fn, batch: TextBatch, cfg: TrainConfig, world: World) -> torch.Tensor:
     if cfg.grad_cache:
         from embedgrid.train.gradcache import grad_cache_step
 
-        loss = grad_cache_step(encoder, loss_fn, batch, world, cfg.grad_cache_chunk, cfg.bf16)
-    else:
-        loss = plain_step(encoder, loss_fn, batch, world, cfg.bf16)
+        return grad_cache_step(encoder, loss_fn, batch, world, cfg.grad_cache_chunk, cfg.bf16)
+    return plain_step(encoder, loss_fn, batch, world, cfg.bf16)
+
+
+def train_step(encoder, loss_fn, batch, cfg: TrainConfig, world: World) -> torch.Tensor:
+    """Forward + backward of one step (GradCache or plain); returns the mean local loss.
+
+    ``batch`` is one TextBatch (scored with ``loss_fn``) or a list of (TextBatch, loss) micro-batches: each
+    micro-batch is its own InfoNCE and backward, and the summed gradients are divided by their number, so the
+    step's gradient is the mean of the micro-batch gradients. Gradients are then averaged over ranks.
+    """
+    micro = [(batch, loss_fn)] if isinstance(batch, TextBatch) else list(batch)
+    losses = [_forward_backward(encoder, fn, part, cfg, world) for part, fn in micro]
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    if len(micro) > 1:
+        for p in params:
+            if p.grad is not None:
+                p.grad /= len(micro)
     if world.enabled:
-        average_gradients([p for p in encoder.parameters() if p.requires_grad], world)
-    return loss
+        average_gradients(params, world)
+    return torch.stack(losses).mean()
 
 
 def enable_gradient_checkpointing(encoder) -> None:
@@ -89,8 +144,14 @@ def enable_gradient_checkpointing(encoder) -> None:
 
 
 def _check_world(cfg: TrainConfig, world: World) -> None:
-    if cfg.batch_size % world.size:
-        raise ValueError(f"train.batch_size={cfg.batch_size} is not divisible by the {world.size} processes")
+    if (cfg.batch_size // cfg.accumulation_steps) % world.size:
+        raise ValueError(f"train.batch_size={cfg.batch_size} / train.accumulation_steps={cfg.accumulation_steps} "
+                         f"is not divisible by the {world.size} processes")
+
+
+def candidates_per_query(cfg: TrainConfig) -> int:
+    """Documents each query is scored against in one InfoNCE: its micro-batch's positives and hard negatives."""
+    return cfg.batch_size // cfg.accumulation_steps * (1 + cfg.num_negatives)
 
 
 def fit(encoder, rows: list[Row], cfg: TrainConfig, *, seed: int, checkpoint_dir: str | Path, logger=None,
@@ -125,12 +186,12 @@ def fit(encoder, rows: list[Row], cfg: TrainConfig, *, seed: int, checkpoint_dir
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.max_steps, initial=start, desc="train", unit="step", disable=False)  # TQDM_DISABLE
-    history, started = [], time.perf_counter()
+    history, started, false_negative_total = [], time.perf_counter(), 0
     for step in range(start, cfg.max_steps):
         t0 = time.perf_counter()
         torch.manual_seed(step_seed(seed, step, world.rank))
-        batch = TextBatch.from_rows(local_rows(rows, cfg, step, seed, world), cfg.num_negatives)
-        loss = all_mean(train_step(encoder, loss_fn, batch, cfg, world).item(), world)
+        micro, false_negatives = step_batches(rows, loss_fn, cfg, step, seed, world)
+        loss = all_mean(train_step(encoder, loss_fn, micro, cfg, world).item(), world)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm))
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             optimizer.zero_grad(set_to_none=True)
@@ -146,8 +207,10 @@ def fit(encoder, rows: list[Row], cfg: TrainConfig, *, seed: int, checkpoint_dir
         done = step + 1
         record = {"train/loss": loss, "train/lr": scheduler.get_last_lr()[0], "train/grad_norm": grad_norm,
                   "train/examples_per_s": cfg.batch_size / seconds, "train/seconds_per_step": seconds,
-                  "train/candidates_per_query": len(batch.docs) * world.size, "train/examples": done * cfg.batch_size}
+                  "train/candidates_per_query": len(micro[0][0].docs) * world.size,
+                  "train/false_negatives": false_negatives, "train/examples": done * cfg.batch_size}
         history.append(loss)
+        false_negative_total += false_negatives
         if step % cfg.log_every == 0 or done == cfg.max_steps:
             logger.log(record, step=done)
         if bar is not None:
@@ -169,4 +232,7 @@ def fit(encoder, rows: list[Row], cfg: TrainConfig, *, seed: int, checkpoint_dir
     encoder.eval()
     return {"start_step": start, "steps": cfg.max_steps, "final_loss": history[-1] if history else None,
             "first_loss": history[0] if history else None, "seconds": round(time.perf_counter() - started, 3),
-            "world_size": world.size, "grad_cache": cfg.grad_cache}
+            "world_size": world.size, "grad_cache": cfg.grad_cache, "accumulation_steps": cfg.accumulation_steps,
+            "candidates_per_query": candidates_per_query(cfg),
+            "identical_text_candidates": false_negative_total,
+            "false_negative_mask": cfg.false_negative_mask}
