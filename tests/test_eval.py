@@ -194,6 +194,28 @@ def test_unknown_task_and_bad_settings_are_named():
         resolve_tasks(["LeeDocumentSTS"], max_samples=1)
 
 
+def test_instruction_scope_per_task_type_reproduces_the_reference():
+    """{Retrieval: query, default: all}: retrieval documents get no instruction, reranking candidates get it."""
+    from types import SimpleNamespace
+
+    from embedgrid.evaluate.model import MtebEncoder
+
+    stub = SimpleNamespace(dim=4, spec=SimpleNamespace(max_length=8))
+    instructions = {"R": "find", "RR": "rerank", "S": "similar"}
+    reference = MtebEncoder(stub, "n", "r", instructions=instructions,
+                            instruction_scope={"Retrieval": "query", "default": "all"})
+    corrected = MtebEncoder(stub, "n", "r", instructions=instructions, instruction_scope="query")
+    cases = [("R", "Retrieval", "query"), ("R", "Retrieval", "document"), ("RR", "Reranking", "query"),
+             ("RR", "Reranking", "document"), ("S", "STS", None)]
+    assert [reference.instruction_for(n, role, kind) for n, kind, role in cases] == \
+        ["find", None, "rerank", "rerank", "similar"]
+    assert [corrected.instruction_for(n, role, kind) for n, kind, role in cases] == \
+        ["find", None, "rerank", None, "similar"]
+    for bad in ("docs", {"Retrieval": "query"}, {"Retrieval": "some", "default": "all"}):
+        with pytest.raises(ValueError, match="instruction_scope"):
+            MtebEncoder(stub, "n", "r", instruction_scope=bad)
+
+
 def test_embedding_cache_dedups_texts_and_keys_the_role(tiny_encoder):
     import mteb
     from mteb.types import PromptType
@@ -303,13 +325,16 @@ def test_done_cell_under_other_eval_settings_is_partial(tmp_path, compose):
     from embedgrid.io import write_json
 
     cfg = compose([*TINY])
-    settings = settings_hash(OmegaConf.to_container(cfg.eval, resolve=True))
+    prompt = {"instruction_template": cfg.instruction_template, "instruction_join": cfg.instruction_join}
+    settings = settings_hash(OmegaConf.to_container(cfg.eval, resolve=True), prompt)
     write_json(tmp_path / "cell.json", {"status": "done"})
     write_json(tmp_path / "scores.json", {t: {"category": "STS", "main_score": 0.5, "eval_settings": settings}
                                           for t in cfg.eval.tasks})
     assert cell_state(tmp_path, cfg) == DONE
     assert cell_state(tmp_path, compose([*TINY, "eval.max_samples=50"])) == PARTIAL  # other subset
     assert cell_state(tmp_path, compose([*TINY, "eval.tasks=[LeeDocumentSTS,SimLex999STS]"])) == PARTIAL
+    assert cell_state(tmp_path, compose([*TINY, "instruction_join=paper"])) == PARTIAL  # other instruction joining
+    assert settings != settings_hash(OmegaConf.to_container(cfg.eval, resolve=True)), "joining is in the hash"
 
 
 def test_our_mteb_path_scores_what_mteb_scores_for_sentence_transformers_on_the_same_vectors():

@@ -58,7 +58,7 @@ def padded(layers_states, pad, side, fill):
 @pytest.mark.parametrize("is_causal", [True, False])
 @pytest.mark.parametrize("name", list(POOLINGS))
 def test_padding_amount_and_side_never_change_the_vector(name, is_causal, junk):
-    """Pad positions filled with junk, on either side, in any amount: the same vector (paper.md defect 1)."""
+    """Pad positions filled with junk, on either side, in any amount: the same vector (defect 1, docs/reference_code.md)."""
     head = make(name, is_causal)
     torch.manual_seed(1)
     real = torch.randn(LAYERS + 1, 6, HIDDEN)
