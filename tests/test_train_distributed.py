@@ -21,22 +21,29 @@ CASES = {
     "plain": ("mean", dict(batch_size=8, num_negatives=1)),
     "grad_cache_symmetric": ("latent", dict(batch_size=8, num_negatives=2, symmetric_loss=True, grad_cache=True,
                                             grad_cache_chunk=3)),
+    # 2 micro-batches of 4 (2 per rank), rows sharing positives: false negatives masked across ranks
+    "accumulation_false_negatives": ("mean", dict(batch_size=8, accumulation_steps=2, num_negatives=1,
+                                                  symmetric_loss=True)),
 }
 FIT = dict(batch_size=8, max_steps=3, checkpoint_every=2, lr=5e-3, warmup_steps=0)
 
 
 def one_step(pooling: str, overrides: dict):
     """Loss (mean over ranks) and gradients of step 0 of the global batch, in this process's world."""
+    from embedgrid.data.rows import Row
     from embedgrid.losses import InfoNCELoss
     from embedgrid.train.distributed import all_mean, current_world
-    from embedgrid.train.loop import local_rows, train_step
-    from embedgrid.train.step import TextBatch
+    from embedgrid.train.loop import step_batches, train_step
 
     cfg, world = train_config(**overrides), current_world()
     encoder = tiny_encoder(pooling, dtype="float64")
     encoder.train()
-    batch = TextBatch.from_rows(local_rows(word_rows(16, cfg.num_negatives), cfg, 0, 0, world), cfg.num_negatives)
-    loss = train_step(encoder, InfoNCELoss(cfg.temperature, cfg.symmetric_loss), batch, cfg, world)
+    rows = word_rows(16, cfg.num_negatives)
+    if cfg.accumulation_steps > 1:  # three positive texts for 16 rows: every micro-batch has identical candidates
+        rows = [Row(r.query, rows[i % 3].positive, r.negatives) for i, r in enumerate(rows)]
+    micro, false_negatives = step_batches(rows, InfoNCELoss(cfg.temperature, cfg.symmetric_loss), cfg, 0, 0, world)
+    assert (false_negatives > 0) == (cfg.accumulation_steps > 1)
+    loss = train_step(encoder, None, micro, cfg, world)
     return all_mean(loss.item(), world), grads(encoder)
 
 
@@ -94,6 +101,8 @@ def test_batch_not_divisible_by_world_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match="batch_size=9 is not divisible by the 2 processes"):
         _check_world(train_config(batch_size=9), World(0, 2))
+    with pytest.raises(ValueError, match="batch_size=12 / train.accumulation_steps=2 is not divisible by the 4"):
+        _check_world(train_config(batch_size=12, accumulation_steps=2), World(0, 4))
 
 
 def test_local_rows_partition_the_global_batch():

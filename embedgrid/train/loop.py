@@ -145,8 +145,8 @@ def enable_gradient_checkpointing(encoder) -> None:
 
 def _check_world(cfg: TrainConfig, world: World) -> None:
     if (cfg.batch_size // cfg.accumulation_steps) % world.size:
-        raise ValueError(f"train.batch_size={cfg.batch_size} / train.accumulation_steps={cfg.accumulation_steps} "
-                         f"is not divisible by the {world.size} processes")
+        micro = f" / train.accumulation_steps={cfg.accumulation_steps}" if cfg.accumulation_steps > 1 else ""
+        raise ValueError(f"train.batch_size={cfg.batch_size}{micro} is not divisible by the {world.size} processes")
 
 
 def candidates_per_query(cfg: TrainConfig) -> int:
