@@ -149,3 +149,18 @@ def test_fit_masks_identical_text_candidates_and_logs_the_count(tmp_path):
         assert logger.records[0]["train/false_negatives"] == summary["identical_text_candidates"] == 2
         runs[on] = summary["first_loss"]
     assert runs[True] < runs[False]
+
+
+def test_accumulation_with_grad_cache_gives_the_plain_accumulated_gradient():
+    from embedgrid.train.distributed import World
+    from embedgrid.train.loop import train_step
+
+    rows, out = word_rows(16), []
+    for cached in (False, True):
+        cfg = train_config(batch_size=8, accumulation_steps=2, grad_cache=cached, grad_cache_chunk=3)
+        encoder = tiny_encoder()
+        encoder.train()
+        train_step(encoder, None, micro_parts(rows, cfg)[0], cfg, World())
+        out.append(grads(encoder))
+    assert float(out[0].norm()) > 0
+    assert float((out[0] - out[1]).norm() / out[0].norm()) < 1e-5
