@@ -58,7 +58,8 @@ def padded(layers_states, pad, side, fill):
 @pytest.mark.parametrize("is_causal", [True, False])
 @pytest.mark.parametrize("name", list(POOLINGS))
 def test_padding_amount_and_side_never_change_the_vector(name, is_causal, junk):
-    """Pad positions filled with junk, on either side, in any amount: the same vector (defect 1, docs/reference_code.md)."""
+    """Pad positions filled with junk, on either side, in any amount: the same vector (docs/designs.md,
+    defect 1)."""
     head = make(name, is_causal)
     torch.manual_seed(1)
     real = torch.randn(LAYERS + 1, 6, HIDDEN)
@@ -279,7 +280,8 @@ def test_perceiver_input_follows_the_attention_and_the_config():
     assert make("last_layer_trainable", True, **reference).input == "eos"  # design 2 as the reference ran it
     assert make("last_layer_trainable", False, **reference).input == "tokens"  # design 4
     assert make("last_layer_trainable", True).input == "tokens"  # corrected design 2
-    assert make("multi_layer_trainable", True).needs_all_layers and not make("last_layer_trainable", True).needs_all_layers
+    assert make("multi_layer_trainable", True).needs_all_layers
+    assert not make("last_layer_trainable", True).needs_all_layers
     with pytest.raises(ValueError, match=r"unknown pooling input 'cls'; valid: eos, tokens, layers"):
         make("last_layer_trainable", True, input="cls")
     with pytest.raises(TypeError, match="input"):
