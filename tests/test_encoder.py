@@ -24,9 +24,10 @@ INSTRUCTION = "Retrieve semantically similar text."
 HEAD = f"Instruct: {INSTRUCTION}\nQuery: "  # the default template's part before the text
 
 
-def tiny_spec(pooling="mean", attention="causal", **kwargs) -> EncoderSpec:
+def tiny_spec(pooling="mean", attention="causal", pooling_overrides=None, **kwargs) -> EncoderSpec:
     kwargs.setdefault("max_length", 128)
-    return EncoderSpec(checkpoint=dict(TINY), pooling=dict(conf_heads()[pooling]), attention=attention, **kwargs)
+    head = {**conf_heads()[pooling], **(pooling_overrides or {})}
+    return EncoderSpec(checkpoint=dict(TINY), pooling=head, attention=attention, **kwargs)
 
 
 def randomize_lora(encoder: Encoder, seed: int = 0) -> None:
@@ -69,6 +70,21 @@ def test_embedding_does_not_depend_on_its_batch(encoders, pooling, attention, si
     np.testing.assert_allclose(batch[1], alone, atol=1e-5, rtol=0)
     assert batch.dtype == np.float32 and batch.shape == (3, encoder.dim)
     np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mask_padding", [True, False])
+def test_reference_design_4_without_a_padding_mask_depends_on_its_batch(mask_padding):
+    """perceiver.mask_padding=false (the reference's design 4): latents read pad positions, so the same batch check
+    as above fails; with the mask it passes."""
+    torch.manual_seed(0)
+    encoder = build_encoder(tiny_spec("last_layer_trainable", "bidirectional", lora=LoraSpec(enabled=False),
+                                      pooling_overrides={"mask_padding": mask_padding})).eval()
+    gap = []
+    for side in ("left", "right"):
+        encoder.tokenizer.padding_side = side
+        gap.append(float(np.abs(encoder.encode([LONG, SHORT])[1] - encoder.encode([SHORT])[0]).max()))
+    encoder.tokenizer.padding_side = "right"
+    assert (max(gap) <= 1e-5) is mask_padding, gap
 
 
 @pytest.mark.parametrize("pooling, attention", CELLS)
