@@ -22,11 +22,11 @@ def attention_geometry(hidden_size: int, num_heads: int | None, head_dim: int | 
     heads = num_heads or backbone_num_heads
     if not heads:
         raise ValueError("pooling num_heads is null and the backbone config has no num_attention_heads; "
-                         "set pooling.head.num_heads")
+                         "set perceiver.num_heads (designs 2-5) or pooling.head.num_heads")
     if head_dim is None:
         if hidden_size % heads:
             raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {heads}; "
-                             "set pooling.head.head_dim explicitly")
+                             "set perceiver.head_dim (designs 2-5) or pooling.head.head_dim")
         head_dim = hidden_size // heads
     if head_dim > MAX_FUSED_HEAD_DIM and head_dim not in _warned:
         _warned.add(head_dim)
