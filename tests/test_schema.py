@@ -44,16 +44,26 @@ def test_a_bad_value_of_each_group_is_refused_naming_key_value_and_choices(compo
 
 def test_the_good_configs_pass_the_checks(compose):
     for overrides in ([], ["pooling=multi_layer_trainable", "attention=bidirectional"], ["model=smollm2_135m"],
-                      ["experiment=minilm_reference"], ["data=jsonl", "data.loader.path=x.jsonl"]):
+                      ["experiment=minilm_reference"], ["data=jsonl", "data.loader.path=x.jsonl"],
+                      ["experiment=paper_reference", "design=last_layer_bidirectional"],
+                      ["experiment=paper_reference", "design=multi_layer_causal", "model=smollm2_135m"],
+                      ["pooling=nv_embed"], ["train=paper"], ["train=paper_gradcache"]):
         _check(compose, overrides)
 
 
 def test_a_pooling_kwarg_the_class_itself_refuses_fails_on_the_known_backbone_shape(compose):
     from embedgrid.errors import ConfigError
 
-    # tiny: hidden 64 / 4 heads; head_dim 512 is over the fused-kernel limit -> the class's own check, on meta
-    with pytest.raises(ConfigError, match="head_dim 512"):
-        _check(compose, ["pooling=last_layer_trainable", "pooling.head.head_dim=512"])
+    # tiny: hidden 64 is not divisible by 5 heads -> the class's own check, on meta
+    with pytest.raises(ConfigError, match="not divisible by num_heads 5"):
+        _check(compose, ["pooling=last_layer_trainable", "perceiver.num_heads=5"])
+    with pytest.raises(ConfigError, match="unknown pooling input 'cls'"):
+        _check(compose, ["pooling=last_layer_trainable", "pooling.head.input=cls"])
+    _check(compose, ["pooling=last_layer_trainable", "perceiver.head_dim=512"])  # math kernel, not an error
+    with pytest.raises(ConfigError, match="unknown instruction_join='concat'"):
+        _check(compose, ["instruction_join=concat"])
+    with pytest.raises(ConfigError, match="instruction_scope"):
+        _check(compose, ["eval.instruction_scope={Retrieval: query}"])
 
 
 def test_pooling_registry_allows_only_embedgrid_heads_and_covers_every_exported_one():

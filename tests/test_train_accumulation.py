@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.test_train import grads, max_diff, tiny_encoder, train_config, trainable, word_rows
+from tests.helpers.train import grads, max_diff, tiny_encoder, train_config, trainable, word_rows
 
 
 def micro_parts(rows, cfg):

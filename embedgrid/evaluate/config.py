@@ -2,33 +2,46 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from embedgrid.errors import ConfigError
 
 INSTRUCTION_SCOPES = ("query", "all")
 
 
+def check_scope(scope):
+    """``query`` | ``all`` | ``{<mteb task type>: query|all, ..., default: query|all}``, else a ConfigError."""
+    if isinstance(scope, dict):
+        bad = {k: v for k, v in scope.items() if v not in INSTRUCTION_SCOPES}
+        if bad or "default" not in scope:
+            raise ConfigError(f"eval.instruction_scope={scope}: every value must be one of "
+                              f"{', '.join(INSTRUCTION_SCOPES)} and a 'default' entry is required")
+        return dict(scope)
+    if scope not in INSTRUCTION_SCOPES:
+        raise ConfigError(f"unknown eval.instruction_scope={scope!r}; valid: {', '.join(INSTRUCTION_SCOPES)} or a "
+                          "mapping {<task type>: query|all, default: query|all}")
+    return scope
+
+
 @dataclass
 class EvalConfig:
     """``tasks``: offline task names, mteb mock names or mteb names; ``max_samples`` caps every offline task
     (None: whole task), ``task_samples`` caps single tasks; ``instruction_scope``: ``query`` (retrieval and
-    reranking queries + every text of symmetric tasks) or ``all`` (every text)."""
+    reranking queries + every text of symmetric tasks), ``all`` (every text), or per mteb task type with a
+    ``default`` (``{Retrieval: query, default: all}``: the reference code's behaviour)."""
 
     name: str = "offline"
     tasks: List[str] = field(default_factory=list)
     max_samples: Optional[int] = None
     task_samples: Dict[str, int] = field(default_factory=dict)
     sample_seed: int = 0
-    instruction_scope: str = "query"
+    instruction_scope: Any = "query"  # str or {task type: str, default: str}
     batch_size: int = 32
     progress_bar: bool = True
     instructions: Dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.instruction_scope not in INSTRUCTION_SCOPES:
-            raise ConfigError(f"unknown eval.instruction_scope={self.instruction_scope!r}; valid: "
-                              f"{', '.join(INSTRUCTION_SCOPES)}")
+        self.instruction_scope = check_scope(self.instruction_scope)
         if self.batch_size < 1:
             raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1")
         if self.max_samples is not None and self.max_samples < 1:

@@ -6,21 +6,7 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 
 from embedgrid.encoder import Encoder
-from embedgrid.evaluate.config import INSTRUCTION_SCOPES
-
-
-def check_scope(scope):
-    """``query`` | ``all`` | ``{<mteb task type>: query|all, ..., default: query|all}``, else a ValueError."""
-    if isinstance(scope, dict):
-        bad = {k: v for k, v in scope.items() if v not in INSTRUCTION_SCOPES}
-        if bad or "default" not in scope:
-            raise ValueError(f"eval.instruction_scope {scope}: every value must be one of "
-                             f"{', '.join(INSTRUCTION_SCOPES)} and a 'default' entry is required")
-        return dict(scope)
-    if scope not in INSTRUCTION_SCOPES:
-        raise ValueError(f"unknown eval.instruction_scope '{scope}'; valid: {', '.join(INSTRUCTION_SCOPES)} or a "
-                         "mapping {<task type>: query|all, default: query|all}")
-    return scope
+from embedgrid.evaluate.config import check_scope
 
 
 class MtebEncoder(AbsEncoder):
