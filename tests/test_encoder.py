@@ -266,7 +266,7 @@ def test_instruction_template_and_paper_joining(encoders):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"instruction_join": "concat"}, r"unknown instruction_join 'concat'; valid: template, paper"),
+    ({"instruction_join": "concat"}, r"unknown instruction_join='concat'; valid: template, paper"),
     ({"instruction_template": "Query: {text}"}, r"must contain \{instruction\} exactly once"),
     ({"instruction_join": "paper", "pool_instruction": False}, r"no token boundary to mask"),
 ])
