@@ -131,7 +131,7 @@ def test_a_cell_on_two_processes_trains_data_parallel_resumes_and_records_once(t
     stopped = json.loads((two / "cell.json").read_text())
     assert stopped["status"] == "partial" and "Preempted" in stopped["error"]
     proc = _torchrun_launch([*cell, f"hydra.run.dir={two}"], launch_env)
-    assert proc.stdout.count("cell: ") == 1, "one report, from rank 0"
+    assert proc.stdout.count("full log: ") == 1, "one report, from rank 0"
 
     record, reference = (json.loads((run / "cell.json").read_text()) for run in (two, one))
     assert record["status"] == "done" and record["attempts"] == 2
