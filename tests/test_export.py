@@ -7,13 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-POOLINGS = {
+POOLINGS = {  # the four pooling groups (designs 1-5's heads) plus the reference's EOS-input design 2 and NV-Embed
     "eos_last": {"_target_": "embedgrid.pooling.EosLastPooling"},
     "mean": {"_target_": "embedgrid.pooling.MeanPooling"},
-    "last_layer_trainable": {"_target_": "embedgrid.pooling.LatentAttentionPooling", "num_latents": 8,
-                             "num_heads": 2, "head_dim": None, "ff_mult": 2, "output_dim": None},
+    "last_layer_trainable": {"_target_": "embedgrid.pooling.PerceiverPooling", "input": "tokens", "num_latents": 8,
+                             "num_heads": 2, "ff_mult": 2},
+    "last_layer_trainable_eos": {"_target_": "embedgrid.pooling.PerceiverPooling", "input": "tokens",
+                                 "causal_input": "eos", "num_latents": 8, "num_heads": 2, "ff_mult": 2},
     "multi_layer_trainable": {"_target_": "embedgrid.pooling.MultiLayerPooling", "num_latents": 8, "num_heads": 2,
-                              "head_dim": None, "ff_mult": 2, "output_dim": None, "layer_reduce": "auto"},
+                              "ff_mult": 2, "layer_reduce": "auto"},
+    "nv_embed": {"_target_": "embedgrid.pooling.LatentAttentionPooling", "num_latents": 8, "num_heads": 2,
+                 "head_dim": None, "ff_mult": 2, "output_dim": None},
 }
 TEXTS = ["a dog", "the cat sat on the mat while the dog slept by the fire", "x",
          "a long text " * 30]  # the last one is truncated to max_length
