@@ -249,6 +249,38 @@ def test_embedding_cache_dedups_texts_and_keys_the_role(tiny_encoder):
         meta.name])[0], atol=1e-5)
 
 
+
+def test_embedding_cache_never_holds_documents_and_is_bounded(tiny_encoder):
+    """Memory bounded by a call: a corpus chunk is never kept across calls, and the query/symmetric cache stops
+    at ``cache_max_texts``; results stay exactly those of a fresh encode."""
+    from mteb.types import PromptType
+
+    from embedgrid.evaluate.model import MtebEncoder
+    from embedgrid.evaluate.run import resolve_tasks
+
+    meta = resolve_tasks(["FoodSearchRetrieval"])[0].metadata
+    model = MtebEncoder(tiny_encoder, "embedgrid/test", "r0", show_progress_bar=False, cache_max_texts=3)
+    chunk = [{"text": ["a dosa", "an idli", "a vada"]}, {"text": ["a dosa", "sambar"]}]
+
+    def encode(batch, role):
+        return model.encode(batch, task_metadata=meta, hf_split="test", hf_subset="default", prompt_type=role)
+
+    first = encode(chunk, PromptType.document)
+    assert model.texts_encoded == 4 and model._cache == {}  # deduplicated within the call, nothing kept
+    np.testing.assert_array_equal(first[0], first[3])
+    np.testing.assert_allclose(first, tiny_encoder.encode(["a dosa", "an idli", "a vada", "a dosa", "sambar"]),
+                               atol=1e-6)
+    encode(chunk, PromptType.document)
+    assert model.texts_encoded == 8  # a document is encoded again: mteb never asks twice for one chunk
+
+    queries = encode(chunk, PromptType.query)
+    assert model.texts_encoded == 12 and len(model._cache) == 3  # bounded
+    mixed = encode([{"text": ["sambar", "a dosa", "chutney"]}], PromptType.query)
+    assert model.texts_encoded == 14  # "a dosa" from the cache; "sambar" was past the bound, "chutney" is new
+    np.testing.assert_array_equal(mixed[1], queries[0])
+    np.testing.assert_allclose(mixed, tiny_encoder.encode(["sambar", "a dosa", "chutney"]), atol=1e-6)
+
+
 def _evaluate(encoder, cell_dir, cfg):
     from embedgrid.evaluate.run import evaluate_encoder
 

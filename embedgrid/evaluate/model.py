@@ -8,6 +8,8 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 from embedgrid.encoder import Encoder
 from embedgrid.evaluate.config import check_scope
 
+UNCACHED_ROLES = ("document",)  # mteb encodes each corpus chunk once; caching it would hold the whole corpus
+
 
 class MtebEncoder(AbsEncoder):
     """Wraps :class:`Encoder` for ``mteb.evaluate``.
@@ -18,21 +20,24 @@ class MtebEncoder(AbsEncoder):
     ``{Retrieval: query, default: all}`` is the reference code's behaviour (its reranking candidates got the
     instruction too). How the instruction is joined to a text is the encoder's (``Encoder.token_rows``).
 
-    Embeddings are cached per task, keyed by (role, instruction, text), and texts are deduplicated within a call:
-    mteb encodes STS's sentence1 and sentence2 columns separately (Lee: 2 x 1,225 texts of 50 documents) and
-    classification's train and test splits separately. The role is part of the key because a query and a
-    document with the same text may get different instructions (mteb #5383). The cache is dropped when the task
-    changes, so memory stays bounded by one task.
+    Memory is bounded by one call (one corpus chunk of mteb's, 50,000 documents by default), never by a corpus:
+    texts are deduplicated within a call, and only texts mteb encodes more than once are kept across calls,
+    keyed by (role, instruction, text): symmetric tasks' texts (mteb encodes STS's sentence1 and sentence2
+    columns, and classification's train and test splits, separately; Lee: 2 x 1,225 texts of 50 documents)
+    and queries. Documents are never kept: mteb encodes each corpus chunk once and scores it before the next.
+    The cache holds at most ``cache_max_texts`` vectors and is dropped when the task changes. The role is part
+    of the key because a query and a document with the same text may get different instructions (mteb #5383).
     """
 
     def __init__(self, encoder: Encoder, name: str, revision: str, *, instructions: dict[str, str] | None = None,
                  instruction_scope: str | dict = "query", batch_size: int = 32, show_progress_bar: bool = True,
-                 meta: dict | None = None):
+                 meta: dict | None = None, cache_max_texts: int = 50_000):
         self.model = encoder
         self.instructions = dict(instructions or {})
         self.instruction_scope = check_scope(instruction_scope)
         self.batch_size = batch_size
         self.show_progress_bar = show_progress_bar
+        self.cache_max_texts = cache_max_texts
         self.texts_encoded = 0  # texts that went through the network (cache misses), for tests and benchmarks
         self._cache_task: str | None = None
         self._cache: dict[tuple[str | None, str | None, str], np.ndarray] = {}
@@ -56,17 +61,36 @@ class MtebEncoder(AbsEncoder):
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
         texts = [text for batch in inputs for text in batch["text"]]
+        if not texts:
+            return np.zeros((0, self.model.dim), dtype=np.float32)
         role = getattr(prompt_type, "value", prompt_type)
         instruction = self.instruction_for(task_metadata.name, prompt_type, task_metadata.type)
         if self._cache_task != task_metadata.name:
             self._cache_task, self._cache = task_metadata.name, {}
-        missing = list(dict.fromkeys(t for t in texts if (role, instruction, t) not in self._cache))
+        position: dict[str, int] = {}
+        inverse = np.fromiter((position.setdefault(t, len(position)) for t in texts), dtype=np.int64,
+                              count=len(texts))
+        cacheable = role not in UNCACHED_ROLES
+        cached = {i: self._cache[(role, instruction, t)] for t, i in position.items()
+                  if cacheable and (role, instruction, t) in self._cache}
+        missing = [t for t, i in position.items() if i not in cached]
+        if cached:
+            vectors = np.empty((len(position), self.model.dim), dtype=np.float32)
+            for i, vector in cached.items():
+                vectors[i] = vector
         if missing:
-            vectors = self.model.encode(missing, batch_size=self.batch_size, instruction=instruction,
+            encoded = self.model.encode(missing, batch_size=self.batch_size, instruction=instruction,
                                         show_progress_bar=self.show_progress_bar,
                                         desc=f"{task_metadata.name}/{role or 'text'}")
             self.texts_encoded += len(missing)
-            self._cache.update({(role, instruction, t): v for t, v in zip(missing, vectors)})
-        if not texts:
-            return np.zeros((0, self.model.dim), dtype=np.float32)
-        return np.stack([self._cache[(role, instruction, t)] for t in texts])
+            if cached:
+                vectors[[position[t] for t in missing]] = encoded
+            else:
+                vectors = encoded  # position order is first-occurrence order, the order ``missing`` has
+            if cacheable:
+                room = max(0, self.cache_max_texts - len(self._cache))
+                for t in missing[:room]:
+                    self._cache[(role, instruction, t)] = vectors[position[t]].copy()
+        if len(position) == len(texts):
+            return vectors  # no duplicates: inverse is the identity, so no second copy of the chunk
+        return vectors[inverse]
