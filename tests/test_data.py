@@ -23,9 +23,9 @@ def test_jsonl_reads_rows_and_skips_blank_lines(tmp_path):
         json.dumps({"query": "q2", "positive": "p2", "negatives": "n3", "instruction": "Instruct: x\nQuery: "}),
         json.dumps({"query": "q3", "positive": "p3"}),
     ])
-    rows = jsonl_rows(str(path))
+    rows = list(jsonl_rows(str(path)))
     assert rows == [Row("q1", "p1", ("n1", "n2")), Row("q2", "p2", ("n3",), "Instruct: x\nQuery: "), Row("q3", "p3")]
-    assert jsonl_rows(str(path), limit=2) == rows[:2]
+    assert list(jsonl_rows(str(path), limit=2)) == rows[:2]
 
 
 @pytest.mark.parametrize("bad_line,message", [
@@ -56,7 +56,7 @@ def test_data_jsonl_config_instantiates(compose, tmp_path):
 
     path = write_lines(tmp_path / "t.jsonl", [json.dumps({"query": "q", "positive": "p", "negatives": ["n"]})])
     cfg = compose(["data=jsonl", f"data.loader.path={path}"])
-    assert instantiate(cfg.data.loader) == [Row("q", "p", ("n",))]
+    assert list(instantiate(cfg.data.loader)) == [Row("q", "p", ("n",))]
 
 
 # ---- HF datasets -------------------------------------------------------------------------------------------
@@ -77,10 +77,11 @@ def test_hf_rows_column_mapping_from_a_saved_dataset(saved_dataset):
 
     rows = hf_rows(saved_dataset, columns={"query": "anchor", "positive": "pos", "negatives": ["neg_1", "neg_2"]},
                    instruction="Instruct: match\nQuery: ")
-    assert rows == [Row("a1", "p1", ("x1", "y1"), "Instruct: match\nQuery: "),
+    assert list(rows) == [Row("a1", "p1", ("x1", "y1"), "Instruct: match\nQuery: "),
                     Row("a2", "p2", ("x2", "y2"), "Instruct: match\nQuery: "),
                     Row("a3", "p3", ("y3",), "Instruct: match\nQuery: ")]
-    assert hf_rows(saved_dataset, split="dev", columns={"query": "anchor", "positive": "pos"}) == [Row("a1", "p1")]
+    dev = hf_rows(saved_dataset, split="dev", columns={"query": "anchor", "positive": "pos"})
+    assert list(dev) == [Row("a1", "p1")]
 
 
 def test_hf_rows_bad_mapping_names_the_columns(saved_dataset):
@@ -108,7 +109,7 @@ def test_hf_rows_hub_id_goes_to_load_dataset(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     rows = hf_rows("org/pairs", split="train", name="en", revision="abc123",
                    columns={"query": "q", "positive": "d", "negatives": "n"})
-    assert rows == [Row("a", "b", ("c", "e"))]
+    assert list(rows) == [Row("a", "b", ("c", "e"))]
     assert calls == [("org/pairs", "en", "train", "abc123")]
 
 
@@ -182,3 +183,158 @@ def test_wordnet_rows_are_deterministic():
         definition_synonym_rows(holdout="gloss")
     with pytest.raises(ValueError, match="unknown word-pair set 'simverb'; valid: wordsim353, simlex999"):
         definition_synonym_rows(exclude_pairs_of=["simverb"])
+
+
+# ---- lazy sources, row validation, mixtures ------------------------------------------------------------------
+def jsonl_file(path, prefix: str, n: int, negatives: int = 1):
+    return write_lines(path, [json.dumps({"query": f"{prefix} q{i}", "positive": f"{prefix} p{i}",
+                                          "negatives": [f"{prefix} n{i}.{j}" for j in range(negatives)]})
+                              for i in range(n)])
+
+
+def test_jsonl_rows_are_read_lazily_by_offset_and_a_changed_file_is_refused(tmp_path):
+    import os
+
+    from embedgrid.data.jsonl import JsonlRows
+
+    path = jsonl_file(tmp_path / "big.jsonl", "a", 50)
+    rows = JsonlRows(path)
+    assert len(rows) == 50 and not hasattr(rows, "_rows")
+    assert rows[37] == Row("a q37", "a p37", ("a n37.0",)) and rows[-1].query == "a q49"
+    assert [r.query for r in rows[3:5]] == ["a q3", "a q4"]
+    assert rows.where(37) == f"{path}:38"
+    with pytest.raises(IndexError):
+        rows[50]
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"query": "q", "positive": "p"}) + "\n")
+    os.utime(path, ns=(1, 1))
+    fresh = JsonlRows(path)  # re-indexed: sees the new line
+    assert len(fresh) == 51
+    with pytest.raises(RuntimeError, match="changed after it was indexed"):
+        rows[0]
+
+
+def test_a_row_without_negatives_is_refused_before_training_naming_file_line_and_fix(tmp_path):
+    from embedgrid.data.jsonl import jsonl_rows
+    from embedgrid.data.rows import require_negatives
+    from embedgrid.train.config import TrainConfig
+    from embedgrid.train.loop import fit
+
+    good = json.dumps({"query": "q", "positive": "p", "negatives": ["n"]})
+    path = write_lines(tmp_path / "train.jsonl", [good, good, "", json.dumps({"query": "q", "positive": "p"}), good])
+    rows = jsonl_rows(str(path))
+    require_negatives(rows, 0)
+    message = (r"train\.jsonl:4: 0 hard negatives, but train\.num_negatives=1 needs 1 on every row; give that row .*"
+               r"'negatives', drop it, or set train\.num_negatives=0")
+    with pytest.raises(ValueError, match=message):
+        require_negatives(rows, 1)
+
+    class Untouchable:  # fit must refuse before it touches the model
+        def parameters(self):
+            raise AssertionError("fit started training")
+
+    with pytest.raises(ValueError, match=message):
+        fit(Untouchable(), rows, TrainConfig(max_steps=2, batch_size=2, num_negatives=1, progress_bar=False),
+            seed=0, checkpoint_dir=tmp_path / "ckpt")
+
+
+def mixture_of(tmp_path, batching="per_source", weights=(1.0, 3.0)):
+    """Sources a (10 rows) and b (30 rows); the files are written once per directory."""
+    from embedgrid.data.mixture import mixture
+
+    paths = {name: tmp_path / f"{name}.jsonl" for name in "ab"}
+    for (name, path), n in zip(paths.items(), (10, 30)):
+        if not path.exists():
+            jsonl_file(path, name, n)
+    return mixture({name: {"kind": "jsonl", "path": str(path), "weight": weight}
+                    for (name, path), weight in zip(paths.items(), weights)}, batching=batching)
+
+
+def test_per_source_batches_come_from_one_source_by_weight_and_cover_each_epoch(tmp_path):
+    mix = mixture_of(tmp_path)
+    assert len(mix) == 40 and mix[12] == Row("b q2", "b p2", ("b n2.0",))
+    batches = [mix.batch(5, step, seed=7) for step in range(400)]
+    sources = [{r.query[0] for r in b} for b in batches]
+    assert all(len(s) == 1 for s in sources)  # every batch from one source
+    share_b = sum(s == {"b"} for s in sources) / len(sources)
+    assert 0.68 < share_b < 0.82  # weight 3:1 -> 0.75 (binomial sd 0.022 at 400 steps)
+    a_stream = [r.query for b in batches if b[0].query[0] == "a" for r in b]
+    for epoch in range(len(a_stream) // 10):  # each epoch of a source is a permutation: no repeats before the end
+        assert sorted(a_stream[10 * epoch:10 * epoch + 10]) == sorted(f"a q{i}" for i in range(10))
+    assert a_stream[:10] != a_stream[10:20]  # a new shuffle every epoch
+
+
+def test_mixed_batches_split_each_batch_by_weight(tmp_path):
+    mix = mixture_of(tmp_path, batching="mixed", weights=(None, None))  # null: proportional to size (10 : 30)
+    batches = [mix.batch(8, step, seed=1) for step in range(200)]
+    assert all(len(b) == 8 for b in batches)
+    share_a = sum(r.query[0] == "a" for b in batches for r in b) / 1600
+    assert 0.21 < share_a < 0.29  # 0.25, binomial sd 0.011
+    assert sum(len({r.query[0] for r in b}) == 2 for b in batches) > 150
+
+
+def test_mixture_batch_order_is_a_pure_function_of_seed_and_step(tmp_path):
+    for batching in ("per_source", "mixed"):
+        straight = mixture_of(tmp_path, batching)
+        expected = [straight.batch(6, step, seed=3) for step in range(2100)]  # crosses two schedule blocks
+        fresh = mixture_of(tmp_path, batching)  # a relaunched process: no memo, random access
+        for step in (2099, 5, 1024, 0, 1500):
+            assert fresh.batch(6, step, seed=3) == expected[step]
+        assert straight.batch(6, 5, seed=4) != expected[5]
+
+
+def test_mixture_errors_name_the_source_and_valid_choices(tmp_path):
+    from embedgrid.data.mixture import mixture
+
+    path = str(jsonl_file(tmp_path / "a.jsonl", "a", 3))
+    with pytest.raises(ValueError, match=r"sources\.x\.kind: unknown 'csv'; valid: jsonl, hf, parquet, wordnet"):
+        mixture({"x": {"kind": "csv", "path": path}})
+    with pytest.raises(ValueError, match=r"sources\.x\.weight must be > 0"):
+        mixture({"x": {"kind": "jsonl", "path": path, "weight": 0}})
+    with pytest.raises(ValueError, match=r"batching: unknown 'round_robin'; valid: per_source, mixed"):
+        mixture({"x": {"kind": "jsonl", "path": path}}, batching="round_robin")
+    with pytest.raises(ValueError, match=r"sources\.x \(jsonl\): .*unexpected keyword argument 'columns'"):
+        mixture({"x": {"kind": "jsonl", "path": path, "columns": {}}})
+
+
+def test_data_mixture_config_of_two_jsonl_files_wordnet_and_parquet(compose, tmp_path):
+    import datasets
+    from hydra.utils import instantiate
+
+    a, b = jsonl_file(tmp_path / "a.jsonl", "a", 10), jsonl_file(tmp_path / "b.jsonl", "b", 20)
+    datasets.Dataset.from_dict({"q": ["c q0", "c q1"], "d": ["c p0", "c p1"], "n": ["c n0", "c n1"]}).to_parquet(
+        str(tmp_path / "c.parquet"))
+    cfg = compose(["data=mixture", "data.loader.sources.wordnet.limit=50",
+                   f"+data.loader.sources.a={{kind: jsonl, path: '{a}', weight: 1}}",
+                   f"+data.loader.sources.b={{kind: jsonl, path: '{b}', weight: 2}}",
+                   f"+data.loader.sources.c={{kind: parquet, path: '{tmp_path / 'c.parquet'}', weight: 0.5, "
+                   "columns: {query: q, positive: d, negatives: [n]}}"])
+    mix = instantiate(cfg.data.loader)
+    assert mix.names == ["wordnet", "a", "b", "c"] and len(mix) == 50 + 10 + 20 + 2
+    assert mix.probabilities.tolist() == pytest.approx([1 / 4.5, 1 / 4.5, 2 / 4.5, 0.5 / 4.5])
+    assert mix[80] == Row("c q0", "c p0", ("c n0",))
+    assert mix.fewest_negatives()[0] == 1
+
+
+def test_ir_data_preset_maps_the_paper_columns_and_reads_a_local_parquet_copy(compose, tmp_path, monkeypatch):
+    import datasets
+    from hydra.utils import instantiate
+
+    cfg = compose(["data=ir_data"])
+    assert (cfg.data.loader.path, cfg.data.loader.split) == ("yixuantt/ir_data", "train")
+    calls = []
+
+    def fake_load_dataset(path, name=None, split=None, revision=None):
+        calls.append(path)
+        return datasets.Dataset.from_dict({"query": ["q"], "positive": ["p"], "negative": ["n"]})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    assert list(instantiate(cfg.data.loader)) == [Row("q", "p", ("n",))] and calls == ["yixuantt/ir_data"]
+    monkeypatch.undo()
+
+    local = tmp_path / "ir_data.parquet"  # the hub set's schema: three string columns
+    datasets.Dataset.from_dict({"query": ["what is a dosa", "define idli"], "positive": ["a crepe", "a cake"],
+                                "negative": ["a drink", None]}).to_parquet(str(local))
+    rows = instantiate(compose(["data=ir_data", f"data.loader.path={local}"]).data.loader)
+    assert list(rows) == [Row("what is a dosa", "a crepe", ("a drink",)), Row("define idli", "a cake")]
+    assert rows.fewest_negatives() == (0, f"{local}[train][1]")

@@ -1,11 +1,13 @@
 """Training rows from a Hugging Face dataset (hub id, ``save_to_disk`` directory, or a local data file)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from embedgrid.data.rows import Row
+from embedgrid.data.rows import FewestNegatives, Row
 
 FIELDS = ("query", "positive", "negatives", "instruction")
+VALIDATE_CHUNK = 1000
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
@@ -25,13 +27,65 @@ def _load(path: str, name: str | None, split: str, revision: str | None):
     return datasets.load_dataset(path, name, split=split, revision=revision)
 
 
+class HfRows(Sequence):
+    """A dataset as a lazy ``Sequence[Row]``: rows are mapped from the (memory-mapped Arrow) dataset on access.
+
+    Every record is validated when the object is built (errors name ``path[split][index]``).
+    """
+
+    def __init__(self, dataset, columns: dict, where: str, instruction: str | None = None):
+        self.dataset, self.columns, self.where_prefix, self.instruction = dataset, columns, where, instruction
+        fewest = FewestNegatives()
+        index = 0
+        for chunk in dataset.iter(batch_size=VALIDATE_CHUNK):
+            for record in (dict(zip(chunk, values)) for values in zip(*chunk.values())):
+                where_row = self.where(index)
+                fewest.add(len(self._row(record, where_row).negatives), where_row)
+                index += 1
+        if not index:
+            raise ValueError(f"{where}: no rows")
+        self._fewest = fewest.as_tuple()
+
+    def where(self, index: int) -> str:
+        return f"{self.where_prefix}[{index}]"
+
+    def _row(self, record: dict, where: str) -> Row:
+        mapped = {}
+        for field, column in self.columns.items():
+            if field == "negatives" and isinstance(column, (list, tuple)):
+                mapped[field] = [record[c] for c in column if record[c] is not None]
+            elif record[column] is not None:
+                mapped[field] = record[column]
+        if self.instruction is not None:
+            mapped.setdefault("instruction", self.instruction)
+        return Row.from_mapping(mapped, where)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def fewest_negatives(self) -> tuple[int, str]:
+        return self._fewest
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        return self._row(self.dataset[index], self.where(index))
+
+
 def hf_rows(path: str, split: str = "train", columns: dict | None = None, name: str | None = None,
-            revision: str | None = None, limit: int | None = None, instruction: str | None = None) -> list[Row]:
+            revision: str | None = None, limit: int | None = None, instruction: str | None = None) -> HfRows:
     """Rows from a dataset; ``columns`` maps row fields to dataset columns, e.g.
     ``{query: anchor, positive: pos, negatives: [neg_1, neg_2]}`` (``negatives``: one list-valued column or
     several string columns). ``instruction`` is a constant instruction for every row without an instruction
-    column. A hub id needs network or a populated HF cache."""
+    column. A hub id needs network or a populated HF cache. Rows are read lazily from the Arrow files
+    ``datasets`` memory-maps, so memory does not grow with the dataset."""
     columns = dict(columns or {"query": "query", "positive": "positive", "negatives": "negatives"})
+    columns = {k: v if isinstance(v, str) else list(v) for k, v in columns.items()}  # ListConfig from Hydra
     unknown = sorted(set(columns) - set(FIELDS))
     if unknown:
         raise ValueError(f"data.loader.columns: unknown fields {unknown}; valid: {', '.join(FIELDS)}")
@@ -43,19 +97,16 @@ def hf_rows(path: str, split: str = "train", columns: dict | None = None, name: 
     missing = [c for c in wanted if c not in dataset.column_names]
     if missing:
         raise ValueError(f"dataset {path} has no columns {missing}; available: {dataset.column_names}")
-    rows = []
-    for index, record in enumerate(dataset):
-        mapped = {}
-        for field, column in columns.items():
-            if field == "negatives" and isinstance(column, (list, tuple)):
-                mapped[field] = [record[c] for c in column if record[c] is not None]
-            elif record[column] is not None:
-                mapped[field] = record[column]
-        if instruction is not None:
-            mapped.setdefault("instruction", instruction)
-        rows.append(Row.from_mapping(mapped, f"{path}[{split}][{index}]"))
-        if limit and len(rows) >= limit:
-            break
-    if not rows:
-        raise ValueError(f"{path}[{split}]: no rows")
-    return rows
+    dataset = dataset.select_columns(list(dict.fromkeys(wanted)))
+    if limit:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    return HfRows(dataset, columns, f"{path}[{split}]", instruction)
+
+
+def parquet_rows(path: str, columns: dict | None = None, limit: int | None = None,
+                 instruction: str | None = None) -> HfRows:
+    """Rows from a local parquet file (through ``datasets``, memory-mapped), with ``hf_rows``' column mapping."""
+    local = Path(path).expanduser()
+    if not local.is_file() or local.suffix != ".parquet":
+        raise FileNotFoundError(f"parquet source: {path} is not a .parquet file")
+    return hf_rows(str(local), columns=columns, limit=limit, instruction=instruction)

@@ -1,4 +1,12 @@
-"""The training row every source produces: a query, its positive, optional hard negatives and instruction."""
+"""The training row every source produces, and the small contract between data sources and the training loop.
+
+A source is a ``Sequence[Row]`` (``len`` and ``source[i]``): a list, or a lazy one that reads rows from disk on
+access (``JsonlRows``, ``HfRows``). The loop never holds more than a batch of rows; the order of rows is
+``train.batches.batch_rows`` (a pure function of (seed, step), so exact resume needs only the step). A source
+may instead define ``batch(batch_size, step, seed) -> list[Row]`` with the same purity (``Mixture``). Sources
+validate every row when they are built and record ``fewest_negatives`` (count, where) so that a row with too
+few hard negatives is refused before the first step, naming its file and line.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,3 +40,41 @@ class Row:
             raise ValueError(f"{where}: unknown fields {sorted(unknown)}; valid: query, positive, negatives, "
                              "instruction")
         return cls(data["query"], data["positive"], tuple(negatives), instruction)
+
+
+class FewestNegatives:
+    """Running minimum of hard negatives per row over a source, with where the first such row is."""
+
+    def __init__(self):
+        self.count: int | None = None
+        self.where: str | None = None
+
+    def add(self, count: int, where: str) -> None:
+        if self.count is None or count < self.count:
+            self.count, self.where = count, where
+
+    def as_tuple(self) -> tuple[int, str] | None:
+        return None if self.count is None else (self.count, self.where)
+
+
+def fewest_negatives(rows) -> tuple[int, str] | None:
+    """(fewest hard negatives of any row, where that row is) for any source; ``None`` when it has no rows."""
+    if hasattr(rows, "fewest_negatives"):
+        return rows.fewest_negatives()
+    fewest = FewestNegatives()
+    for index, row in enumerate(rows):
+        fewest.add(len(row.negatives), f"row {index} ({row.query[:40]!r})")
+    return fewest.as_tuple()
+
+
+def require_negatives(rows, num_negatives: int) -> None:
+    """Refuse a source with a row of fewer than ``num_negatives`` hard negatives, before training starts."""
+    fewest = fewest_negatives(rows)
+    if fewest is None:
+        raise ValueError("no training rows")
+    count, where = fewest
+    if count < num_negatives:
+        raise ValueError(
+            f"{where}: {count} hard negatives, but train.num_negatives={num_negatives} needs {num_negatives} on "
+            f"every row; give that row (and every such row) 'negatives', drop it, or set "
+            f"train.num_negatives={count}")

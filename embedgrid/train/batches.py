@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from functools import lru_cache
 
 from embedgrid.data.rows import Row
@@ -15,8 +16,11 @@ def _epoch_order(size: int, seed: int, epoch: int) -> tuple[int, ...]:
     return tuple(order)
 
 
-def batch_rows(rows: list[Row], batch_size: int, step: int, seed: int) -> list[Row]:
-    """Rows of training step ``step`` (0-based): an infinite stream of per-epoch seeded shuffles."""
+def batch_rows(rows: Sequence[Row], batch_size: int, step: int, seed: int) -> list[Row]:
+    """Rows of training step ``step`` (0-based): an infinite stream of per-epoch seeded shuffles, or the
+    source's own ``batch`` (a mixture's; see embedgrid/data/rows.py for the contract)."""
+    if hasattr(rows, "batch"):
+        return rows.batch(batch_size, step, seed)
     if not rows:
         raise ValueError("no training rows")
     out = []

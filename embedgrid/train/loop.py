@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from embedgrid.celldir import LAST_CHECKPOINT
-from embedgrid.data.rows import Row
+from embedgrid.data.rows import Row, require_negatives
 from embedgrid.errors import NonFiniteLoss, Preempted  # noqa: F401  (re-exported)
 from embedgrid.losses import InfoNCELoss, same_text_mask
 from embedgrid.train.batches import batch_rows, split_micro_batches
@@ -167,6 +167,7 @@ def fit(encoder, rows: list[Row], cfg: TrainConfig, *, seed: int, checkpoint_dir
 
     world = current_world()
     _check_world(cfg, world)
+    require_negatives(rows, cfg.num_negatives)  # a bad row names its file and line now, not mid-training
     logger = logger if (logger is not None and world.is_main) else NullLogger()
     checkpoint_dir = Path(checkpoint_dir)
     loss_fn = InfoNCELoss(cfg.temperature, cfg.symmetric_loss)
