@@ -338,3 +338,83 @@ def test_ir_data_preset_maps_the_paper_columns_and_reads_a_local_parquet_copy(co
     rows = instantiate(compose(["data=ir_data", f"data.loader.path={local}"]).data.loader)
     assert list(rows) == [Row("what is a dosa", "a crepe", ("a drink",)), Row("define idli", "a cake")]
     assert rows.fewest_negatives() == (0, f"{local}[train][1]")
+
+
+MIXTURE_CELL_SCRIPT = """
+import sys, time, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {root!r})
+from hydra import compose, initialize_config_dir
+import embedgrid, embedgrid.schema
+import embedgrid.train.loop as loop
+from embedgrid.cell import run
+
+with initialize_config_dir(config_dir={conf!r}, version_base="1.3"):
+    cfg = compose("config", overrides={overrides!r})
+if sys.argv[2] == "hang":  # block before the step-4 checkpoint (steps 3-4 ran in memory) until killed
+    real_save = loop.save_checkpoint
+
+    def save(directory, encoder, optimizer, scheduler, step, meta):
+        if step == 4:
+            print("HANGING", flush=True)
+            time.sleep(600)
+        return real_save(directory, encoder, optimizer, scheduler, step, meta)
+
+    loop.save_checkpoint = save
+outcome = run(cfg, sys.argv[1])
+import json
+print("TRAIN", json.dumps(json.load(open(sys.argv[1] + "/cell.json"))["train"]), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_mixture_of_two_jsonl_files_and_wordnet_trains_a_cell_and_resumes_exactly_after_sigkill(tmp_path):
+    """The issue's bar: data=mixture (two JSONL files + WordNet, per-source batches) trains a tiny cell; killed
+    with SIGKILL mid-training and launched again it ends with the same weights as an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from tests.conftest import ROOT, TINY
+
+    a, b = jsonl_file(tmp_path / "a.jsonl", "alpha", 12), jsonl_file(tmp_path / "b.jsonl", "beta", 20)
+    overrides = [*TINY, "train.max_steps=6", "train.checkpoint_every=2", "lora.dropout=0.1", "data=mixture",
+                 "data.loader.sources.wordnet.limit=40",
+                 f"+data.loader.sources.a={{kind: jsonl, path: '{a}', weight: 1}}",
+                 f"+data.loader.sources.b={{kind: jsonl, path: '{b}', weight: 1}}"]
+    script = tmp_path / "cell.py"
+    script.write_text(MIXTURE_CELL_SCRIPT.format(root=str(ROOT), conf=str(ROOT / "conf"), overrides=overrides))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(cell, mode):
+        return subprocess.run([sys.executable, str(script), str(cell), mode], env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    straight = run(tmp_path / "straight", "plain")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "killed"), "hang"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "HANGING"
+        assert json.loads((tmp_path / "killed" / "checkpoints" / "last" / "meta.json").read_text())["step"] == 2
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    resumed = run(tmp_path / "killed", "plain")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    train = json.loads(resumed.stdout.split("TRAIN ", 1)[1])
+    assert train["start_step"] == 2 and train["steps"] == 6
+    files = sorted(p.relative_to(tmp_path / "straight") for p in (tmp_path / "straight" / "model").rglob(
+        "*.safetensors"))
+    tensors = 0
+    for name in files:  # the LoRA adapter (and the pooling head's file, empty for mean pooling)
+        x, y = load_file(tmp_path / "straight" / name), load_file(tmp_path / "killed" / name)
+        assert x.keys() == y.keys()
+        tensors += len(x)
+        assert all(float((x[k] - y[k]).abs().max()) <= 1e-6 for k in x), name
+    assert tensors > 0, "the cell saved no weights"
