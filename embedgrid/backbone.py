@@ -40,9 +40,56 @@ def resolve_checkpoint(checkpoint) -> str:
     return instantiate(checkpoint)
 
 
+class AttentionMismatch(RuntimeError):
+    """The backbone computes another attention mode than the one the cell asked for."""
+
+
+PROBE_TOKENS = (0.15, 0.55, 0.95)  # fractions of the vocabulary: the first token, then two different second ones
+
+
+def probe_attention(model, attention: Attention) -> float:
+    """Prove the attention mode on the model as loaded: two 2-token rows share their first token and differ in
+    the second; bidirectional attention must change the first position's state, causal must not.
+
+    Runs on the model's device with its ``attn_implementation`` (sdpa, eager, flash_attention_2, ...). Returns
+    the relative change of the first position's states (max over layers); raises ``AttentionMismatch``.
+    """
+    import torch
+
+    vocab = int(model.config.vocab_size)
+    first, second, other = (min(vocab - 1, int(f * vocab)) for f in PROBE_TOKENS)
+    device = next(model.parameters()).device
+    ids = torch.tensor([[first, second], [first, other]], device=device)
+    mask = torch.ones_like(ids)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            states = hidden_states(model, ids, mask, all_layers=True)[1:]  # every layer's output
+    finally:
+        model.train(was_training)
+    change = max(float((h[0, 0].float() - h[1, 0].float()).abs().max() / h[0, 0].float().abs().max().clamp_min(1e-12))
+                 for h in states)
+    # Causal: the first position sees the same single token in both rows, so its states are equal up to
+    # rounding of the kernel (0 in practice); bidirectional: the second token moves them by O(1).
+    threshold = max(1e-4, 4 * torch.finfo(states[0].dtype).eps)
+    observed = "bidirectional" if change > threshold else "causal"
+    if observed != attention.name:
+        impl = getattr(model.config, "_attn_implementation", None)
+        raise AttentionMismatch(
+            f"attention probe: {type(model).__name__} (attn_implementation={impl}, config.is_causal="
+            f"{getattr(model.config, 'is_causal', None)}) computes {observed} attention, but the cell asked for "
+            f"{attention.name} (changing the second token moved the first token's state by {change:.2e}, "
+            f"threshold {threshold:.1e}). This model or kernel ignores config.is_causal; use "
+            "model.attn_implementation=sdpa or eager, or a model class that honours is_causal")
+    return change
+
+
 def load_backbone(path: str, attention: Attention, *, revision: str | None = None, dtype: str = "float32",
-                  attn_implementation: str = "sdpa", trust_remote_code: bool = False):
-    """Load a decoder as a bare ``AutoModel`` (no LM head) with the requested attention mode."""
+                  attn_implementation: str = "sdpa", trust_remote_code: bool = False, device=None,
+                  probe: bool = True):
+    """Load a decoder as a bare ``AutoModel`` (no LM head) with the requested attention mode, on ``device``
+    (default: where transformers puts it), and prove the mode with :func:`probe_attention`."""
     import torch
     from transformers import AutoConfig, AutoModel
 
@@ -54,7 +101,13 @@ def load_backbone(path: str, attention: Attention, *, revision: str | None = Non
         attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
     )
     if model.config.is_causal != attention.is_causal:  # guard against a transformers change dropping the flag
-        raise RuntimeError(f"{type(model).__name__} ignored is_causal={attention.is_causal}")
+        raise AttentionMismatch(f"{type(model).__name__} ignored is_causal={attention.is_causal}")
+    if device is not None:
+        model = model.to(device)
+    if probe:
+        change = probe_attention(model, attention)
+        log.info("attention probe: %s under %s (first-token change %.2e)", attention.name, attn_implementation,
+                 change)
     return model
 
 

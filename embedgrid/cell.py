@@ -167,7 +167,7 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
         summary["train"] = (cell.read_record() or {}).get("train")
     else:
         log.info("building %s with %s pooling, %s attention", cfg.model.name, cfg.pooling.name, cfg.attention.name)
-        encoder = build_encoder(spec).to(device)
+        encoder = build_encoder(spec, device=device).to(device)  # attention proven on the device
         train = train_config(cfg)
         if train.max_steps > 0:
             rows = instantiate(cfg.data.loader)

@@ -189,13 +189,14 @@ def attach_lora(backbone: nn.Module, spec: EncoderSpec) -> nn.Module:
     return get_peft_model(backbone, config)
 
 
-def build_encoder(spec: EncoderSpec, *, adapter_dir: str | os.PathLike | None = None) -> Encoder:
-    """Backbone with attention set → LoRA (fresh, or loaded from ``adapter_dir``) → pooling head."""
+def build_encoder(spec: EncoderSpec, *, adapter_dir: str | os.PathLike | None = None, device=None) -> Encoder:
+    """Backbone with attention set and proven on ``device`` (backbone.probe_attention) → LoRA (fresh, or loaded
+    from ``adapter_dir``) → pooling head."""
     path = resolve_checkpoint(spec.checkpoint)
     attention = Attention(spec.attention)
     backbone = load_backbone(path, attention, revision=spec.revision, dtype=spec.dtype,
                              attn_implementation=spec.attn_implementation,
-                             trust_remote_code=spec.trust_remote_code)
+                             trust_remote_code=spec.trust_remote_code, device=device)
     tokenizer = load_tokenizer(path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
     pooling = _build_head(spec.pooling, backbone.config, spec.attention)
     if not spec.lora.enabled:
@@ -237,7 +238,7 @@ def load_encoder(directory: str | os.PathLike, device: str | None = None, *, spe
     if spec.lora.enabled and not (adapter / "adapter_model.safetensors").exists():
         raise UntrustedEncoder(f"{adapter} has no adapter_model.safetensors (weights are read from safetensors "
                                "only)")
-    encoder = build_encoder(spec, adapter_dir=adapter if spec.lora.enabled else None)
+    encoder = build_encoder(spec, adapter_dir=adapter if spec.lora.enabled else None, device=device or None)
     encoder.pooling.load_state_dict(load_file(directory / POOLING_FILE))
     encoder.eval()
     if device:

@@ -118,3 +118,73 @@ def test_unknown_attention_names_valid_modes():
 
     with pytest.raises(ValueError, match=r"'bidi'.*valid: causal, bidirectional"):
         EncoderSpec(checkpoint="x", pooling={"_target_": "embedgrid.pooling.MeanPooling"}, attention="bidi")
+
+
+# ---- the probe at load: the mode is proven on the model as loaded, whatever its kernel ----------------------
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_probe_measures_what_the_later_token_does_to_the_first(backbone, arch, impl):
+    from embedgrid.backbone import probe_attention
+
+    assert probe_attention(backbone(arch, impl, "causal"), Attention("causal")) <= 1e-6
+    assert probe_attention(backbone(arch, impl, "bidirectional"), Attention("bidirectional")) > 1e-2
+
+
+@pytest.fixture
+def kernel_ignoring_is_causal():
+    """A custom attention kernel (as a third-party one might be) that always attends causally: registered with
+    transformers' AttentionInterface, it ignores both the mask and the is_causal the config asks for."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    def always_causal(module, query, key, value, attention_mask, **kwargs):
+        kwargs.pop("is_causal", None)
+        return sdpa_attention_forward(module, query, key, value, None, is_causal=True, **kwargs)
+
+    AttentionInterface.register("always_causal", always_causal)
+    yield "always_causal"
+    AttentionInterface._global_mapping.pop("always_causal", None)
+
+
+def test_a_kernel_that_ignores_is_causal_is_refused_at_load(kernel_ignoring_is_causal):
+    from embedgrid.backbone import AttentionMismatch
+
+    path = tiny_checkpoint(arch="qwen2")
+    model = load_backbone(path, Attention("causal"), attn_implementation=kernel_ignoring_is_causal)
+    assert model.config.is_causal is True  # asked causal, computes causal: accepted
+    with pytest.raises(AttentionMismatch, match=r"attn_implementation=always_causal, config\.is_causal=False\) "
+                                                r"computes causal attention, but the cell asked for bidirectional"):
+        load_backbone(path, Attention("bidirectional"), attn_implementation=kernel_ignoring_is_causal)
+
+
+def test_a_model_whose_mask_ignores_the_config_is_refused_at_load(monkeypatch):
+    """A patched model module whose mask builder ignores config.is_causal (the reference code's Qwen2BiModel
+    under eager/SDPA is such a model): the config says one mode, the computation does the other."""
+    import copy
+
+    import transformers.models.qwen2.modeling_qwen2 as modeling_qwen2
+
+    from embedgrid.backbone import AttentionMismatch
+
+    real = modeling_qwen2.create_causal_mask
+
+    def causal_whatever_the_config(config, *args, **kwargs):
+        forced = copy.copy(config)
+        forced.is_causal = True
+        return real(forced, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_qwen2, "create_causal_mask", causal_whatever_the_config)
+    with pytest.raises(AttentionMismatch, match="computes causal attention, but the cell asked for bidirectional"):
+        load_backbone(tiny_checkpoint(arch="qwen2"), Attention("bidirectional"), attn_implementation="eager")
+
+
+def test_build_encoder_probes_on_the_device_and_stops_the_cell(kernel_ignoring_is_causal):
+    from embedgrid.backbone import AttentionMismatch
+    from embedgrid.encoder import build_encoder
+    from embedgrid.spec import EncoderSpec
+
+    spec = EncoderSpec(checkpoint={"_target_": "embedgrid.assets.tiny_checkpoint"},
+                       pooling={"_target_": "embedgrid.pooling.MeanPooling"}, attention="bidirectional",
+                       attn_implementation=kernel_ignoring_is_causal)
+    with pytest.raises(AttentionMismatch, match="asked for bidirectional"):
+        build_encoder(spec, device="cpu")
