@@ -202,7 +202,7 @@ def test_jsonl_rows_are_read_lazily_by_offset_and_a_changed_file_is_refused(tmp_
     assert len(rows) == 50 and not hasattr(rows, "_rows")
     assert rows[37] == Row("a q37", "a p37", ("a n37.0",)) and rows[-1].query == "a q49"
     assert [r.query for r in rows[3:5]] == ["a q3", "a q4"]
-    assert rows.where(37) == f"{path}:38"
+    assert rows.where(37) == f"{path}@byte{sum(len(line) + 1 for line in path.read_text().splitlines()[:37])}"
     with pytest.raises(IndexError):
         rows[50]
     with open(path, "a", encoding="utf-8") as f:
@@ -418,3 +418,17 @@ def test_a_mixture_of_two_jsonl_files_and_wordnet_trains_a_cell_and_resumes_exac
         tensors += len(x)
         assert all(float((x[k] - y[k]).abs().max()) <= 1e-6 for k in x), name
     assert tensors > 0, "the cell saved no weights"
+
+
+def test_epoch_order_is_random_shuffle_in_eight_bytes_a_row():
+    """Pinned: the array shuffle must give exactly random.Random.shuffle's order, so every existing cell's batches
+    (and a resume of one started before) stay the same."""
+    import random
+
+    from embedgrid.train.batches import _epoch_order
+
+    for size, seed, epoch in ((1, 0, 0), (7, 3, 1), (1000, 5, 2), (40_000, 0, 0)):
+        expected = list(range(size))
+        random.Random(seed * 1_000_003 + epoch).shuffle(expected)
+        order = _epoch_order(size, seed, epoch)
+        assert list(order) == expected and order.itemsize == 8

@@ -1,6 +1,6 @@
 """Rows from a JSONL file, read lazily: one pass validates every line and keeps only its byte offset.
 
-Memory is 16 bytes per row (offset and line number), whatever the size of the texts; a row is parsed again,
+Memory is 8 bytes per row (its byte offset), whatever the size of the texts; a row is parsed again,
 by seek, when the training loop asks for it.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ class JsonlRows(Sequence):
             raise FileNotFoundError(f"data.path: {self.path} does not exist")
         stat = self.path.stat()
         self._stamp = (stat.st_size, stat.st_mtime_ns)
-        starts, lines = array("q"), array("q")
+        starts = array("q")
         fewest = FewestNegatives()
         bar = None
         if stat.st_size >= PROGRESS_MIN_BYTES:
@@ -59,7 +59,6 @@ class JsonlRows(Sequence):
                 where = f"{self.path}:{number}"
                 fewest.add(len(_parse(raw, where).negatives), where)
                 starts.append(start)
-                lines.append(number)
                 if limit and len(starts) >= limit:
                     break
         if bar is not None:
@@ -67,7 +66,6 @@ class JsonlRows(Sequence):
         if not starts:
             raise ValueError(f"{self.path}: no rows")
         self._starts = np.frombuffer(starts, dtype=np.int64)
-        self._lines = np.frombuffer(lines, dtype=np.int64)
         self._fewest = fewest.as_tuple()
         self._handle = None
         self._pid = None
@@ -79,7 +77,8 @@ class JsonlRows(Sequence):
         return self._fewest
 
     def where(self, index: int) -> str:
-        return f"{self.path}:{int(self._lines[index])}"
+        """Row ``index`` as ``file@byte`` (line numbers are named at load, when every line is validated)."""
+        return f"{self.path}@byte{int(self._starts[index])}"
 
     def _file(self):
         if self._handle is None or self._pid != os.getpid():  # a forked process gets its own handle
