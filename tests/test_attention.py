@@ -188,3 +188,42 @@ def test_build_encoder_probes_on_the_device_and_stops_the_cell(kernel_ignoring_i
                        attn_implementation=kernel_ignoring_is_causal)
     with pytest.raises(AttentionMismatch, match="asked for bidirectional"):
         build_encoder(spec, device="cpu")
+
+
+# ---- benchmarks/gpu_check: ready to run on a GPU, refuses clearly without one -------------------------------
+def test_gpu_check_refuses_clearly_without_a_gpu():
+    import shutil
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    if shutil.which("nvidia-smi") or torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the refusal path cannot be exercised here")
+    proc = subprocess.run([str(ROOT / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "no NVIDIA GPU here" in proc.stderr
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_end_to_end_on_a_cpu_smoke_model(tmp_path):
+    """The GPU check's whole path (checkpoint, probes, a GradCache bf16-configured training cell, the MFU arithmetic)
+    on a tiny CPU model, so the first GPU run does not fail on plumbing."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "smoke.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert [(p["attn_implementation"], p["mode"], p["outcome"]) for p in result["probes"][:2]] == [
+        ("sdpa", "causal", "ok"), ("sdpa", "bidirectional", "ok")]
+    cell = result["train"]
+    assert cell["timed_steps"] == 2 and cell["tokens_per_s"] > 0
+    # FLOPs per token: 6 N + 12 L d T for the smoke shape (2 layers, hidden 64, FFN 128, 4 heads / 2 KV, T 32)
+    n = 2 * (64 * 64 * 2 + 64 * 32 * 2 + 64 + 32 * 2 + 3 * 64 * 128 + 2 * 64) + 64
+    assert cell["non_embedding_params"] == n
+    assert cell["flops_per_token"] == 6 * n + 12 * 2 * 64 * 32
+    assert cell["mfu"] == pytest.approx(cell["achieved_tflops"] / result["peak_bf16_tflops"])
