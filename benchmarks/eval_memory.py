@@ -4,7 +4,8 @@ A synthetic retrieval task of distinct, real-looking documents (each joins two W
 a cross-reference) is evaluated at two corpus sizes with ``model=tiny`` by both systems, each in a fresh process:
 embedgrid's ``MtebEncoder`` and sentence-transformers (mean pooling, no EOS, unit length: the same vectors, as in
 tests/test_eval.py) through ``mteb.evaluate``. Peak RSS is the kernel's VmHWM watermark, reset once the model and
-the task are built, so it is the evaluation's own peak; the setup RSS is reported beside it.
+the task are built, so it is the evaluation's own peak; the setup RSS is reported beside it. A third, reference system is embedgrid with the cache it had before
+(every text of a task, documents included), to show what bounding it saves.
 
     python benchmarks/eval_memory.py                        # 50k and 200k documents
     python benchmarks/eval_memory.py --sizes 20000 80000    # smaller, on a busy machine
@@ -32,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SYSTEMS = ("embedgrid", "sentence-transformers")
+# embedgrid as it was before issue 15: every text of a task cached, documents included (a reference, not a goal)
+CACHE_ALL = "embedgrid-cache-all"
 QUERIES = 500
 MAX_LENGTH = 64
 
@@ -119,8 +122,13 @@ def worker(system: str, n: int, batch_size: int) -> dict:
 
     torch.set_num_threads(1)
     ours = build_ours("tiny", MAX_LENGTH, "sdpa", append_eos=False)
-    if system == "embedgrid":
-        model = MtebEncoder(ours, "embedgrid/eval-memory", "r0", batch_size=batch_size, show_progress_bar=False)
+    if system in ("embedgrid", CACHE_ALL):
+        if system == CACHE_ALL:
+            import embedgrid.evaluate.model as mteb_model
+
+            mteb_model.UNCACHED_ROLES = ()
+        model = MtebEncoder(ours, "embedgrid/eval-memory", "r0", batch_size=batch_size, show_progress_bar=False,
+                            cache_max_texts=10**12 if system == CACHE_ALL else 50_000)
     else:
         model = build_sentence_transformers(resolve_checkpoint(CHECKPOINTS["tiny"]), ours.dim, MAX_LENGTH, "sdpa")
         model.append(Normalize())
@@ -149,7 +157,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000])
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
+    parser.add_argument("--no-cache-all", action="store_true",
+                        help=f"skip the {CACHE_ALL} reference runs (the pre-issue-15 cache)")
+    parser.add_argument("--worker", choices=(*SYSTEMS, CACHE_ALL), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/eval_memory.json)")
     args = parser.parse_args(argv)
     if args.worker:
@@ -161,8 +171,9 @@ def main(argv=None) -> dict:
     from embedgrid.io import write_json
 
     runs = {}
+    systems = SYSTEMS if args.no_cache_all else (*SYSTEMS, CACHE_ALL)
     for n in args.sizes:
-        for system in SYSTEMS:
+        for system in systems:
             runs[(system, n)] = measure(system, n, args.batch_size)
             print(f"  {system:<22} {n:>8} docs: peak {runs[(system, n)]['peak_rss_mib']:.0f} MiB "
                   f"({runs[(system, n)]['seconds']} s)", flush=True)
@@ -176,7 +187,7 @@ def main(argv=None) -> dict:
     print(f"\n| docs | system | setup RSS MiB | eval peak RSS MiB | seconds | nDCG@10 |")
     print("|---|---|---|---|---|---|")
     for n in args.sizes:
-        for s in SYSTEMS:
+        for s in systems:
             r = runs[(s, n)]
             print(f"| {n:,} | {s} | {r['setup_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} | {r['seconds']} | "
                   f"{r['main_score']:.5f} |")
@@ -185,6 +196,10 @@ def main(argv=None) -> dict:
     print(f"growth {small:,} -> {large:,}: embedgrid {growth[ours]:.0f} MiB, theirs {growth[theirs]:.0f} MiB, "
           f"ratio {growth_ratio:.3f} (goal <= 1.1)")
     print(f"largest main-score difference: {score_diff:.2e}")
+    if CACHE_ALL in systems:
+        old = runs[(CACHE_ALL, large)]["peak_rss_mib"] - runs[(CACHE_ALL, small)]["peak_rss_mib"]
+        growth[CACHE_ALL] = old
+        print(f"reference, the pre-issue-15 cache of every text: growth {old:.0f} MiB")
     result = {
         "benchmark": "eval_memory", "model": "tiny", "max_length": MAX_LENGTH, "batch_size": args.batch_size,
         "queries": QUERIES, "sizes": args.sizes, "runs": list(runs.values()),
