@@ -13,14 +13,16 @@ source's position in its stream is their running sum. Resume therefore needs onl
 """
 from __future__ import annotations
 
+import logging
 import random
 import zlib
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
 from embedgrid.data.rows import Row, fewest_negatives
+
+log = logging.getLogger(__name__)
 
 BATCHING = ("per_source", "mixed")
 BLOCK = 1024  # steps whose source counts are drawn together
@@ -53,9 +55,8 @@ def _parquet(**kwargs):
 SOURCE_KINDS = {"jsonl": _jsonl, "hf": _hf, "parquet": _parquet, "wordnet": _wordnet}
 
 
-@lru_cache(maxsize=16)
-def _permutation(size: int, seed: int, source: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([seed, source, epoch]).permutation(size).astype(np.int64)
+def _rng(*keys: int) -> np.random.Generator:
+    return np.random.default_rng([k % 2**64 for k in keys])  # SeedSequence takes non-negative ints only
 
 
 class Mixture(Sequence):
@@ -81,6 +82,7 @@ class Mixture(Sequence):
         self._offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
         self._keys = [zlib.crc32(n.encode()) for n in self.names]  # a source's stream follows its name
         self._schedules: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._orders: list[dict[tuple[int, int], np.ndarray]] = [{} for _ in self.sources]  # <= 2 epochs each
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
@@ -102,9 +104,18 @@ class Mixture(Sequence):
         return ", ".join(f"{n} ({len(s)} rows, p={p:.3f})" for n, s, p in zip(self.names, self.sources,
                                                                           self.probabilities))
 
+    def _order(self, k: int, seed: int, epoch: int) -> np.ndarray:
+        """Source k's row order in ``epoch``: a seeded permutation, 8 bytes per row, at most two epochs kept."""
+        orders = self._orders[k]
+        if (seed, epoch) not in orders:
+            if len(orders) >= 2:
+                del orders[min(orders, key=lambda key: key[1])]
+            orders[(seed, epoch)] = _rng(seed, self._keys[k], epoch).permutation(len(self.sources[k]))
+        return orders[(seed, epoch)]
+
     def _block(self, batch_size: int, seed: int, block: int) -> np.ndarray:
         """Rows taken from each source at each step of a block: (BLOCK, K) counts summing to batch_size."""
-        rng = np.random.default_rng([seed, block, len(self.sources)])
+        rng = _rng(seed, block, len(self.sources))
         if self.batching == "mixed":
             return rng.multinomial(batch_size, self.probabilities, size=BLOCK).astype(np.int64)
         counts = np.zeros((BLOCK, len(self.sources)), dtype=np.int64)
@@ -128,7 +139,7 @@ class Mixture(Sequence):
         while count:
             epoch, offset = divmod(position, size)
             take = min(count, size - offset)
-            order = _permutation(size, seed, self._keys[k], epoch)
+            order = self._order(k, seed, epoch)
             out.extend(source[int(i)] for i in order[offset:offset + take])
             position, count = position + take, count - take
         return out
@@ -156,4 +167,6 @@ def mixture(sources: dict, batching: str = "per_source") -> Mixture:
             built[name] = SOURCE_KINDS[kind](**spec)
         except TypeError as error:
             raise ValueError(f"data.loader.sources.{name} ({kind}): {error}") from None
-    return Mixture(built, weights, batching)
+    mix = Mixture(built, weights, batching)
+    log.info("data mixture (%s batches): %s", batching, mix.describe())
+    return mix
