@@ -3,9 +3,11 @@
 A synthetic retrieval task of distinct, real-looking documents (each joins two WordNet 3.0 synsets: lemmas, gloss,
 a cross-reference) is evaluated at two corpus sizes with ``model=tiny`` by both systems, each in a fresh process:
 embedgrid's ``MtebEncoder`` and sentence-transformers (mean pooling, no EOS, unit length: the same vectors, as in
-tests/test_eval.py) through ``mteb.evaluate``. Peak RSS is the kernel's VmHWM watermark, reset once the model and
-the task are built, so it is the evaluation's own peak; the setup RSS is reported beside it. A third, reference system is embedgrid with the cache it had before
-(every text of a task, documents included), to show what bounding it saves.
+tests/test_eval.py) through ``mteb.evaluate``. Peak memory is measured once the model and the task are built, so
+it is the evaluation's own peak, in two ways: the kernel's VmHWM watermark (reset then), and the peak of
+anonymous RSS (RssAnon, sampled every 5 ms), which the goals are judged on because it leaves out file-backed
+pages that a shared machine under memory pressure evicts at random. A third, reference system is embedgrid with
+the cache it had before (every text of a task, documents included), to show what bounding it saves.
 
     python benchmarks/eval_memory.py                        # 50k and 200k documents
     python benchmarks/eval_memory.py --sizes 20000 80000    # smaller, on a busy machine
@@ -108,6 +110,34 @@ def vm_rss_mib() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+class AnonPeak:
+    """Peak anonymous RSS (RssAnon), sampled every 5 ms on a thread: unlike VmHWM it leaves out file-backed pages
+    (shared libraries, mapped weights), which a shared machine under memory pressure evicts at random."""
+
+    def __init__(self):
+        import threading
+
+        self.peak, self._stop = status_mib("RssAnon"), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, status_mib("RssAnon"))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, status_mib("RssAnon"))
+
+
+def status_mib(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {key} in /proc/self/status (Linux only)")
+
+
 def worker(system: str, n: int, batch_size: int) -> dict:
     """One measurement in this (fresh) process: build, reset the watermark, evaluate, read it."""
     import gc
@@ -135,12 +165,15 @@ def worker(system: str, n: int, batch_size: int) -> dict:
         del ours
     task = make_task(n)
     gc.collect()
-    setup = vm_rss_mib()
+    setup, setup_anon = vm_rss_mib(), status_mib("RssAnon")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    anon = AnonPeak()
     started = time.perf_counter()
     result = mteb.evaluate(model, task, cache=None, encode_kwargs={"batch_size": batch_size},
                            show_progress_bar=False)
+    peak_anon = anon.stop()
     return {"system": system, "docs": n, "setup_rss_mib": round(setup, 1), "peak_rss_mib": round(vm_hwm_mib(), 1),
+            "setup_anon_mib": round(setup_anon, 1), "peak_anon_mib": round(peak_anon, 1),
             "seconds": round(time.perf_counter() - started, 1),
             "main_score": float(result.task_results[0].get_score())}
 
@@ -179,33 +212,36 @@ def main(argv=None) -> dict:
                   f"({runs[(system, n)]['seconds']} s)", flush=True)
     small, large = args.sizes
     ours, theirs = SYSTEMS
-    growth = {s: runs[(s, large)]["peak_rss_mib"] - runs[(s, small)]["peak_rss_mib"] for s in SYSTEMS}
-    peak_ratio = {n: runs[(ours, n)]["peak_rss_mib"] / runs[(theirs, n)]["peak_rss_mib"] for n in args.sizes}
-    growth_ratio = growth[ours] / growth[theirs] if growth[theirs] > 0 else float("inf")
     score_diff = max(abs(runs[(ours, n)]["main_score"] - runs[(theirs, n)]["main_score"]) for n in args.sizes)
-
-    print(f"\n| docs | system | setup RSS MiB | eval peak RSS MiB | seconds | nDCG@10 |")
-    print("|---|---|---|---|---|---|")
+    print("\n| docs | system | setup RSS MiB | eval peak RSS (VmHWM) MiB | setup anon MiB | eval peak anon MiB | "
+          "seconds | nDCG@10 |")
+    print("|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         for s in systems:
             r = runs[(s, n)]
-            print(f"| {n:,} | {s} | {r['setup_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} | {r['seconds']} | "
-                  f"{r['main_score']:.5f} |")
-    print(f"\npeak ratio embedgrid / theirs: " + ", ".join(f"{n:,}: {peak_ratio[n]:.3f}" for n in args.sizes)
-          + " (goal <= 1.1)")
-    print(f"growth {small:,} -> {large:,}: embedgrid {growth[ours]:.0f} MiB, theirs {growth[theirs]:.0f} MiB, "
-          f"ratio {growth_ratio:.3f} (goal <= 1.1)")
+            print(f"| {n:,} | {s} | {r['setup_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} | {r['setup_anon_mib']:.0f} | "
+                  f"{r['peak_anon_mib']:.0f} | {r['seconds']} | {r['main_score']:.5f} |")
+    metrics = {}
+    for metric, key in (("anon", "peak_anon_mib"), ("vmhwm", "peak_rss_mib")):
+        growth = {s: runs[(s, large)][key] - runs[(s, small)][key] for s in systems}
+        peak_ratio = {n: runs[(ours, n)][key] / runs[(theirs, n)][key] for n in args.sizes}
+        growth_ratio = growth[ours] / growth[theirs] if growth[theirs] > 0 else float("inf")
+        metrics[metric] = {"peak_ratio": {str(n): round(v, 4) for n, v in peak_ratio.items()},
+                           "growth_mib": {k: round(v, 1) for k, v in growth.items()},
+                           "growth_ratio": round(growth_ratio, 4)}
+        print(f"\n{metric}: peak ratio embedgrid / theirs " + ", ".join(f"{n:,}: {peak_ratio[n]:.3f}" for n in
+                                                                       args.sizes) + " (goal <= 1.1); growth "
+              f"{small:,} -> {large:,}: embedgrid {growth[ours]:.0f} MiB, theirs {growth[theirs]:.0f} MiB, ratio "
+              f"{growth_ratio:.3f} (goal <= 1.1)" + (f"; pre-issue-15 cache of every text: {growth[CACHE_ALL]:.0f} "
+                                                      "MiB" if CACHE_ALL in systems else ""))
     print(f"largest main-score difference: {score_diff:.2e}")
-    if CACHE_ALL in systems:
-        old = runs[(CACHE_ALL, large)]["peak_rss_mib"] - runs[(CACHE_ALL, small)]["peak_rss_mib"]
-        growth[CACHE_ALL] = old
-        print(f"reference, the pre-issue-15 cache of every text: growth {old:.0f} MiB")
+    anon = metrics["anon"]
     result = {
         "benchmark": "eval_memory", "model": "tiny", "max_length": MAX_LENGTH, "batch_size": args.batch_size,
-        "queries": QUERIES, "sizes": args.sizes, "runs": list(runs.values()),
-        "peak_ratio": {str(n): round(v, 4) for n, v in peak_ratio.items()}, "growth_mib": growth,
-        "growth_ratio": round(growth_ratio, 4), "max_score_diff": score_diff,
-        "goals_met": all(v <= 1.1 for v in peak_ratio.values()) and growth_ratio <= 1.1 and score_diff < 1e-4,
+        "queries": QUERIES, "sizes": args.sizes, "runs": list(runs.values()), "metrics": metrics,
+        "max_score_diff": score_diff,
+        "goals_met": all(v <= 1.1 for v in anon["peak_ratio"].values()) and anon["growth_ratio"] <= 1.1
+        and score_diff < 1e-4,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
     }
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / "eval_memory.json"
