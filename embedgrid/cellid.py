@@ -28,7 +28,7 @@ PROMPT_KEYS = ("instruction_template", "instruction_join")
 # Descriptive keys inside a group (licence, hub reference): never part of the identity.
 METADATA_KEYS = {("model", "card")}
 # Settings that change how a cell runs, never what it produces.
-RUNTIME_TRAIN_KEYS = ("checkpoint_every", "log_every", "progress_bar")
+RUNTIME_TRAIN_KEYS = ("checkpoint_every", "log_every", "progress_bar", "length_sorted")
 
 
 def identity(cfg) -> dict:
@@ -56,6 +56,10 @@ def identity(cfg) -> dict:
             # a recipe's sequence length is the encoder's: the same cell as model.max_length set to it
             ident["model"] = {**ident["model"], "max_length": train["max_length"]}
         ident["train"] = {k: v for k, v in train.items() if k not in RUNTIME_TRAIN_KEYS and k != "max_length"}
+        if ident["train"].get("bf16") is True:
+            # bf16=true meant "autocast on GPU" until issue 17; now it is bf16 on CPUs too, so a CPU cell trained
+            # under the old meaning (float32) must not be taken for one trained under the new (bf16)
+            ident["train"]["bf16"] = "always"
     head = ident.get("pooling", {}).get("head") if isinstance(ident.get("pooling"), dict) else None
     if isinstance(head, dict):
         ident["pooling"] = {**ident["pooling"], "head": {k: v for k, v in head.items()

@@ -109,7 +109,8 @@ class Encoder(nn.Module):
     # ---- forward ------------------------------------------------------------------------------------------
     def forward(self, input_ids, attention_mask, pool_mask) -> torch.Tensor:
         states = hidden_states(self.backbone, input_ids, attention_mask, all_layers=self.pooling.needs_all_layers)
-        pooled = self.pooling(states, attention_mask, pool_mask)
+        with torch.autocast(device_type=input_ids.device.type, enabled=False):  # the head runs in float32
+            pooled = self.pooling(states, attention_mask, pool_mask)
         return F.normalize(at_least_float32(pooled), dim=-1)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -118,13 +119,16 @@ class Encoder(nn.Module):
 
     @torch.inference_mode()
     def encode(self, texts: list[str], *, batch_size: int = 32, instruction: str | None = None,
-               show_progress_bar: bool = False, desc: str = "encode") -> np.ndarray:
+               show_progress_bar: bool = False, desc: str = "encode", bf16=False) -> np.ndarray:
         """Embed texts in batches of similar token length; returns (n, dim) float32, L2-normalised, in input order.
 
         Texts are tokenized once, a window of ``SORT_WINDOW`` at a time (bounded memory on million-document
         corpora), and sorted by token count within it (longest first, so running out of memory happens on the
-        first batch), which keeps padding, and wasted compute, to a minimum.
+        first batch), which keeps padding, and wasted compute, to a minimum. ``bf16`` (false | true | auto, see
+        embedgrid.precision) runs the backbone under bf16 autocast, its frozen weights cast once per call.
         """
+        from embedgrid.precision import autocast, bf16_active, check_bf16_setting, frozen_weights_in_bf16
+
         texts = list(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
@@ -137,16 +141,10 @@ class Encoder(nn.Module):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(texts), desc=desc, unit="text", leave=False, disable=False)
+        bf16 = bf16_active(check_bf16_setting(bf16, "encode(bf16=...)"), self.device)
         try:
-            for window in range(0, len(texts), SORT_WINDOW):
-                rows, prefix_len = self.token_rows(texts[window:window + SORT_WINDOW], instruction)
-                order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-                for start in range(0, len(order), batch_size):
-                    index = order[start:start + batch_size]
-                    vectors = self.embed(self.collate([rows[i] for i in index], prefix_len))
-                    out[[window + i for i in index]] = vectors.cpu().numpy()
-                    if bar is not None:
-                        bar.update(len(index))
+            with frozen_weights_in_bf16(self.backbone, enabled=bf16), autocast(self.device, bf16):
+                self._encode_windows(texts, out, batch_size, instruction, bar)
         finally:
             self.train(was_training)
             if bar is not None:
@@ -155,6 +153,17 @@ class Encoder(nn.Module):
             log.info("%s: %d of %d texts truncated to max_length=%d", desc, self.truncated - truncated_before,
                      len(texts), self.spec.max_length, extra={"console": False})  # summed per cell on the console
         return out
+
+    def _encode_windows(self, texts: list[str], out: np.ndarray, batch_size: int, instruction, bar) -> None:
+        for window in range(0, len(texts), SORT_WINDOW):
+            rows, prefix_len = self.token_rows(texts[window:window + SORT_WINDOW], instruction)
+            order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+            for start in range(0, len(order), batch_size):
+                index = order[start:start + batch_size]
+                vectors = self.embed(self.collate([rows[i] for i in index], prefix_len))
+                out[[window + i for i in index]] = vectors.float().cpu().numpy()
+                if bar is not None:
+                    bar.update(len(index))
 
     # ---- persistence --------------------------------------------------------------------------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -26,7 +27,10 @@ class TrainConfig:
     grad_cache: bool = False
     grad_cache_chunk: int = 16
     gradient_checkpointing: bool = False
-    bf16: bool = False  # autocast on GPU
+    # false | true | auto (embedgrid.precision): bf16 autocast where the hardware has native bf16 matmuls.
+    # Any, not bool | str: OmegaConf structured configs have no unions; __post_init__ checks the value.
+    bf16: Any = "auto"
+    length_sorted: bool = True  # embed a step's texts in length-sorted chunks (same loss, less padding)
     log_every: int = 1
     progress_bar: bool = True
     max_length: int | None = None
@@ -43,5 +47,8 @@ class TrainConfig:
                              f"{self.accumulation_steps}")
         if self.lr <= 0 or self.temperature <= 0:
             raise ValueError(f"train.lr and train.temperature must be > 0, got {self.lr} and {self.temperature}")
+        from embedgrid.precision import check_bf16_setting
+
+        self.bf16 = check_bf16_setting(self.bf16)
         if self.num_negatives < 0 or self.warmup_steps < 0 or self.weight_decay < 0:
             raise ValueError("train.num_negatives, train.warmup_steps and train.weight_decay must be >= 0")

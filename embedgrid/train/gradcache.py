@@ -7,6 +7,9 @@ transformers 5); the algorithm is ~40 lines:
   3. re-embed each chunk with autograd under its remembered RNG state (same dropout masks) and backprop the
      cached embedding gradient through it.
 The gradient equals the non-cached one; peak activation memory is one chunk's, whatever the batch size.
+With ``length_sorted`` each side's texts are tokenized once and chunked in token-length order (chunks keep
+``chunk_size`` texts, so memory is still bounded by the chunk), and the cached vectors and their gradients are
+kept in input order, so the loss is the unsorted step's.
 """
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
+from embedgrid.precision import frozen_weights_in_bf16
 from embedgrid.train.distributed import World
-from embedgrid.train.step import TextBatch, autocast, contrastive_loss, embed_texts
+from embedgrid.train.step import TextBatch, Tokenized, autocast, contrastive_loss, embed_texts
 
 
 @dataclass
@@ -33,37 +37,61 @@ class RngState:
             torch.cuda.set_rng_state(self.cuda, device)
 
 
-def _chunks(texts: list[str], instructions: list[str | None] | None, size: int):
-    for start in range(0, len(texts), size):
-        yield texts[start:start + size], (instructions[start:start + size] if instructions else None)
+class _Chunks:
+    """One side's chunks: input-order slices of the texts, or length-sorted index chunks of them tokenized once."""
+
+    def __init__(self, encoder, texts: list[str], instructions: list[str | None] | None, size: int, sort: bool):
+        self.tokenized = Tokenized.of(encoder, texts, instructions) if sort else None
+        if sort:
+            order = sorted(range(len(texts)), key=lambda i: len(self.tokenized.rows[i]))
+        else:
+            order = list(range(len(texts)))
+        self.index = [order[start:start + size] for start in range(0, len(texts), size)]
+        self.texts, self.instructions = texts, instructions
+
+    def embed(self, encoder, chunk: int) -> torch.Tensor:
+        index = self.index[chunk]
+        if self.tokenized is not None:
+            return self.tokenized.embed(encoder, index)
+        return embed_texts(encoder, [self.texts[i] for i in index],
+                           [self.instructions[i] for i in index] if self.instructions else None)
+
+    def flat(self) -> torch.Tensor:
+        return torch.tensor([i for chunk in self.index for i in chunk])
 
 
 def grad_cache_step(encoder, loss_fn, batch: TextBatch, world: World, chunk_size: int,
-                    bf16: bool = False) -> torch.Tensor:
+                    bf16: bool = False, length_sorted: bool = False) -> torch.Tensor:
     """Same gradients as ``step.plain_step`` on the same chunks, at the memory of one chunk."""
     if chunk_size < 1:
         raise ValueError(f"train.grad_cache_chunk must be >= 1, got {chunk_size}")
     device = encoder.device
-    parts = [list(_chunks(batch.queries, batch.instructions, chunk_size)), list(_chunks(batch.docs, None, chunk_size))]
+    sides = [_Chunks(encoder, batch.queries, batch.instructions, chunk_size, length_sorted),
+             _Chunks(encoder, batch.docs, None, chunk_size, length_sorted)]
     states: list[list[RngState]] = [[], []]
-    cached: list[list[torch.Tensor]] = [[], []]
-    with torch.no_grad():
-        for side in (0, 1):
-            for texts, instructions in parts[side]:
-                states[side].append(RngState.capture(device))
+    reps = []
+    with frozen_weights_in_bf16(encoder.backbone, enabled=bf16):
+        with torch.no_grad():
+            for side, chunks in enumerate(sides):
+                cached = []
+                for chunk in range(len(chunks.index)):
+                    states[side].append(RngState.capture(device))
+                    with autocast(encoder, bf16):
+                        cached.append(chunks.embed(encoder, chunk))
+                vectors = torch.cat(cached)  # chunk order; back to input order for the loss
+                inverse = torch.empty_like(flat := chunks.flat())
+                inverse[flat] = torch.arange(len(flat))
+                reps.append(vectors[inverse.to(vectors.device)].requires_grad_())
+        queries, docs = reps
+        loss = contrastive_loss(loss_fn, queries, docs, world)
+        loss.backward()
+        after = RngState.capture(device)
+        for side, chunks in enumerate(sides):
+            grads = reps[side].grad[chunks.flat().to(device)].split(chunk_size)
+            for chunk, (state, grad) in enumerate(zip(states[side], grads)):
+                state.restore(device)
                 with autocast(encoder, bf16):
-                    cached[side].append(embed_texts(encoder, texts, instructions))
-    queries = torch.cat(cached[0]).requires_grad_()
-    docs = torch.cat(cached[1]).requires_grad_()
-    loss = contrastive_loss(loss_fn, queries, docs, world)
-    loss.backward()
-    after = RngState.capture(device)
-    for side, reps in ((0, queries), (1, docs)):
-        grads = reps.grad.split(chunk_size)
-        for (texts, instructions), state, grad in zip(parts[side], states[side], grads):
-            state.restore(device)
-            with autocast(encoder, bf16):
-                chunk = embed_texts(encoder, texts, instructions)
-            chunk.backward(grad)
+                    vectors = chunks.embed(encoder, chunk)
+                vectors.backward(grad)
     after.restore(device)  # later RNG use continues as if each chunk had been embedded once
     return loss.detach()

@@ -108,11 +108,14 @@ def step_batches(rows: list[Row], loss_fn, cfg: TrainConfig, step: int, seed: in
 
 
 def _forward_backward(encoder, loss_fn, batch: TextBatch, cfg: TrainConfig, world: World) -> torch.Tensor:
+    from embedgrid.precision import bf16_active
+
+    bf16 = bf16_active(cfg.bf16, encoder.device)
     if cfg.grad_cache:
         from embedgrid.train.gradcache import grad_cache_step
 
-        return grad_cache_step(encoder, loss_fn, batch, world, cfg.grad_cache_chunk, cfg.bf16)
-    return plain_step(encoder, loss_fn, batch, world, cfg.bf16)
+        return grad_cache_step(encoder, loss_fn, batch, world, cfg.grad_cache_chunk, bf16, cfg.length_sorted)
+    return plain_step(encoder, loss_fn, batch, world, bf16, cfg.length_sorted)
 
 
 def train_step(encoder, loss_fn, batch, cfg: TrainConfig, world: World) -> torch.Tensor:
