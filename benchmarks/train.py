@@ -1,4 +1,4 @@
-"""Training throughput against sentence-transformers, and GradCache memory, on CPU.
+"""Training throughput against sentence-transformers, with MFU, and GradCache memory, on CPU.
 
 Throughput: embedgrid's training step (``train.loop.fit``: tokenize, forward, InfoNCE with in-batch + 1 hard
 negative, backward, clip, AdamW, schedule) against ``SentenceTransformerTrainer`` with
@@ -6,10 +6,19 @@ negative, backward, clip, AdamW, schedule) against ``SentenceTransformerTrainer`
 alpha 32, dropout 0.1, all projections), mean pooling, causal attention, the same (query, positive, negative)
 rows, batch size, max length, steps, learning rate and thread count, in one process. Both see the same batches
 in the same order (sentence-transformers reads embedgrid's per-step batches sequentially), because step time
-depends strongly on a batch's longest text. Per-step wall time is the interval between consecutive optimizer
-steps (data loading and tokenization included on both sides); the first step is warm-up and not counted;
-throughput is examples over the summed step times, best of the runs, which alternate the systems and which
-goes first (ABBA). sentence-transformers gets each text with EOS appended so both embed the same token ids.
+depends strongly on a batch's longest text. Per-step time is the interval between consecutive optimizer steps
+on both sides (data loading and tokenization included); the first step is warm-up and not counted; throughput
+is examples over the summed step times. sentence-transformers gets each text with EOS appended so both embed
+the same token ids.
+
+Each side runs at float32 (sentence-transformers' default) and at bf16 (embedgrid ``train.bf16=true`` with its
+length-sorted chunks; sentence-transformers ``bf16=True``, the Trainer's CPU autocast): four systems, whose
+order is reversed on every other run (ABBA). Ratios: each side at its best setting (the faster of its two, per
+run) and embedgrid's best against sentence-transformers' default, within each run.
+
+MFU: model FLOPs of each step (embedgrid/flops.py: 4 N s + 6 R s + 12 L d s^2 over real tokens, frozen base
+weights N, LoRA weights R) per second, over the FLOP/s of a 2048^3 GEMM in the same dtype and thread count
+measured in the same process before and after the runs (benchmarks/peak.py; the better of the two).
 
 Memory: peak RSS of batch 256 with GradCache chunk 16 against batch 16 without GradCache, each in a fresh
 subprocess running the same number of steps. The goal is judged on the peak during training (the kernel's VmHWM
@@ -19,8 +28,8 @@ and the growth above the post-setup RSS are reported too.
     python benchmarks/train.py --model tiny
     python benchmarks/train.py --model smollm2_135m --steps 4
 
-Prints a table, writes benchmarks/results/train_<model>.json. Goals: throughput ratio >= 1.0; memory ratio
-<= 1.5. No GPU here, so no MFU numbers.
+Prints tables, writes benchmarks/results/train_<model>.json. Goals: best-vs-best throughput ratio >= 1.3;
+memory ratio <= 1.5.
 """
 from __future__ import annotations
 
@@ -70,29 +79,38 @@ def build_ours(model: str, max_length: int):
     return build_encoder(spec)
 
 
-def train_config(batch: int, steps: int, grad_cache: bool = False, chunk: int = 16):
+def train_config(batch: int, steps: int, grad_cache: bool = False, chunk: int = 16, bf16=False,
+                 length_sorted: bool = True):
     from embedgrid.train.config import TrainConfig
 
     return TrainConfig(max_steps=steps, batch_size=batch, lr=LR, warmup_steps=1, weight_decay=0.01,
                        max_grad_norm=1.0, temperature=0.05, num_negatives=1, checkpoint_every=10**9,
-                       grad_cache=grad_cache, grad_cache_chunk=chunk, progress_bar=False)
+                       grad_cache=grad_cache, grad_cache_chunk=chunk, progress_bar=False, bf16=bf16,
+                       length_sorted=length_sorted)
 
 
-class StepTimes:
+class StepEnds:
+    """A logger that only notes when each optimizer step ended (fit logs once per step)."""
+
     def __init__(self):
-        self.seconds: list[float] = []
+        self.ends: list[float] = []
 
     def log(self, metrics, step=None):
-        self.seconds.append(metrics["train/seconds_per_step"])
+        self.ends.append(time.perf_counter())
 
 
-def time_ours(model: str, rows, batch: int, steps: int, max_length: int) -> list[float]:
+def intervals(ends: list[float]) -> list[float]:
+    return [b - a for a, b in zip(ends, ends[1:])]
+
+
+def time_ours(model: str, rows, batch: int, steps: int, max_length: int, bf16: bool) -> list[float]:
     from embedgrid.train.loop import fit
 
-    encoder, times = build_ours(model, max_length), StepTimes()
+    encoder, times = build_ours(model, max_length), StepEnds()
     with tempfile.TemporaryDirectory() as tmp:
-        fit(encoder, rows, train_config(batch, steps + 1), seed=0, checkpoint_dir=tmp, logger=times)
-    return times.seconds[1:]
+        fit(encoder, rows, train_config(batch, steps + 1, bf16=bf16, length_sorted=True), seed=0,
+            checkpoint_dir=tmp, logger=times)
+    return intervals(times.ends)
 
 
 def in_order_batches(dataset, batch_size: int, drop_last: bool, **_):
@@ -103,7 +121,8 @@ def in_order_batches(dataset, batch_size: int, drop_last: bool, **_):
     return DefaultBatchSampler(SequentialSampler(dataset), batch_size=batch_size, drop_last=drop_last)
 
 
-def time_sentence_transformers(model: str, rows, batch: int, steps: int, max_length: int) -> list[float]:
+def time_sentence_transformers(model: str, rows, batch: int, steps: int, max_length: int,
+                               bf16: bool) -> list[float]:
     import datasets
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
@@ -146,12 +165,12 @@ def time_sentence_transformers(model: str, rows, batch: int, steps: int, max_len
             output_dir=tmp, per_device_train_batch_size=batch, max_steps=steps + 1, learning_rate=LR,
             warmup_steps=1, lr_scheduler_type="linear", weight_decay=0.01, max_grad_norm=1.0, seed=0,
             save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
-            logging_strategy="no", batch_sampler=in_order_batches)
+            logging_strategy="no", batch_sampler=in_order_batches, bf16=bf16)
         trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=data,
                                              loss=MultipleNegativesRankingLoss(st, scale=20.0),
                                              callbacks=[StepEnds()])
         trainer.train()
-    return [b - a for a, b in zip(ends, ends[1:])]
+    return intervals(ends)
 
 
 def _vm_hwm_mib() -> float:
@@ -198,6 +217,102 @@ def run_probe(args, batch: int, grad_cache: bool) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+SYSTEMS = {  # name: (timer, bf16)
+    "embedgrid": (time_ours, False),
+    "embedgrid_bf16": (time_ours, True),
+    "sentence_transformers": (time_sentence_transformers, False),
+    "sentence_transformers_bf16": (time_sentence_transformers, True),
+}
+OURS, THEIRS = ("embedgrid", "embedgrid_bf16"), ("sentence_transformers", "sentence_transformers_bf16")
+GOAL = 1.3
+
+
+def step_work(model: str, rows, batch: int, steps: int, max_length: int) -> dict:
+    """Real tokens, model FLOPs and padded positions (each side's batching) of the timed steps 1..steps."""
+    from embedgrid.flops import ModelShape
+    from embedgrid.train.batches import batch_rows
+    from embedgrid.train.step import overhead_tokens, sorted_chunks
+
+    encoder = build_ours(model, max_length)
+    shape = ModelShape.of(encoder.backbone)
+    lengths, padded_ours, padded_theirs = [], {False: 0, True: 0}, 0
+    for step in range(1, steps + 1):
+        chunk = batch_rows(rows, batch, step, seed=0)
+        columns = [[r.query for r in chunk], [r.positive for r in chunk], [r.negatives[0] for r in chunk]]
+        ids = [[len(ids) for ids in encoder.token_rows(column)[0]] for column in columns]
+        lengths += [n for column in ids for n in column]
+        padded_theirs += sum(len(column) * max(column) for column in ids)  # one padded batch per column
+        for bf16 in (False, True):
+            for side in (ids[0], ids[1] + ids[2]):  # queries; positives + negatives
+                padded_ours[bf16] += sum(len(c) * max(side[i] for i in c)
+                                         for c in sorted_chunks(side, overhead_tokens(encoder, bf16)))
+    return {"flops": shape.training_flops(lengths), "real_tokens": sum(lengths),
+            "padded_tokens": {"embedgrid": padded_ours[False], "embedgrid_bf16": padded_ours[True],
+                              "sentence_transformers": padded_theirs, "sentence_transformers_bf16": padded_theirs},
+            "shape": asdict(shape)}
+
+
+def measure_peaks(threads: int) -> dict:
+    from benchmarks.peak import peaks
+
+    return peaks(threads)
+
+
+def summarise(args, steps: int, seconds: dict, work: dict, peak: dict) -> dict:
+    import sentence_transformers
+    import torch
+    import transformers
+
+    from embedgrid.precision import cpu_has_native_bf16
+
+    total = {k: [sum(run) for run in v] for k, v in seconds.items()}
+    rate = {k: args.batch_size * steps / min(v) for k, v in total.items()}
+    dtype = {k: "bfloat16" if k.endswith("_bf16") else "float32" for k in SYSTEMS}
+    mfu = {k: work["flops"] / min(total[k]) / peak[dtype[k]] for k in SYSTEMS}
+    # within each run (same load for all four): each side's faster setting, and ours against their default
+    best_vs_best = [min(total[t][r] for t in THEIRS) / min(total[o][r] for o in OURS) for r in range(args.repeats)]
+    best_vs_default = [total["sentence_transformers"][r] / min(total[o][r] for o in OURS)
+                       for r in range(args.repeats)]
+    ratio = max(rate[o] for o in OURS) / max(rate[t] for t in THEIRS)
+    return {
+        "benchmark": "train", "model": args.model, "batch_size": args.batch_size, "timed_steps": steps,
+        "repeats": args.repeats, "max_length": args.max_length, "threads": args.threads, "hard_negatives": 1,
+        "lora": LORA, "cpu_native_bf16": cpu_has_native_bf16(),
+        "seconds_per_step": seconds, "examples_per_s": {k: round(v, 3) for k, v in rate.items()},
+        "model_flops_per_step": work["flops"] / steps, "real_tokens_per_step": work["real_tokens"] / steps,
+        "padded_tokens_per_step": {k: v / steps for k, v in work["padded_tokens"].items()},
+        "model_shape": work["shape"], "gemm_peak_flop_per_s": peak, "mfu": {k: round(v, 4) for k, v in mfu.items()},
+        "ratio_best_vs_best": round(ratio, 3), "ratio_best_vs_best_per_run": [round(r, 3) for r in best_vs_best],
+        "ratio_best_vs_default_per_run": [round(r, 3) for r in best_vs_default],
+        "goal": GOAL, "meets_goal": min(best_vs_best) >= GOAL and ratio >= GOAL,
+        "baseline": f"sentence-transformers {sentence_transformers.__version__} SentenceTransformerTrainer + "
+                    "MultipleNegativesRankingLoss(scale=20), Transformer + Pooling(mean), same LoRA (peft); "
+                    "default (float32) and bf16=True (Trainer CPU autocast)",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "sentence_transformers": sentence_transformers.__version__, "python": platform.python_version()},
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "load_average": os.getloadavg()},
+    }
+
+
+def print_summary(args, steps: int, result: dict) -> None:
+    peak = result["gemm_peak_flop_per_s"]
+    print(f"\ntraining throughput, model={args.model}, batch {args.batch_size} (+1 hard negative), max_length "
+          f"{args.max_length}, {args.threads} thread(s), {steps} steps after 1 warm-up step (the same batches for "
+          f"all), best of {args.repeats} ABBA runs; {result['real_tokens_per_step']:.0f} real tokens and "
+          f"{result['model_flops_per_step'] / 1e9:.2f} GFLOP per step; measured GEMM peak "
+          f"{peak['float32'] / 1e9:.0f} GFLOP/s float32, {peak['bfloat16'] / 1e9:.0f} GFLOP/s bf16")
+    print("| system | s/step (median) | examples/s | padded tokens/step | MFU |\n|---|---|---|---|---|")
+    for name in SYSTEMS:
+        median = min(statistics.median(run) for run in result["seconds_per_step"][name])
+        print(f"| {name} | {median:.3f} | {result['examples_per_s'][name]:.2f} | "
+              f"{result['padded_tokens_per_step'][name]:.0f} | {100 * result['mfu'][name]:.1f} % |")
+    print(f"| **ratio**, best vs best | | **{result['ratio_best_vs_best']:.3f}** (goal >= {GOAL}) | | |")
+    print("best vs best in each run: " + ", ".join(f"{r:.3f}" for r in result["ratio_best_vs_best_per_run"]))
+    print("best vs sentence-transformers default in each run: "
+          + ", ".join(f"{r:.3f}" for r in result["ratio_best_vs_default_per_run"]))
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=list(CHECKPOINTS), default="tiny")
@@ -228,43 +343,17 @@ def main(argv=None) -> dict:
 
     steps = args.steps or (20 if args.model == "tiny" else 4)
     rows = rows_for(args.batch_size * (steps + 1))
-    seconds = {"embedgrid": [], "sentence_transformers": []}
-    timers = {"embedgrid": time_ours, "sentence_transformers": time_sentence_transformers}
+    work = step_work(args.model, rows, args.batch_size, steps, args.max_length)
+    peak = measure_peaks(args.threads)
+    seconds = {name: [] for name in SYSTEMS}
     for repeat in range(args.repeats):
-        # alternate the systems, and which goes first (ABBA), so load drift and warm caches hit both alike
-        for name in (list(timers) if repeat % 2 == 0 else list(reversed(timers))):
-            seconds[name].append(timers[name](args.model, rows, args.batch_size, steps, args.max_length))
-    median = {k: min(statistics.median(run) for run in v) for k, v in seconds.items()}
-    rate = {k: args.batch_size * steps / min(sum(run) for run in v) for k, v in seconds.items()}
-    ratio = rate["embedgrid"] / rate["sentence_transformers"]
-    # each alternating run pairs the two systems on the same batches under the same load: its ratio shows the noise
-    per_run = [sum(theirs) / sum(ours) for ours, theirs in zip(seconds["embedgrid"], seconds["sentence_transformers"])]
-
-    import sentence_transformers
-    import transformers
-
-    result = {
-        "benchmark": "train", "model": args.model, "batch_size": args.batch_size, "timed_steps": steps,
-        "repeats": args.repeats,
-        "max_length": args.max_length, "threads": args.threads, "hard_negatives": 1, "lora": LORA,
-        "seconds_per_step": seconds, "examples_per_s": {k: round(v, 2) for k, v in rate.items()},
-        "throughput_ratio": round(ratio, 3), "throughput_goal": 1.0, "throughput_meets_goal": ratio >= 1.0,
-        "throughput_ratio_per_run": [round(r, 3) for r in per_run],
-        "baseline": f"sentence-transformers {sentence_transformers.__version__} SentenceTransformerTrainer + "
-                    "MultipleNegativesRankingLoss(scale=20), Transformer + Pooling(mean), same LoRA (peft)",
-        "gpu": "none lent: no tokens/s or MFU numbers",
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "sentence_transformers": sentence_transformers.__version__, "python": platform.python_version()},
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
-    }
-    print(f"\ntraining throughput, model={args.model}, batch {args.batch_size} (+1 hard negative), max_length "
-          f"{args.max_length}, {args.threads} thread(s), {steps} steps after 1 warm-up step (the same batches on "
-          f"both sides), best of {args.repeats} alternating runs")
-    print("| system | s/step (median) | examples/s |\n|---|---|---|")
-    for name in ("embedgrid", "sentence_transformers"):
-        print(f"| {name} | {median[name]:.3f} | {rate[name]:.1f} |")
-    print(f"| **ratio** (embedgrid / sentence-transformers) | | **{ratio:.3f}** (goal >= 1.0) |")
-    print("ratio in each alternating run: " + ", ".join(f"{r:.3f}" for r in per_run))
+        # alternate the order of the systems (ABBA), so load drift and warm caches hit all alike
+        for name in (list(SYSTEMS) if repeat % 2 == 0 else list(reversed(SYSTEMS))):
+            timer, bf16 = SYSTEMS[name]
+            seconds[name].append(timer(args.model, rows, args.batch_size, steps, args.max_length, bf16))
+    peak = {k: max(v, measure_peaks(args.threads)[k]) for k, v in peak.items()}
+    result = summarise(args, steps, seconds, work, peak)
+    print_summary(args, steps, result)
 
     if not args.skip_memory:
         big = run_probe(args, args.memory_batch, True)
