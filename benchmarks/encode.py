@@ -5,8 +5,8 @@ batch size, max length, thread count and texts, in one process. sentence-transfo
 EOS token appended (its tokenizer parses it as the special token), so both embed exactly the same token ids;
 an equivalence check confirms the two produce the same vectors (float32) before anything is timed.
 
-Each side runs at float32 (sentence-transformers' default) and at bf16: embedgrid ``encode(bf16=True)`` (autocast,
-pooling float32, frozen weights cast once per call); sentence-transformers with the model loaded in bf16
+Each side runs at float32 (sentence-transformers' default) and at bf16: embedgrid ``encode(bf16=True)`` (backbone
+in pure bf16 for the call, pooling float32); sentence-transformers with the model loaded in bf16
 (``model_kwargs={"dtype": torch.bfloat16}``, its documented reduced-precision path; it has no CPU autocast
 switch in ``encode``). The four systems alternate, the order reversed on every other run (ABBA). MFU: forward
 FLOPs over real tokens (embedgrid/flops.py: 2 N s + 4 L d s^2) per second over a 2048^3 GEMM measured in the

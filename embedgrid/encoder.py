@@ -125,9 +125,10 @@ class Encoder(nn.Module):
         Texts are tokenized once, a window of ``SORT_WINDOW`` at a time (bounded memory on million-document
         corpora), and sorted by token count within it (longest first, so running out of memory happens on the
         first batch), which keeps padding, and wasted compute, to a minimum. ``bf16`` (false | true | auto, see
-        embedgrid.precision) runs the backbone under bf16 autocast, its frozen weights cast once per call.
+        embedgrid.precision) runs the backbone in pure bf16 (its weights cast once per call, restored after), the
+        pooling head in float32.
         """
-        from embedgrid.precision import autocast, bf16_active, check_bf16_setting, frozen_weights_in_bf16
+        from embedgrid.precision import bf16_active, check_bf16_setting, parameters_in_bf16
 
         texts = list(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -143,7 +144,7 @@ class Encoder(nn.Module):
             bar = tqdm(total=len(texts), desc=desc, unit="text", leave=False, disable=False)
         bf16 = bf16_active(check_bf16_setting(bf16, "encode(bf16=...)"), self.device)
         try:
-            with frozen_weights_in_bf16(self.backbone, enabled=bf16), autocast(self.device, bf16):
+            with parameters_in_bf16(self.backbone, enabled=bf16):
                 self._encode_windows(texts, out, batch_size, instruction, bar)
         finally:
             self.train(was_training)

@@ -10,6 +10,10 @@ so a LoRA backbone's frozen base weights are re-cast on every forward (for SmolL
 traffic per call, and a length-sorted step makes several calls). The context casts each frozen Linear weight
 once and swaps it in for its duration; autocast would have cast it to the same bf16 values, so the numbers are
 identical to plain autocast.
+
+Inference (``Encoder.encode(bf16=...)``) runs the backbone in pure bf16 instead (``parameters_in_bf16``: norms,
+residual stream and attention in bf16 too, as a model loaded in bf16 does), which is faster than autocast and,
+with no gradients, loses only precision in the vectors; the pooling head still runs in float32.
 """
 from __future__ import annotations
 
@@ -57,6 +61,22 @@ def autocast(device, enabled: bool):
     import torch
 
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@contextlib.contextmanager
+def parameters_in_bf16(module, enabled: bool = True):
+    """Every float32 parameter of ``module`` is bf16 inside the context (a pure-bf16 forward, as a model loaded in
+    bf16 runs; for inference only), restored exactly on exit."""
+    import torch
+
+    swapped = [(p, p.data) for p in module.parameters() if enabled and p.dtype == torch.float32]
+    for p, original in swapped:
+        p.data = original.to(torch.bfloat16)
+    try:
+        yield
+    finally:
+        for p, original in swapped:
+            p.data = original
 
 
 @contextlib.contextmanager

@@ -98,11 +98,16 @@ def test_bf16_step_is_close_to_float32_and_really_bf16():
     assert float(torch.nn.functional.cosine_similarity(g16, g32, dim=0)) >= 0.97
 
 
-def test_encode_in_bf16_is_close_to_float32():
-    encoder = tiny_encoder("mean")
+@pytest.mark.parametrize("pooling", ["mean", "latent"])
+def test_encode_in_bf16_is_close_to_float32_and_restores_the_weights(pooling):
+    encoder = tiny_encoder(pooling)
     texts = ["a short text", "a somewhat longer text with more words in it", "x"]
+    before = {n: p.detach().clone() for n, p in encoder.named_parameters()}
     fp32, bf16 = encoder.encode(texts), encoder.encode(texts, bf16=True)
-    assert bf16.dtype == fp32.dtype and (abs(bf16 - fp32).max() > 0)
-    assert float((bf16 * fp32).sum(1).min()) >= 0.99  # cosine of unit vectors
+    assert bf16.dtype == fp32.dtype and (abs(bf16 - fp32).max() > 0)  # bf16 really ran
+    assert float((bf16 * fp32).sum(1).min()) >= 0.99  # cosine of unit vectors (bf16: 8-bit mantissa)
+    after = dict(encoder.named_parameters())
+    assert all(torch.equal(before[n], after[n]) and after[n].dtype == torch.float32 for n in before)
+    assert (encoder.encode(texts) == fp32).all()
     with pytest.raises(ValueError, match="encode"):
         encoder.encode(texts, bf16="maybe")
