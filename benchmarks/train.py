@@ -34,6 +34,7 @@ memory ratio <= 1.5.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -351,6 +352,7 @@ def main(argv=None) -> dict:
         for name in (list(SYSTEMS) if repeat % 2 == 0 else list(reversed(SYSTEMS))):
             timer, bf16 = SYSTEMS[name]
             seconds[name].append(timer(args.model, rows, args.batch_size, steps, args.max_length, bf16))
+            gc.collect()  # the previous system's model and optimizer go before the next is built
     peak = {k: max(v, measure_peaks(args.threads)[k]) for k, v in peak.items()}
     result = summarise(args, steps, seconds, work, peak)
     print_summary(args, steps, result)
