@@ -353,6 +353,8 @@ def main(argv=None) -> dict:
             timer, bf16 = SYSTEMS[name]
             seconds[name].append(timer(args.model, rows, args.batch_size, steps, args.max_length, bf16))
             gc.collect()  # the previous system's model and optimizer go before the next is built
+            print(f"run {repeat + 1}: {name} {sum(seconds[name][-1]):.2f} s over {steps} steps "
+                  f"({', '.join(f'{t:.2f}' for t in seconds[name][-1])})", flush=True)
     peak = {k: max(v, measure_peaks(args.threads)[k]) for k, v in peak.items()}
     result = summarise(args, steps, seconds, work, peak)
     print_summary(args, steps, result)
