@@ -13,7 +13,7 @@ def test_bf16_setting_accepts_false_true_auto_and_names_them_otherwise():
 
     assert [check_bf16_setting(v) for v in (False, True, "auto", "AUTO", "true", "false")] == \
         [False, True, "auto", "auto", True, False]
-    assert TrainConfig().bf16 == "auto"
+    assert TrainConfig().bf16 is False
     for bad in ("yes", 1, None, "bf16"):
         with pytest.raises(ValueError, match="valid: false, true, auto"):
             TrainConfig(bf16=bad)
