@@ -28,7 +28,7 @@ class TrainConfig:
     grad_cache_chunk: int = 16
     gradient_checkpointing: bool = False
     # false | true | auto (embedgrid.precision): auto = bf16 autocast where the hardware has native bf16 matmuls.
-    # Default false: measured on this project's AMX CPU, bf16 made tiny and SmolLM2 training steps slower
+    # Default false: on this project's AMX CPU bf16 did not make the length-sorted steps reliably faster
     # (README, Training -> Benchmark). Any, not bool | str: OmegaConf structured configs have no unions.
     bf16: Any = False
     length_sorted: bool = True  # embed a step's texts in length-sorted chunks (same loss, less padding)
