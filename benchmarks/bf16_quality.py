@@ -1,6 +1,6 @@
 """bf16 against float32 training, same steps: the loss curve and the trained encoders' vectors.
 
-Trains the default cell's recipe (conf/train/default.yaml: batch 16, lr 2e-4, pooling lr 1e-3, warmup 2, one hard
+Trains the default cell's recipe as it was before issue 14 (batch 16, lr 2e-4, pooling lr 1e-3, warmup 2, one hard
 negative; mean pooling, causal attention, the cells' LoRA) twice from the same initialisation, float32 and
 ``train.bf16=true``, on the same batches with the same dropout seeds, then embeds held-out WordNet glosses with
 both trained encoders (float32 encode) and reports the per-step loss difference, the cosine between the two
