@@ -142,6 +142,26 @@ def test_cell_names_of_the_committed_report_still_resolve(compose):
             synset_split = [o for o in BEFORE_ISSUE_14 if not o.startswith("~")] + ["data.loader.holdout=synset",
                                                                                      "train.false_negative_mask=false"]
             assert cell_name(compose([*base, *synset_split])) != reported[pooling_attention], design
+            # issue 17: train.bf16 keeps its default false and train.length_sorted is a runtime key, so the names
+            # hold; bf16=auto is another training on a bf16 CPU and names another cell
+            auto = [*base, *BEFORE_ISSUE_14, "train.false_negative_mask=false", "train.bf16=auto"]
+            assert cell_name(compose(auto)) != reported[pooling_attention], design
+
+
+def test_bf16_true_is_renamed_because_its_meaning_on_cpu_changed(compose):
+    """bf16=true meant 'autocast on GPU only' (float32 on CPU); now it is bf16 everywhere, so it hashes anew."""
+    import hashlib
+    import json
+
+    from embedgrid.cellid import config_hash, identity
+
+    cfg = compose(["model=tiny", "train.bf16=true"])
+    old = identity(cfg)
+    old["train"]["bf16"] = True  # the identity as hashed before issue 17
+    old_hash = hashlib.sha256(json.dumps(old, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    assert config_hash(cfg) != old_hash
+    assert len({config_hash(compose(["model=tiny", f"train.bf16={v}"])) for v in ("true", "false", "auto")}) == 3
+    assert config_hash(compose(["model=tiny", "train.length_sorted=false"])) == config_hash(compose(["model=tiny"]))
 
 
 def test_new_switches_rename_a_cell_only_when_they_change_what_it_trains(compose):
