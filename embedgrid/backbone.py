@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from embedgrid.attention import ATTENTION_MODES, Attention  # noqa: F401  (re-exported)
+from embedgrid.errors import AttentionMismatch  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,6 @@ def resolve_checkpoint(checkpoint) -> str:
     from hydra.utils import instantiate
 
     return instantiate(checkpoint)
-
-
-class AttentionMismatch(RuntimeError):
-    """The backbone computes another attention mode than the one the cell asked for."""
 
 
 PROBE_TOKENS = (0.15, 0.55, 0.95)  # fractions of the vocabulary: the first token, then two different second ones

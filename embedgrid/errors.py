@@ -53,10 +53,14 @@ class SweepConflict(ValueError):
     """Two cells of one sweep map to the same cell directory."""
 
 
+class AttentionMismatch(RuntimeError):
+    """The backbone computes another attention mode than the one the cell asked for (the load-time probe)."""
+
+
 class SlurmError(RuntimeError):
     """The local SLURM cluster or its controller failed."""
 
 
-__all__ = ["CellBusy", "CellConflict", "ConfigError", "CorruptCellRecord", "GridFailed", "MissingAsset",
-           "NonFiniteLoss", "Preempted", "RankZeroFailed", "SlurmError", "SweepConflict", "SweepDirUnwritable",
+__all__ = ["AttentionMismatch", "CellBusy", "CellConflict", "ConfigError", "CorruptCellRecord", "GridFailed",
+           "MissingAsset", "NonFiniteLoss", "Preempted", "RankZeroFailed", "SlurmError", "SweepConflict", "SweepDirUnwritable",
            "UntrustedEncoder"]

@@ -1,10 +1,9 @@
 """Training rows from a Hugging Face dataset (hub id, ``save_to_disk`` directory, or a local data file)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-from embedgrid.data.rows import FewestNegatives, Row
+from embedgrid.data.rows import FewestNegatives, IndexedRows, Row
 
 FIELDS = ("query", "positive", "negatives", "instruction")
 VALIDATE_CHUNK = 1000
@@ -27,7 +26,7 @@ def _load(path: str, name: str | None, split: str, revision: str | None):
     return datasets.load_dataset(path, name, split=split, revision=revision)
 
 
-class HfRows(Sequence):
+class HfRows(IndexedRows):
     """A dataset as a lazy ``Sequence[Row]``: rows are mapped from the (memory-mapped Arrow) dataset on access.
 
     Every record is validated when the object is built (errors name ``path[split][index]``).
@@ -66,14 +65,7 @@ class HfRows(Sequence):
     def fewest_negatives(self) -> tuple[int, str]:
         return self._fewest
 
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"row {index} of {len(self)}")
+    def read(self, index: int) -> Row:
         return self._row(self.dataset[index], self.where(index))
 
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import os
 from array import array
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from embedgrid.data.rows import FewestNegatives, Row
+from embedgrid.data.rows import FewestNegatives, IndexedRows, Row
 
 PROGRESS_MIN_BYTES = 64 << 20  # show a progress bar when indexing files larger than this
 
@@ -28,7 +27,7 @@ def _parse(raw: bytes, where: str) -> Row:
     return Row.from_mapping(record, where)
 
 
-class JsonlRows(Sequence):
+class JsonlRows(IndexedRows):
     """A JSONL file of ``{query, positive, negatives?, instruction?}`` as a lazy ``Sequence[Row]``.
 
     Every line is validated when the object is built (an error names ``file:line``); blank lines are skipped.
@@ -88,14 +87,7 @@ class JsonlRows(Sequence):
             raise RuntimeError(f"{self.path} changed after it was indexed; relaunch to index it again")
         return self._handle
 
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"row {index} of {len(self)}")
+    def read(self, index: int) -> Row:
         f = self._file()
         f.seek(int(self._starts[index]))
         return _parse(f.readline(), self.where(index))

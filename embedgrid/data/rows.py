@@ -9,6 +9,7 @@ few hard negatives is refused before the first step, naming its file and line.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -78,3 +79,21 @@ def require_negatives(rows, num_negatives: int) -> None:
             f"{where}: {count} hard negatives, but train.num_negatives={num_negatives} needs {num_negatives} on "
             f"every row; give that row (and every such row) 'negatives', drop it, or set "
             f"train.num_negatives={count}")
+
+
+class IndexedRows(Sequence):
+    """Rows read on demand by index (lazy file-backed sources): slices and negative indices as a list takes them;
+    subclasses give ``__len__`` and ``read(index)`` for an index already in range."""
+
+    def read(self, index: int) -> Row:
+        raise NotImplementedError
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        return self.read(index)
