@@ -10,7 +10,8 @@ import logging
 import warnings
 
 # warnings the libraries raise on every run that say nothing about the user's run
-ROUTINE_WARNINGS = ("is_gradient_checkpointing", "get_sentence_embedding_dimension", "tokenizer_name_or_path")
+ROUTINE_WARNINGS = ("is_gradient_checkpointing", "get_sentence_embedding_dimension", "tokenizer_name_or_path",
+                    "UndefinedMetricWarning")  # sklearn, on mteb's small classification folds
 
 
 class QuietConsole(logging.Filter):
