@@ -103,3 +103,26 @@ def test_wandb_sync_finds_every_offline_run_of_a_sweep_and_calls_wandb_sync(tmp_
                                                              "20260101_000500"]
     assert command[1:4] == ["-m", "wandb", "sync"]
     assert "3 offline run directories, 2 W&B runs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, level, message, extra, shown", [
+    ("embedgrid.cell", "INFO", "training on 10 rows", {}, True),
+    ("embedgrid.evaluate.run", "INFO", "LeeDocumentSTS (STS): cosine_spearman = 0.5", {"console": False}, False),
+    ("mteb.evaluate", "INFO", "Running task LeeDocumentSTS", {}, False),
+    ("mteb.evaluate", "WARNING", "cached result of another revision", {}, True),
+    ("py.warnings", "WARNING", "x.py:1: UndefinedMetricWarning: Recall is ill-defined", {}, False),
+    ("py.warnings", "WARNING", "x.py:1: UserWarning: something the user should see", {}, True),
+])
+def test_quiet_console_filter(name, level, message, extra, shown):
+    import logging
+
+    from embedgrid.console import QuietConsole
+
+    record = logging.LogRecord(name, getattr(logging, level), "x.py", 1, message, None, None)
+    record.__dict__.update(extra)
+    assert QuietConsole().filter(record) is shown
+    QuietConsole.verbose = True
+    try:
+        assert QuietConsole().filter(record) is True
+    finally:
+        QuietConsole.verbose = False
