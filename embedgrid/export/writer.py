@@ -56,11 +56,12 @@ def export_cell(cell_dir: str | os.PathLike, out_dir: str | os.PathLike, *, push
 
 
 def _cell_record(cell_dir: Path) -> dict:
-    from embedgrid.io import read_json
+    """The cell's record (``cell_dir`` is a cell or its ``model/``); empty for a saved encoder outside a cell."""
+    from embedgrid.celldir import CellDir
 
-    for candidate in (cell_dir / "cell.json", cell_dir.parent / "cell.json"):
-        record = read_json(candidate) if candidate.exists() else None
-        if isinstance(record, dict):
+    for cell in (CellDir(cell_dir), CellDir(cell_dir.parent)):
+        record = cell.read_record()
+        if record is not None:
             return record
     return {}
 
