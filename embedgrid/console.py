@@ -7,7 +7,6 @@ the filter off and restores the libraries' own progress bars.
 from __future__ import annotations
 
 import logging
-import warnings
 
 # warnings the libraries raise on every run that say nothing about the user's run
 ROUTINE_WARNINGS = ("is_gradient_checkpointing", "get_sentence_embedding_dimension", "tokenizer_name_or_path",
@@ -39,7 +38,6 @@ def configure(verbose: bool) -> None:
     logging.captureWarnings(True)  # python warnings become log records: in launch.log, filtered on the console
     if verbose:
         return
-    warnings.filterwarnings("default")
     import os
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
