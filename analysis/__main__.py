@@ -17,6 +17,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default="eos_last,causal", help="POOLING,ATTENTION of the baseline design")
     p.add_argument("--compare", default=",".join(DEFAULT_PRESETS), metavar="PRESET[,PRESET]",
                    help=f"comparison presets, comma-separated: paper, {', '.join(PRESETS)}")
+    p.add_argument("--twin", default=None, metavar="KEY=VALUE",
+                   help="compare each design with its twin at KEY=VALUE (preset twins; KEY joins --by), "
+                        "e.g. train.max_steps=0 for trained vs zero-shot")
     p.add_argument("--by", default="", metavar="KEY[,KEY]",
                    help="extra config keys that split designs, comma-separated, e.g. train.lr,grid")
     p.add_argument("--alpha", type=float, default=0.05)
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
         settings = WilcoxonSettings(alpha=args.alpha, alternative=args.alternative, zero_method=args.zero_method,
                                 method=args.method, correction=args.correction,
                                 decimals=None if args.decimals < 0 else args.decimals)
-        config = AnalysisConfig(by=split(args.by), baseline=baseline, presets=split(args.compare),
+        config = AnalysisConfig(by=split(args.by), baseline=baseline, twin=args.twin, presets=split(args.compare),
                                 settings=settings, family=split(args.family),
                                 power_screen=not args.no_power_screen, power=args.power, pooled=not args.no_pooled,
                                 include_unfinished=args.include_unfinished, plots=not args.no_plots,

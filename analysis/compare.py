@@ -13,7 +13,7 @@ import pandas as pd
 
 from analysis import family as families
 from analysis.collect import Problem
-from analysis.designs import PRESETS, Design
+from analysis.designs import PRESETS, Design, PairContext
 from analysis.power import minimum_detectable_effect
 from analysis.seeds import MIN_TASKS, seed_bootstrap
 from analysis.stats import WilcoxonSettings, differences, paired_wilcoxon
@@ -76,13 +76,13 @@ def seed_matrix(tables: dict, design: Design, tasks: list[str]) -> np.ndarray:
     return matrix
 
 
-def distinct_tests(presets: list[str], designs: list[Design], baseline: tuple[str, str], label
+def distinct_tests(presets: list[str], designs: list[Design], context: PairContext, label
                    ) -> tuple[dict, list[Problem]]:
     """{frozenset(pair): [reference, candidate, [presets]]}: the first preset to name a pair sets its direction
     (vs_baseline first, so differences there are always design − baseline)."""
     tests, problems = {}, []
     for preset in sorted(presets, key=lambda p: p != "vs_baseline"):
-        pairs = PRESETS[preset][1](designs, baseline)
+        pairs = PRESETS[preset][1](designs, context)
         skipped = [(a, b) for a, b in pairs if a not in designs or b not in designs]
         if skipped:
             absent = sorted({label(d) for pair in skipped for d in pair if d not in designs})
@@ -102,8 +102,8 @@ def distinct_tests(presets: list[str], designs: list[Design], baseline: tuple[st
 def run_comparisons(means: pd.DataFrame, presets: list[str], baseline: tuple[str, str],
                     settings: WilcoxonSettings = WilcoxonSettings(), family_presets: tuple[str, ...] = (),
                     pooled: bool = True, labels: dict[Design, str] | None = None,
-                    per_seed: pd.DataFrame | None = None, power: float = 0.8, screen: bool = True
-                    ) -> tuple[pd.DataFrame, list[Problem], families.Family]:
+                    per_seed: pd.DataFrame | None = None, power: float = 0.8, screen: bool = True,
+                    twin: tuple[str, str] | None = None) -> tuple[pd.DataFrame, list[Problem], families.Family]:
     """One row per distinct (pair, category [+ all out-of-domain tasks pooled]); Holm once, over the family.
 
     ``per_seed``: imputed per-seed scores (tables.imputed_seed_scores) for the seed-aware test."""
@@ -114,7 +114,7 @@ def run_comparisons(means: pd.DataFrame, presets: list[str], baseline: tuple[str
     categories = ordered_categories(set(means["category"])) if len(means) else []
     by_design = dict(tuple(means.groupby("design", sort=False))) if len(means) else {}
     seeds = seed_tables(per_seed)
-    tests, problems = distinct_tests(presets, designs, baseline, label)
+    tests, problems = distinct_tests(presets, designs, PairContext(tuple(baseline), twin), label)
     rows = []
     for reference, candidate, names in tests.values():
         pair_categories = set(by_design[reference]["category"]) | set(by_design[candidate]["category"])

@@ -50,8 +50,30 @@ def display_order(design: Design) -> tuple:
 Pair = tuple[Design, Design]   # (reference, candidate): differences are candidate − reference
 
 
-def _paper_pairs(numbers: list[tuple[int, int]]) -> Callable[[list[Design], tuple[str, str]], list[Pair]]:
-    def pairs(designs: list[Design], baseline: tuple[str, str]) -> list[Pair]:
+@dataclass(frozen=True)
+class PairContext:
+    """What a preset needs besides the designs: the baseline design and the twin setting (``--twin KEY=VALUE``)."""
+    baseline: tuple[str, str] = DEFAULT_BASELINE
+    twin: tuple[str, str] | None = None
+
+
+def parse_twin(text: str) -> tuple[str, str]:
+    """'train.max_steps=0' → ('train.max_steps', '0'); the value is normalised as collect() writes it (YAML, then
+    str: 'false' → 'False'), so it matches the design's --by value."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise OptionError(f"twin must be KEY=VALUE (e.g. train.max_steps=0), got '{text}'")
+    try:
+        parsed = yaml.safe_load(value.strip())
+    except yaml.YAMLError:
+        parsed = value.strip()
+    return key.strip(), str(parsed)
+
+
+def _paper_pairs(numbers: list[tuple[int, int]]) -> Callable[[list[Design], PairContext], list[Pair]]:
+    def pairs(designs: list[Design], context: PairContext) -> list[Pair]:
         out = []
         for variant in sorted({d.variant for d in designs}):
             by_number = {n: Design(variant[0], p, a, variant[1]) for (p, a), n in PAPER_DESIGNS.items()}
@@ -60,17 +82,36 @@ def _paper_pairs(numbers: list[tuple[int, int]]) -> Callable[[list[Design], tupl
     return pairs
 
 
-def vs_baseline(designs: list[Design], baseline: tuple[str, str]) -> list[Pair]:
+def vs_baseline(designs: list[Design], context: PairContext) -> list[Pair]:
     out = []
     for design in sorted(designs, key=display_order):
-        reference = Design(design.model, baseline[0], baseline[1], design.extra)
+        reference = Design(design.model, context.baseline[0], context.baseline[1], design.extra)
         if design != reference:
             out.append((reference, design))
     return out
 
 
-def all_pairs(designs: list[Design], baseline: tuple[str, str]) -> list[Pair]:
+def all_pairs(designs: list[Design], context: PairContext) -> list[Pair]:
     return [(a, b) for a, b in combinations(sorted(designs, key=display_order), 2) if a.variant == b.variant]
+
+
+def twins(designs: list[Design], context: PairContext) -> list[Pair]:
+    """Each design against its twin: the same design with the twin key at the twin value (a correction, a
+    training setting, zero-shot vs trained); differences are design − twin."""
+    if context.twin is None:
+        raise OptionError("comparison preset 'twins' needs the twin setting: --twin KEY=VALUE "
+                          "(e.g. --twin train.max_steps=0)")
+    key, value = context.twin
+    out = []
+    for design in sorted(designs, key=display_order):
+        extra = dict(design.extra)
+        if key not in extra:
+            raise OptionError(f"twin key '{key}' does not split the designs; add it to --by")
+        if extra[key] != value:
+            reference = Design(design.model, design.pooling, design.attention,
+                               tuple((k, value if k == key else v) for k, v in design.extra))
+            out.append((reference, design))
+    return out
 
 
 # name → (description, pairs(designs, baseline)). Paper presets name designs that may be absent: those pairs are
@@ -83,12 +124,17 @@ PRESETS: dict[str, tuple[str, Callable]] = {
     "attention_trainable": ("attention under trainable pooling: designs 2 vs 4, 3 vs 5",
                             _paper_pairs([(2, 4), (3, 5)])),
     "all_pairs": ("all pairs of designs (within a model)", all_pairs),
+    "twins": ("every design vs its twin at the --twin setting (same model, pooling, attention)", twins),
 }
-DEFAULT_PRESETS = tuple(PRESETS)
+DEFAULT_PRESETS = tuple(p for p in PRESETS if p != "twins")   # twins needs --twin
 PAPER_PRESETS = ("pooling_causal", "pooling_bidirectional", "attention_trainable")
 # The pre-registered Holm family: the paper's own questions (pooling under each attention, attention under
 # trainable pooling), on out-of-domain categories.
 DEFAULT_FAMILY = ("paper",)
+
+
+def describe_preset(name: str, twin: str | None = None) -> str:
+    return PRESETS[name][0].replace("the --twin setting", f"`{twin}`") if twin else PRESETS[name][0]
 
 
 def resolve_presets(names) -> list[str]:

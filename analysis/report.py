@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import ALL_TASKS
-from analysis.designs import PRESETS, Design, display_order
+from analysis.designs import Design, describe_preset, display_order
 from analysis.family import PRIMARY
 from analysis.stats import min_p_value
 from analysis.tables import IN_DOMAIN, MEAN_CATEGORY, MEAN_TASK, MEANS, is_in_domain, wide
@@ -153,7 +153,7 @@ def tests_table(rows: pd.DataFrame, in_family: bool) -> str:
 
 def family_statement(result) -> str:
     cfg, family, settings = result.config, result.family, result.config.settings
-    presets = ", ".join(f"`{p}` ({PRESETS[p][0]})" for p in family.presets) or "none"
+    presets = ", ".join(f"`{p}` ({describe_preset(p, result.config.twin)})" for p in family.presets) or "none"
     text = [f"Pre-registered before any score is read: the per-category tests of {presets} on out-of-domain "
             f"categories form **one** Holm family (`statsmodels multipletests(method='holm')`, α = "
             f"{settings.alpha:g}). Each test appears once in this report, with one adjusted p. Not in the family, "
@@ -289,7 +289,7 @@ def render(result) -> str:
         "### Other tests (uncorrected p; not in the family)",
         "",
         "Each distinct pair and category once; `comparisons` names every preset that asks for it: "
-        + "; ".join(f"`{p}`: {PRESETS[p][0]}" for p in cfg.presets) + ".",
+        + "; ".join(f"`{p}`: {describe_preset(p, cfg.twin)}" for p in cfg.presets) + ".",
         "",
         tests_table(others, in_family=False) if len(others) else "_None._",
     ]

@@ -12,7 +12,8 @@ from analysis import plots
 from analysis.atomic import write_csv, write_text
 from analysis.collect import Collection, Problem, collect
 from analysis.compare import run_comparisons
-from analysis.designs import DEFAULT_BASELINE, DEFAULT_FAMILY, DEFAULT_PRESETS, Design, resolve_presets
+from analysis.designs import (DEFAULT_BASELINE, DEFAULT_FAMILY, DEFAULT_PRESETS, Design, parse_twin,
+                              resolve_presets)
 from analysis.errors import OptionError
 from analysis.family import Family
 from analysis.report import category_text_table, compact, render
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 class AnalysisConfig:
     by: tuple[str, ...] = ()                    # extra config keys that split designs (e.g. "train.lr")
     baseline: tuple[str, str] = DEFAULT_BASELINE
+    twin: str | None = None                     # "KEY=VALUE": the twins preset pairs each design with its twin at
+    #                                             that value (KEY joins `by`; e.g. train.max_steps=0 = zero-shot)
     presets: tuple[str, ...] = DEFAULT_PRESETS
     settings: WilcoxonSettings = field(default_factory=WilcoxonSettings)
     family: tuple[str, ...] = DEFAULT_FAMILY    # presets whose out-of-domain per-category tests form the one
@@ -92,6 +95,10 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
         config.family = (config.family,)
     config.family = tuple(resolve_presets(config.family))
     config.presets = tuple(resolve_presets(tuple(config.presets) + config.family))   # family tests are run
+    twin = parse_twin(config.twin) if config.twin else None
+    if twin:
+        config.by = tuple(config.by) + (() if twin[0] in config.by else (twin[0],))
+        config.presets = tuple(config.presets) + (() if "twins" in config.presets else ("twins",))
     if config.wandb not in (True, False, "auto"):
         raise OptionError(f"wandb must be true, false or 'auto', got {config.wandb!r}")
     if not 0 < config.power < 1:
@@ -109,7 +116,7 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
     per_seed = imputed_seed_scores(scores) if len(scores) else None
     stats, comparison_problems, family = run_comparisons(
         means, list(config.presets), tuple(config.baseline), config.settings, config.family, config.pooled, labels,
-        per_seed=per_seed, power=config.power, screen=config.power_screen)
+        per_seed=per_seed, power=config.power, screen=config.power_screen, twin=twin)
     problems = list(collection.problems) + comparison_problems
     if scored and not any((d.pooling, d.attention) == tuple(config.baseline) for d in scored):
         problems.append(Problem("baseline missing", f"{config.baseline[0]} + {config.baseline[1]}",
