@@ -87,8 +87,11 @@ def main(argv=None) -> int:
         print(f"W&B:    analysis run {result.files['wandb_run']}")
     family = result.family
     significant = int(result.stats["reject_holm"].sum()) if len(result.stats) else 0
+    seed_tested = int(result.stats["p_seed_holm"].notna().sum()) if len(result.stats) else 0
+    seed_significant = int(result.stats["reject_seed_holm"].sum()) if len(result.stats) else 0
     print(f"Holm family ({', '.join(family.presets)}; out-of-domain, per category): {family.size} test(s), "
           f"{significant} significant at alpha={result.config.settings.alpha:g}"
+          + (f"; seed-aware test: {seed_significant} of {seed_tested} significant" if seed_tested else "")
           + (f", {len(family.screened)} screened out (too few tasks)" if family.screen else ""))
     print()
     print(result.category_table())   # last, so a sweep's console ends with it
