@@ -323,3 +323,36 @@ def test_encode_returns_input_order_across_batches_and_sort_windows(encoders, mo
     windowed = encoder.encode(texts, batch_size=2, show_progress_bar=True)
     np.testing.assert_allclose(windowed, one_by_one, atol=1e-5, rtol=0)
     assert encoder.encode([]).shape == (0, encoder.dim)
+
+
+def test_token_budget_batches_keep_the_budget_and_cover_every_text():
+    from embedgrid.encoder import token_budget_batches
+
+    rng = np.random.default_rng(0)
+    lengths = sorted(rng.integers(1, 130, size=500).tolist(), reverse=True)
+    for budget in (1, 64, 1000, 4096):
+        slices = token_budget_batches(lengths, budget)
+        assert [s for s, _ in slices] == [0] + [e for _, e in slices[:-1]] and slices[-1][1] == len(lengths)
+        for start, end in slices:
+            assert end > start
+            # padded size: texts x the longest (the first, sorted longest first); one text may exceed a tiny budget
+            assert (end - start) * lengths[start] <= budget or end - start == 1
+            assert end == len(lengths) or (end - start + 1) * lengths[start] > budget   # as full as allowed
+    assert token_budget_batches([], 100) == []
+
+
+def test_budget_rule_never_exceeds_batch_size_long_texts_and_caps_cpu():
+    from embedgrid.encoder import CPU_BATCH_TOKENS, batch_token_budget
+
+    assert batch_token_budget(None, 32, 512, "cpu") == CPU_BATCH_TOKENS
+    assert batch_token_budget(None, 2, 64, "cpu") == 128            # the user's batch_size bound wins
+    assert batch_token_budget(None, 32, 512, "cuda:0") == 32 * 512
+    assert batch_token_budget(300, 32, 512, "cpu") == 300
+
+
+def test_token_budget_batching_gives_the_vectors_of_one_text_at_a_time(encoders):
+    encoder = encoders("mean", "bidirectional")
+    texts = [LONG, SHORT, MEDIUM, SHORT + " Again.", LONG[:60], MEDIUM[:20]] * 3
+    one_by_one = np.stack([encoder.encode([t])[0] for t in texts])
+    for budget in (1, 40, 10_000):
+        np.testing.assert_allclose(encoder.encode(texts, batch_tokens=budget), one_by_one, atol=1e-5, rtol=0)
