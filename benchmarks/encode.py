@@ -10,8 +10,8 @@ in pure bf16 for the call, pooling float32); sentence-transformers with the mode
 (``model_kwargs={"dtype": torch.bfloat16}``, its documented reduced-precision path; it has no CPU autocast
 switch in ``encode``). sentence-transformers also runs at each batch size of ``--st-batch-sizes`` (its best
 setting is the fastest of them; 32 is its default), embedgrid at ``--batch-size`` with its own token-budget
-batching (``Encoder.encode``: padded tokens per batch capped, 1,024 on CPU). The systems alternate, the order
-reversed on every other run (ABBA). MFU: forward
+batching (``Encoder.encode``: padded tokens per batch capped, on CPU by activation bytes,
+embedgrid.encoder.CPU_BATCH_BYTES). The systems alternate, the order reversed on every other run (ABBA). MFU: forward
 FLOPs over real tokens (embedgrid/flops.py: 2 N s + 4 L d s^2) per second over a 2048^3 GEMM measured in the
 same process and dtype (benchmarks/peak.py).
 
@@ -198,7 +198,8 @@ def main(argv=None) -> dict:
                    "min": min(token_counts), "max": max(token_counts),
                    "truncated_texts": truncated},
         "batch_size": args.batch_size, "max_length": args.max_length, "threads": args.threads,
-        "embedgrid_batch_tokens": batch_token_budget(None, args.batch_size, args.max_length, "cpu"),
+        "embedgrid_batch_tokens": batch_token_budget(None, args.batch_size, args.max_length, "cpu",
+                                                     ours.widest_layer),
         "sentence_transformers_batch_sizes": st_sizes,
         "their_best_system": min(their_systems, key=lambda k: best[k]),
         "attn_implementation": args.attn_implementation, "repeats": repeats,
