@@ -8,8 +8,8 @@ an equivalence check confirms the two produce the same vectors (float32) before 
 Each side runs at float32 (sentence-transformers' default) and at bf16: embedgrid ``encode(bf16=True)`` (backbone
 in pure bf16 for the call, pooling float32); sentence-transformers with the model loaded in bf16
 (``model_kwargs={"dtype": torch.bfloat16}``, its documented reduced-precision path; it has no CPU autocast
-switch in ``encode``). sentence-transformers also runs at each batch size of ``--st-batch-sizes`` (its best
-setting is the fastest of them; 32 is its default), embedgrid at ``--batch-size`` with its own token-budget
+switch in ``encode``). Both sides run at each batch size of ``--batch-sizes`` (each side's best setting is its
+fastest; 32 is sentence-transformers' default), embedgrid with its own token-budget
 batching (``Encoder.encode``: padded tokens per batch capped, on CPU by activation bytes,
 embedgrid.encoder.CPU_BATCH_BYTES). The systems alternate, the order reversed on every other run (ABBA). MFU: forward
 FLOPs over real tokens (embedgrid/flops.py: 2 N s + 4 L d s^2) per second over a 2048^3 GEMM measured in the
@@ -45,7 +45,6 @@ CHECKPOINTS = {
 }
 DEFAULT_TEXTS = {"tiny": 3000, "smollm2_135m": 600}
 DEFAULT_REPEATS = {"tiny": 4, "smollm2_135m": 2}
-OURS = ("embedgrid", "embedgrid_bf16")
 GOAL = 1.3
 
 
@@ -116,8 +115,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--model", choices=list(CHECKPOINTS), default="tiny")
     parser.add_argument("--texts", type=int, help=f"corpus size (default {DEFAULT_TEXTS})")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--st-batch-sizes", default="8,16,32",
-                        help="sentence-transformers batch sizes tried (its best is the fastest; --batch-size too)")
+    parser.add_argument("--batch-sizes", default="16,32,128",
+                        help="batch sizes both sides run at (each side's best is its fastest; --batch-size too)")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, help=f"timed runs per system, alternating (default {DEFAULT_REPEATS})")
@@ -154,17 +153,19 @@ def main(argv=None) -> dict:
                                        convert_to_numpy=False, convert_to_tensor=True,
                                        show_progress_bar=False).float().cpu().numpy())
 
-    systems = {
-        "embedgrid": lambda batch: ours.encode(batch, batch_size=args.batch_size),
-        "embedgrid_bf16": lambda batch: ours.encode(batch, batch_size=args.batch_size, bf16=True),
-    }
-    st_sizes = sorted({args.batch_size, *(int(b) for b in args.st_batch_sizes.split(",") if b.strip())})
-    for size in st_sizes:
+    sizes = sorted({args.batch_size, *(int(b) for b in args.batch_sizes.split(",") if b.strip())})
+    systems = {}
+    for size in sizes:
+        suffix = "" if size == args.batch_size else f"_bs{size}"
+        systems[f"embedgrid{suffix}"] = lambda batch, size=size: ours.encode(batch, batch_size=size)
+        systems[f"embedgrid_bf16{suffix}"] = lambda batch, size=size: ours.encode(batch, batch_size=size, bf16=True)
+    for size in sizes:
         suffix = "" if size == args.batch_size else f"_bs{size}"
         for model, dtype_suffix in ((theirs, ""), (theirs_bf16, "_bf16")):
             systems[f"sentence_transformers{dtype_suffix}{suffix}"] = (
                 lambda batch, model=model, size=size: st_encode(model, [t + eos for t in batch], size))
     their_systems = tuple(name for name in systems if name.startswith("sentence_transformers"))
+    our_systems = tuple(name for name in systems if name.startswith("embedgrid"))
     reference = systems["embedgrid"](texts[:64])
     agreement = {name: float((fn(texts[:64]) * reference).sum(1).min()) for name, fn in systems.items()}
 
@@ -184,10 +185,11 @@ def main(argv=None) -> dict:
     rate = {k: n / s for k, s in best.items()}
     dtype = {k: "bfloat16" if "_bf16" in k else "float32" for k in systems}
     mfu = {k: flops / best[k] / peak[dtype[k]] for k in systems}
-    per_run = [min(seconds[t][r] for t in their_systems) / min(seconds[o][r] for o in OURS) for r in range(repeats)]
-    per_run_default = [seconds["sentence_transformers"][r] / min(seconds[o][r] for o in OURS)
+    per_run = [min(seconds[t][r] for t in their_systems) / min(seconds[o][r] for o in our_systems)
+               for r in range(repeats)]
+    per_run_default = [seconds["sentence_transformers"][r] / min(seconds[o][r] for o in our_systems)
                        for r in range(repeats)]
-    ratio = max(rate[o] for o in OURS) / max(rate[t] for t in their_systems)
+    ratio = max(rate[o] for o in our_systems) / max(rate[t] for t in their_systems)
 
     import sentence_transformers
     import transformers
@@ -198,9 +200,10 @@ def main(argv=None) -> dict:
                    "min": min(token_counts), "max": max(token_counts),
                    "truncated_texts": truncated},
         "batch_size": args.batch_size, "max_length": args.max_length, "threads": args.threads,
-        "embedgrid_batch_tokens": batch_token_budget(None, args.batch_size, args.max_length, "cpu",
-                                                     ours.widest_layer),
-        "sentence_transformers_batch_sizes": st_sizes,
+        "embedgrid_batch_tokens": {size: batch_token_budget(None, size, args.max_length, "cpu", ours.widest_layer)
+                                   for size in sizes},
+        "batch_sizes": sizes,
+        "our_best_system": min(our_systems, key=lambda k: best[k]),
         "their_best_system": min(their_systems, key=lambda k: best[k]),
         "attn_implementation": args.attn_implementation, "repeats": repeats,
         "seconds": seconds, "texts_per_s": {k: round(v, 2) for k, v in rate.items()},
