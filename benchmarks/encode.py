@@ -8,7 +8,10 @@ an equivalence check confirms the two produce the same vectors (float32) before 
 Each side runs at float32 (sentence-transformers' default) and at bf16: embedgrid ``encode(bf16=True)`` (backbone
 in pure bf16 for the call, pooling float32); sentence-transformers with the model loaded in bf16
 (``model_kwargs={"dtype": torch.bfloat16}``, its documented reduced-precision path; it has no CPU autocast
-switch in ``encode``). The four systems alternate, the order reversed on every other run (ABBA). MFU: forward
+switch in ``encode``). Both sides run at each batch size of ``--batch-sizes`` (each side's best setting is its
+fastest; 32 is sentence-transformers' default), embedgrid with its own token-budget
+batching (``Encoder.encode``: padded tokens per batch capped, on CPU by activation bytes,
+embedgrid.encoder.CPU_BATCH_BYTES). The systems alternate, the order reversed on every other run (ABBA). MFU: forward
 FLOPs over real tokens (embedgrid/flops.py: 2 N s + 4 L d s^2) per second over a 2048^3 GEMM measured in the
 same process and dtype (benchmarks/peak.py).
 
@@ -42,7 +45,6 @@ CHECKPOINTS = {
 }
 DEFAULT_TEXTS = {"tiny": 3000, "smollm2_135m": 600}
 DEFAULT_REPEATS = {"tiny": 4, "smollm2_135m": 2}
-OURS, THEIRS = ("embedgrid", "embedgrid_bf16"), ("sentence_transformers", "sentence_transformers_bf16")
 GOAL = 1.3
 
 
@@ -113,6 +115,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--model", choices=list(CHECKPOINTS), default="tiny")
     parser.add_argument("--texts", type=int, help=f"corpus size (default {DEFAULT_TEXTS})")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-sizes", default="16,32,128",
+                        help="batch sizes both sides run at (each side's best is its fastest; --batch-size too)")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, help=f"timed runs per system, alternating (default {DEFAULT_REPEATS})")
@@ -125,6 +129,7 @@ def main(argv=None) -> dict:
 
     from benchmarks.peak import peaks
     from embedgrid.backbone import resolve_checkpoint
+    from embedgrid.encoder import batch_token_budget
     from embedgrid.flops import ModelShape
     from embedgrid.io import write_json
 
@@ -143,17 +148,24 @@ def main(argv=None) -> dict:
         raise SystemExit(f"the two systems disagree (max |diff| {max_diff:.2e}): not the same model, not timed")
     theirs_bf16 = build_sentence_transformers(path, ours.dim, args.max_length, args.attn_implementation, "bfloat16")
 
-    def st_encode(model, batch):
-        return np.asarray(model.encode(batch, batch_size=args.batch_size, normalize_embeddings=True,
+    def st_encode(model, batch, batch_size):
+        return np.asarray(model.encode(batch, batch_size=batch_size, normalize_embeddings=True,
                                        convert_to_numpy=False, convert_to_tensor=True,
                                        show_progress_bar=False).float().cpu().numpy())
 
-    systems = {
-        "embedgrid": lambda batch: ours.encode(batch, batch_size=args.batch_size),
-        "embedgrid_bf16": lambda batch: ours.encode(batch, batch_size=args.batch_size, bf16=True),
-        "sentence_transformers": lambda batch: st_encode(theirs, [t + eos for t in batch]),
-        "sentence_transformers_bf16": lambda batch: st_encode(theirs_bf16, [t + eos for t in batch]),
-    }
+    sizes = sorted({args.batch_size, *(int(b) for b in args.batch_sizes.split(",") if b.strip())})
+    systems = {}
+    for size in sizes:
+        suffix = "" if size == args.batch_size else f"_bs{size}"
+        systems[f"embedgrid{suffix}"] = lambda batch, size=size: ours.encode(batch, batch_size=size)
+        systems[f"embedgrid_bf16{suffix}"] = lambda batch, size=size: ours.encode(batch, batch_size=size, bf16=True)
+    for size in sizes:
+        suffix = "" if size == args.batch_size else f"_bs{size}"
+        for model, dtype_suffix in ((theirs, ""), (theirs_bf16, "_bf16")):
+            systems[f"sentence_transformers{dtype_suffix}{suffix}"] = (
+                lambda batch, model=model, size=size: st_encode(model, [t + eos for t in batch], size))
+    their_systems = tuple(name for name in systems if name.startswith("sentence_transformers"))
+    our_systems = tuple(name for name in systems if name.startswith("embedgrid"))
     reference = systems["embedgrid"](texts[:64])
     agreement = {name: float((fn(texts[:64]) * reference).sum(1).min()) for name, fn in systems.items()}
 
@@ -171,12 +183,13 @@ def main(argv=None) -> dict:
     peak = {k: max(v, peaks(args.threads)[k]) for k, v in peak.items()}
     best = {k: min(v) for k, v in seconds.items()}
     rate = {k: n / s for k, s in best.items()}
-    dtype = {k: "bfloat16" if k.endswith("_bf16") else "float32" for k in systems}
+    dtype = {k: "bfloat16" if "_bf16" in k else "float32" for k in systems}
     mfu = {k: flops / best[k] / peak[dtype[k]] for k in systems}
-    per_run = [min(seconds[t][r] for t in THEIRS) / min(seconds[o][r] for o in OURS) for r in range(repeats)]
-    per_run_default = [seconds["sentence_transformers"][r] / min(seconds[o][r] for o in OURS)
+    per_run = [min(seconds[t][r] for t in their_systems) / min(seconds[o][r] for o in our_systems)
+               for r in range(repeats)]
+    per_run_default = [seconds["sentence_transformers"][r] / min(seconds[o][r] for o in our_systems)
                        for r in range(repeats)]
-    ratio = max(rate[o] for o in OURS) / max(rate[t] for t in THEIRS)
+    ratio = max(rate[o] for o in our_systems) / max(rate[t] for t in their_systems)
 
     import sentence_transformers
     import transformers
@@ -187,6 +200,11 @@ def main(argv=None) -> dict:
                    "min": min(token_counts), "max": max(token_counts),
                    "truncated_texts": truncated},
         "batch_size": args.batch_size, "max_length": args.max_length, "threads": args.threads,
+        "embedgrid_batch_tokens": {size: batch_token_budget(None, size, args.max_length, "cpu", ours.widest_layer)
+                                   for size in sizes},
+        "batch_sizes": sizes,
+        "our_best_system": min(our_systems, key=lambda k: best[k]),
+        "their_best_system": min(their_systems, key=lambda k: best[k]),
         "attn_implementation": args.attn_implementation, "repeats": repeats,
         "seconds": seconds, "texts_per_s": {k: round(v, 2) for k, v in rate.items()},
         "model_flops": flops, "gemm_peak_flop_per_s": peak, "mfu": {k: round(v, 4) for k, v in mfu.items()},

@@ -29,6 +29,48 @@ log = logging.getLogger(__name__)
 SORT_WINDOW = 8192  # texts tokenized and length-sorted together by encode
 
 
+# Activation bytes per encode batch on CPU: tokens x the widest layer (the MLP's) x 4 bytes. Measured with
+# benchmarks/encode.py (1 thread, texts of 3-128 tokens): SmolLM2-135M (MLP 1,536 wide) ran fastest at 512-1,024
+# padded tokens per batch, 1.25-1.4x faster than 32 texts per batch, and slower again at 2,048 (out of cache);
+# the 128-wide tiny model kept gaining up to 4,096. 6 MiB gives 1,024 and 12,288 tokens for the two.
+CPU_BATCH_BYTES = 6 * 2**20
+
+
+def batch_token_budget(batch_tokens: int | None, batch_size: int, max_length: int, device,
+                       width: int = 0) -> int:
+    """Padded tokens per batch: ``batch_tokens`` if set, else never more than ``batch_size`` texts at
+    ``max_length`` (the memory bound a user sets with batch_size), and on CPU at most ``CPU_BATCH_BYTES`` of
+    float32 activations ``width`` wide."""
+    if batch_tokens is not None:
+        return int(batch_tokens)
+    budget = batch_size * max_length
+    if torch.device(device).type == "cpu" and width > 0:
+        budget = min(budget, max(1, CPU_BATCH_BYTES // (4 * width)))
+    return budget
+
+
+def text_token_ids(tokenizer, texts: list[str], limit: int) -> list[list[int]]:
+    """Token ids of each text without special tokens, cut to ``limit``: the ids ``tokenizer(texts,
+    add_special_tokens=False, truncation=True, max_length=limit)`` gives (tested), but through the Rust backend's
+    ``encode_batch_fast``, which skips the character offsets transformers always computes (a third of a small
+    model's encode time). Slow tokenizers, or a backend left with truncation or padding set, take that call."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast") or backend.truncation or backend.padding:
+        return tokenizer(texts, add_special_tokens=False, truncation=True, max_length=limit).input_ids
+    return [encoding.ids[:limit] for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+def token_budget_batches(lengths: list[int], budget: int) -> list[tuple[int, int]]:
+    """(start, end) slices of ``lengths`` (sorted longest first) whose padded size, texts × the slice's longest,
+    stays within ``budget`` tokens; at least one text per slice."""
+    out, start = [], 0
+    while start < len(lengths):
+        end = min(len(lengths), start + max(1, budget // max(lengths[start], 1)))
+        out.append((start, end))
+        start = end
+    return out
+
+
 class Encoder(nn.Module):
     def __init__(self, backbone: nn.Module, pooling: nn.Module, tokenizer, spec: EncoderSpec):
         super().__init__()
@@ -77,8 +119,7 @@ class Encoder(nn.Module):
         if budget < 1:
             raise ValueError(f"instruction of {len(head) + len(tail)} tokens leaves no room for text in "
                              f"max_length={max_len}")
-        # budget + 1 lets the tokenizer stop early on huge texts while still telling us a text was too long
-        bodies = tok(list(texts), add_special_tokens=False, truncation=True, max_length=budget + 1).input_ids
+        bodies = text_token_ids(tok, list(texts), budget + 1)   # budget + 1: still tells a text was too long
         rows = []
         for body in bodies:
             if len(body) > budget:
@@ -113,20 +154,29 @@ class Encoder(nn.Module):
             pooled = self.pooling(states, attention_mask, pool_mask)
         return F.normalize(at_least_float32(pooled), dim=-1)
 
+    @property
+    def widest_layer(self) -> int:
+        """The backbone's widest activation (hidden or MLP width), for the CPU batch budget."""
+        config = getattr(self.backbone, "config", None)
+        return max(int(getattr(config, "hidden_size", 0) or 0), int(getattr(config, "intermediate_size", 0) or 0))
+
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         device = self.device
         return self(**{k: v.to(device) for k, v in batch.items()})
 
     @torch.inference_mode()
     def encode(self, texts: list[str], *, batch_size: int = 32, instruction: str | None = None,
-               show_progress_bar: bool = False, desc: str = "encode", bf16=False) -> np.ndarray:
+               show_progress_bar: bool = False, desc: str = "encode", bf16=False,
+               batch_tokens: int | None = None) -> np.ndarray:
         """Embed texts in batches of similar token length; returns (n, dim) float32, L2-normalised, in input order.
 
         Texts are tokenized once, a window of ``SORT_WINDOW`` at a time (bounded memory on million-document
         corpora), and sorted by token count within it (longest first, so running out of memory happens on the
-        first batch), which keeps padding, and wasted compute, to a minimum. ``bf16`` (false | true | auto, see
-        embedgrid.precision) runs the backbone in pure bf16 (its weights cast once per call, restored after), the
-        pooling head in float32.
+        first batch), which keeps padding, and wasted compute, to a minimum. Batches hold a token budget
+        (``batch_token_budget``: ``batch_tokens``, or ``batch_size`` texts at max_length, capped on CPU), so
+        short texts go in larger batches with no more memory than ``batch_size`` long ones. ``bf16`` (false |
+        true | auto, see embedgrid.precision) runs the backbone in pure bf16 (its weights cast once per call,
+        restored after), the pooling head in float32.
         """
         from embedgrid.precision import bf16_active, check_bf16_setting, parameters_in_bf16
 
@@ -145,7 +195,7 @@ class Encoder(nn.Module):
         bf16 = bf16_active(check_bf16_setting(bf16, "encode(bf16=...)"), self.device)
         try:
             with parameters_in_bf16(self.backbone, enabled=bf16):
-                self._encode_windows(texts, out, batch_size, instruction, bar)
+                self._encode_windows(texts, out, batch_size, instruction, bar, batch_tokens)
         finally:
             self.train(was_training)
             if bar is not None:
@@ -155,12 +205,15 @@ class Encoder(nn.Module):
                      len(texts), self.spec.max_length, extra={"console": False})  # summed per cell on the console
         return out
 
-    def _encode_windows(self, texts: list[str], out: np.ndarray, batch_size: int, instruction, bar) -> None:
+    def _encode_windows(self, texts: list[str], out: np.ndarray, batch_size: int, instruction, bar,
+                        batch_tokens: int | None) -> None:
         for window in range(0, len(texts), SORT_WINDOW):
             rows, prefix_len = self.token_rows(texts[window:window + SORT_WINDOW], instruction)
             order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-            for start in range(0, len(order), batch_size):
-                index = order[start:start + batch_size]
+            budget = batch_token_budget(batch_tokens, batch_size, self.spec.max_length, self.device,
+                                        self.widest_layer)
+            for start, end in token_budget_batches([len(rows[i]) for i in order], budget):
+                index = order[start:end]
                 vectors = self.embed(self.collate([rows[i] for i in index], prefix_len))
                 out[[window + i for i in index]] = vectors.float().cpu().numpy()
                 if bar is not None:

@@ -106,7 +106,7 @@ def test_import_is_light():
     assert out.strip() == "[]", f"`import embedgrid` loaded heavy libraries: {out}"
 
 
-# What the committed report's cells were trained with before h14 (issue 14): the WordNet split by synset id alone
+# What the issue-13 report's cells were trained with before h14 (issue 14): the WordNet split by synset id alone
 # (no holdout / exclude_pairs_of keys) and 12 steps at lr 2e-4. Both changed on purpose -- the old split leaks
 # evaluation text into training and 12 steps barely move the scores -- so every paper-grid cell rehashes.
 BEFORE_ISSUE_14 = ["~data.loader.holdout", "~data.loader.exclude_pairs_of", "train.max_steps=12", "train.lr=2e-4",
@@ -115,19 +115,36 @@ BEFORE_ISSUE_14 = ["~data.loader.holdout", "~data.loader.exclude_pairs_of", "tra
 
 def test_cell_names_of_the_committed_report_still_resolve(compose):
     """Cell names are hashes of the identity config: a change that silently rehashes every cell would make
-    relaunched sweeps redo finished cells. The report in docs/ was produced by real cells.
-
-    Three changes since then legitimately rename cells, so old results are never reused as the new design:
-    the WordNet split by lemma and the longer default training (issue 14, BEFORE_ISSUE_14 restores the old
-    settings), designs 2 and 4 (``last_layer_trainable``) became the paper's Perceiver instead of NV-Embed latent
-    attention, and the false-negative mask (``train.false_negative_mask``, default true) changed every cell's
-    objective. With the old settings and the mask off, designs 1, 3 and 5, whose computation did not change, must
-    keep their names exactly; with today's defaults no cell may."""
+    relaunched sweeps redo finished cells. docs/reports/paper_grid_smollm2 was produced by real cells (the five
+    designs, seeds 0-2, today's defaults): every cell in it must keep its name."""
     import csv
 
     from embedgrid.cellid import cell_name
 
     with open(ROOT / "docs" / "reports" / "paper_grid_smollm2" / "tables.csv") as handle:
+        reported = {(row["pooling"], row["attention"], int(row["seed"])): row["cell"]
+                    for row in csv.DictReader(handle)}
+    by_pooling_attention = {v: k for k, v in DESIGNS.items()}
+    assert {(p, a) for p, a, _ in reported} == set(by_pooling_attention)   # every design has a cell
+    for (pooling, attention, seed), name in sorted(reported.items()):
+        overrides = [f"design={by_pooling_attention[(pooling, attention)]}", "experiment=paper_grid",
+                     "model=smollm2_135m", f"seed={seed}", "threads=1", "logger=none"]
+        assert cell_name(compose(overrides)) == name, (pooling, attention, seed)
+
+
+def test_cell_names_of_the_issue_13_report_resolve_under_its_settings(compose):
+    """The issue-13 report's cells (tests/fixtures/paper_grid_smollm2_issue13_cells.csv) were renamed on purpose by
+    three changes, so old results are never reused as the new design: the WordNet split by lemma and the longer
+    default training (issue 14, BEFORE_ISSUE_14 restores the old settings), designs 2 and 4
+    (``last_layer_trainable``) became the paper's Perceiver instead of NV-Embed latent attention, and the
+    false-negative mask (``train.false_negative_mask``, default true) changed every cell's objective. With the old
+    settings and the mask off, designs 1, 3 and 5, whose computation did not change, must keep their names
+    exactly; with today's defaults no cell may."""
+    import csv
+
+    from embedgrid.cellid import cell_name
+
+    with open(ROOT / "tests" / "fixtures" / "paper_grid_smollm2_issue13_cells.csv") as handle:
         reported = {(row["pooling"], row["attention"]): row["cell"] for row in csv.DictReader(handle)}
     assert len(reported) == len(DESIGNS)
     for design, pooling_attention in DESIGNS.items():

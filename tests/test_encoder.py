@@ -323,3 +323,53 @@ def test_encode_returns_input_order_across_batches_and_sort_windows(encoders, mo
     windowed = encoder.encode(texts, batch_size=2, show_progress_bar=True)
     np.testing.assert_allclose(windowed, one_by_one, atol=1e-5, rtol=0)
     assert encoder.encode([]).shape == (0, encoder.dim)
+
+
+def test_token_budget_batches_keep_the_budget_and_cover_every_text():
+    from embedgrid.encoder import token_budget_batches
+
+    rng = np.random.default_rng(0)
+    lengths = sorted(rng.integers(1, 130, size=500).tolist(), reverse=True)
+    for budget in (1, 64, 1000, 4096):
+        slices = token_budget_batches(lengths, budget)
+        assert [s for s, _ in slices] == [0] + [e for _, e in slices[:-1]] and slices[-1][1] == len(lengths)
+        for start, end in slices:
+            assert end > start
+            # padded size: texts x the longest (the first, sorted longest first); one text may exceed a tiny budget
+            assert (end - start) * lengths[start] <= budget or end - start == 1
+            assert end == len(lengths) or (end - start + 1) * lengths[start] > budget   # as full as allowed
+    assert token_budget_batches([], 100) == []
+
+
+def test_budget_rule_never_exceeds_batch_size_long_texts_and_caps_cpu():
+    from embedgrid.encoder import CPU_BATCH_BYTES, batch_token_budget
+
+    assert batch_token_budget(None, 32, 512, "cpu", width=1536) == CPU_BATCH_BYTES // (4 * 1536) == 1024
+    assert batch_token_budget(None, 32, 128, "cpu", width=128) == 32 * 128     # the batch_size bound wins
+    assert batch_token_budget(None, 2, 64, "cpu", width=1536) == 128
+    assert batch_token_budget(None, 32, 512, "cuda:0", width=4096) == 32 * 512  # GPUs: only the memory bound
+    assert batch_token_budget(300, 32, 512, "cpu", width=1536) == 300
+
+
+def test_token_budget_batching_gives_the_vectors_of_one_text_at_a_time(encoders):
+    encoder = encoders("mean", "bidirectional")
+    texts = [LONG, SHORT, MEDIUM, SHORT + " Again.", LONG[:60], MEDIUM[:20]] * 3
+    one_by_one = np.stack([encoder.encode([t])[0] for t in texts])
+    for budget in (1, 40, 10_000):
+        np.testing.assert_allclose(encoder.encode(texts, batch_tokens=budget), one_by_one, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("limit", [3, 12, 200])
+def test_fast_token_ids_equal_the_tokenizer_call(limit):
+    from embedgrid.assets import smollm2_tokenizer_dir
+    from embedgrid.backbone import load_tokenizer
+    from embedgrid.encoder import text_token_ids
+
+    tok = load_tokenizer(smollm2_tokenizer_dir())
+    texts = [LONG, SHORT, MEDIUM, "", "  spaced   out  ", "<|endoftext|> inside", "naïve café — 東京", LONG * 3]
+    expected = tok(texts, add_special_tokens=False, truncation=True, max_length=limit).input_ids
+    assert tok.backend_tokenizer.truncation is not None      # the reference call above left truncation set
+    assert text_token_ids(tok, texts, limit) == expected     # ... so this took the slow path
+    tok(["reset"], add_special_tokens=False)                  # a plain call clears it, as transformers does
+    assert tok.backend_tokenizer.truncation is None
+    assert text_token_ids(tok, texts, limit) == expected     # the fast path

@@ -37,6 +37,7 @@ class EvalConfig:
     sample_seed: int = 0
     instruction_scope: Any = "query"  # str or {task type: str, default: str}
     batch_size: int = 32
+    batch_tokens: Optional[int] = None  # padded tokens per encode batch; None: Encoder's rule (batch_token_budget)
     progress_bar: bool = True
     instructions: Dict[str, str] = field(default_factory=dict)
 
@@ -44,6 +45,8 @@ class EvalConfig:
         self.instruction_scope = check_scope(self.instruction_scope)
         if self.batch_size < 1:
             raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1")
+        if self.batch_tokens is not None and self.batch_tokens < 1:
+            raise ConfigError(f"eval.batch_tokens={self.batch_tokens} must be >= 1 or null (automatic)")
         if self.max_samples is not None and self.max_samples < 1:
             raise ConfigError(f"eval.max_samples={self.max_samples} must be >= 1 or null (whole task)")
         bad = {k: v for k, v in self.task_samples.items() if v < 1}
