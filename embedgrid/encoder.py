@@ -195,7 +195,9 @@ class Encoder(nn.Module):
         bf16 = bf16_active(check_bf16_setting(bf16, "encode(bf16=...)"), self.device)
         try:
             with parameters_in_bf16(self.backbone, enabled=bf16):
-                self._encode_windows(texts, out, batch_size, instruction, bar, batch_tokens)
+                budget = batch_token_budget(batch_tokens, batch_size, self.spec.max_length, self.device,
+                                            self.widest_layer)
+                self._encode_windows(texts, out, budget, instruction, bar)
         finally:
             self.train(was_training)
             if bar is not None:
@@ -205,13 +207,10 @@ class Encoder(nn.Module):
                      len(texts), self.spec.max_length, extra={"console": False})  # summed per cell on the console
         return out
 
-    def _encode_windows(self, texts: list[str], out: np.ndarray, batch_size: int, instruction, bar,
-                        batch_tokens: int | None) -> None:
+    def _encode_windows(self, texts: list[str], out: np.ndarray, budget: int, instruction, bar) -> None:
         for window in range(0, len(texts), SORT_WINDOW):
             rows, prefix_len = self.token_rows(texts[window:window + SORT_WINDOW], instruction)
             order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-            budget = batch_token_budget(batch_tokens, batch_size, self.spec.max_length, self.device,
-                                        self.widest_layer)
             for start, end in token_budget_batches([len(rows[i]) for i in order], budget):
                 index = order[start:end]
                 vectors = self.embed(self.collate([rows[i] for i in index], prefix_len))
