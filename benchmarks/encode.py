@@ -18,6 +18,11 @@ same process and dtype (benchmarks/peak.py).
     python benchmarks/encode.py --model tiny
     python benchmarks/encode.py --model smollm2_135m
 
+With compile (the default; ``--no-compile`` leaves it out) both sides also run at ``--batch-size`` with the
+backbone through ``torch.compile(dynamic=True)``: embedgrid ``encode(compile=True)``, sentence-transformers by
+hand (it has no such switch), so they count as its compiled reference, not among its own settings. Their first
+call (the warm-up) pays the compilation and is reported apart; the timed runs count graphs compiled during them.
+
 Prints a table and writes benchmarks/results/encode_<model>.json. Goal: best-vs-best ratio (ours / theirs,
 each at its faster setting, within each run) >= 1.3.
 """
@@ -104,6 +109,30 @@ def check_equivalent(ours, theirs, texts: list[str]) -> float:
     return float(np.abs(a - b).max())
 
 
+def compiled_by_hand(model):
+    """sentence-transformers has no compile switch for ``encode``: its backbone's forward through
+    ``torch.compile(dynamic=True)`` and run under freezing (``frozen``), as embedgrid's ``encode(compile=True)``."""
+    import torch
+
+    backbone = model[0].auto_model
+    backbone.forward = torch.compile(backbone.forward, dynamic=True)
+    return model
+
+
+def frozen(fn, *args):
+    """``fn`` under inductor's freezing (weights as constants), as ``Encoder.encode(compile=True)`` runs."""
+    from torch._inductor import config as inductor_config
+
+    with inductor_config.patch(freezing=True):
+        return fn(*args)
+
+
+def compiled_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 def time_once(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -121,6 +150,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, help=f"timed runs per system, alternating (default {DEFAULT_REPEATS})")
     parser.add_argument("--attn-implementation", default="sdpa", choices=["sdpa", "eager"])
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="leave out the torch.compile systems (both sides, at --batch-size)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/encode_<model>.json)")
     args = parser.parse_args(argv)
 
@@ -164,8 +195,25 @@ def main(argv=None) -> dict:
         for model, dtype_suffix in ((theirs, ""), (theirs_bf16, "_bf16")):
             systems[f"sentence_transformers{dtype_suffix}{suffix}"] = (
                 lambda batch, model=model, size=size: st_encode(model, [t + eos for t in batch], size))
-    their_systems = tuple(name for name in systems if name.startswith("sentence_transformers"))
+    if args.compile:  # at --batch-size only: one dynamic-shape graph per dtype serves every batch
+        size = args.batch_size
+        systems["embedgrid_compiled"] = lambda batch: ours.encode(batch, batch_size=size, compile=True)
+        systems["embedgrid_bf16_compiled"] = lambda batch: ours.encode(batch, batch_size=size, bf16=True,
+                                                                      compile=True)
+        for dtype_suffix, dtype in (("", "float32"), ("_bf16", "bfloat16")):
+            model = compiled_by_hand(build_sentence_transformers(path, ours.dim, args.max_length,
+                                                                 args.attn_implementation, dtype))
+            systems[f"sentence_transformers{dtype_suffix}_compiled"] = (
+                lambda batch, model=model: frozen(st_encode, model, [t + eos for t in batch], size))
+    # sentence-transformers' own settings (dtype, batch size); compiled by hand is reported beside, not in its best
+    their_systems = tuple(name for name in systems
+                          if name.startswith("sentence_transformers") and not name.endswith("_compiled"))
+    their_compiled = tuple(name for name in systems
+                           if name.startswith("sentence_transformers") and name.endswith("_compiled"))
     our_systems = tuple(name for name in systems if name.startswith("embedgrid"))
+    warmup = {}
+    for name, fn in systems.items():  # warm-up (kernels, allocator, tokenizer caches; compiled: compilation)
+        warmup[name] = time_once(lambda: fn(texts[:4 * args.batch_size]))
     reference = systems["embedgrid"](texts[:64])
     agreement = {name: float((fn(texts[:64]) * reference).sum(1).min()) for name, fn in systems.items()}
 
@@ -174,8 +222,7 @@ def main(argv=None) -> dict:
     truncated = ours.truncated
     flops = ModelShape.of(ours.backbone).forward_flops(token_counts)
     peak = peaks(args.threads)
-    for fn in systems.values():  # warm-up (kernels, allocator, tokenizer caches)
-        fn(texts[:args.batch_size])
+    graphs_before = compiled_graphs()
     seconds = {name: [] for name in systems}
     for repeat in range(repeats):  # ABBA: the order reversed every other run, so drift hits all alike
         for name in (list(systems) if repeat % 2 == 0 else list(reversed(systems))):
@@ -190,6 +237,12 @@ def main(argv=None) -> dict:
     per_run_default = [seconds["sentence_transformers"][r] / min(seconds[o][r] for o in our_systems)
                        for r in range(repeats)]
     ratio = max(rate[o] for o in our_systems) / max(rate[t] for t in their_systems)
+    recompiles = compiled_graphs() - graphs_before
+    per_run_compiled = [min(seconds[t][r] for t in their_compiled) / min(seconds[o][r] for o in our_systems)
+                        for r in range(repeats)] if their_compiled else []
+    eager_ours = [o for o in our_systems if not o.endswith("_compiled")]
+    per_run_eager = [min(seconds[t][r] for t in their_systems) / min(seconds[o][r] for o in eager_ours)
+                     for r in range(repeats)]
 
     import sentence_transformers
     import transformers
@@ -210,6 +263,10 @@ def main(argv=None) -> dict:
         "model_flops": flops, "gemm_peak_flop_per_s": peak, "mfu": {k: round(v, 4) for k, v in mfu.items()},
         "ratio_best_vs_best": round(ratio, 3), "ratio_best_vs_best_per_run": [round(r, 3) for r in per_run],
         "ratio_best_vs_default_per_run": [round(r, 3) for r in per_run_default],
+        "ratio_eager_best_vs_best_per_run": [round(r, 3) for r in per_run_eager],
+        "ratio_best_vs_their_compiled_by_hand_per_run": [round(r, 3) for r in per_run_compiled],
+        "warmup_seconds": {k: round(v, 2) for k, v in warmup.items()},
+        "graphs_compiled_during_timing": recompiles,
         "goal": GOAL, "meets_goal": min(per_run) >= GOAL and ratio >= GOAL,
         "equivalence_max_abs_diff": max_diff, "min_cosine_to_embedgrid_float32": agreement,
         "baseline": f"sentence-transformers {sentence_transformers.__version__}: models.Transformer(checkpoint) + "
@@ -229,6 +286,13 @@ def main(argv=None) -> dict:
     print(f"| **ratio**, best vs best | | **{ratio:.3f}** (goal >= {GOAL}) | | |")
     print("best vs best in each run: " + ", ".join(f"{r:.3f}" for r in per_run))
     print("best vs sentence-transformers default in each run: " + ", ".join(f"{r:.3f}" for r in per_run_default))
+    print("without compile, best vs best in each run: " + ", ".join(f"{r:.3f}" for r in per_run_eager))
+    if their_compiled:
+        print("best vs sentence-transformers compiled by hand in each run: "
+              + ", ".join(f"{r:.3f}" for r in per_run_compiled))
+        print("warm-up incl. compilation (s): " + ", ".join(f"{k} {warmup[k]:.1f}" for k in systems
+                                                               if k.endswith("_compiled"))
+              + f"; graphs compiled while timed: {recompiles}")
     print(f"same vectors before timing (float32): max |diff| = {max_diff:.1e}")
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"encode_{args.model}.json"
     write_json(out, result)

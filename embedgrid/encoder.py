@@ -84,6 +84,7 @@ class Encoder(nn.Module):
         leading = {tokenizer.bos_token_id, getattr(tokenizer, "cls_token_id", None)} - {None}
         first = tokenizer("a").input_ids[:1]
         self._bos = first if first and first[0] in leading else []
+        self._compiled: dict = {}  # torch.compile of the backbone, built on first use (a dict: not a submodule)
 
     @property
     def device(self) -> torch.device:
@@ -148,8 +149,11 @@ class Encoder(nn.Module):
         return self.collate(*self.token_rows(texts, instruction))
 
     # ---- forward ------------------------------------------------------------------------------------------
-    def forward(self, input_ids, attention_mask, pool_mask) -> torch.Tensor:
-        states = hidden_states(self.backbone, input_ids, attention_mask, all_layers=self.pooling.needs_all_layers)
+    def forward(self, input_ids, attention_mask, pool_mask, *, backbone: nn.Module | None = None) -> torch.Tensor:
+        """Pooled, L2-normalised float32 vectors; ``backbone`` runs in place of ``self.backbone`` (its compiled
+        form, sharing the same parameters)."""
+        states = hidden_states(self.backbone if backbone is None else backbone, input_ids, attention_mask,
+                               all_layers=self.pooling.needs_all_layers)
         with torch.autocast(device_type=input_ids.device.type, enabled=False):  # the head runs in float32
             pooled = self.pooling(states, attention_mask, pool_mask)
         return F.normalize(at_least_float32(pooled), dim=-1)
@@ -160,14 +164,29 @@ class Encoder(nn.Module):
         config = getattr(self.backbone, "config", None)
         return max(int(getattr(config, "hidden_size", 0) or 0), int(getattr(config, "intermediate_size", 0) or 0))
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def embed(self, batch: dict[str, torch.Tensor], backbone: nn.Module | None = None) -> torch.Tensor:
         device = self.device
-        return self(**{k: v.to(device) for k, v in batch.items()})
+        return self(**{k: v.to(device) for k, v in batch.items()}, backbone=backbone)
+
+    def compiled_backbone(self, bf16: bool = False) -> nn.Module:
+        """A frozen inference copy of the backbone (LoRA merged, parameters cast to bf16 if ``bf16``) through
+        ``torch.compile(dynamic=True)`` with inductor's freezing (weights folded in as constants, prepacked for
+        the CPU's matmul kernels; one graph for every batch shape), one per precision. Kept until the backbone's
+        weights change: the key is every parameter's storage and version counter, which training and loading
+        bump."""
+        weights = weights_fingerprint(self.backbone)
+        if self._compiled.get("weights") != weights:  # trained or reloaded since: every copy is stale
+            self._compiled.clear()
+            self._compiled["weights"] = weights
+        if bool(bf16) not in self._compiled:  # one copy per precision, so alternating them compiles nothing new
+            frozen = inference_copy(self.backbone, torch.bfloat16 if bf16 else None)
+            self._compiled[bool(bf16)] = torch.compile(frozen, dynamic=True)
+        return self._compiled[bool(bf16)]
 
     @torch.inference_mode()
     def encode(self, texts: list[str], *, batch_size: int = 32, instruction: str | None = None,
                show_progress_bar: bool = False, desc: str = "encode", bf16=False,
-               batch_tokens: int | None = None) -> np.ndarray:
+               batch_tokens: int | None = None, compile: bool = False) -> np.ndarray:
         """Embed texts in batches of similar token length; returns (n, dim) float32, L2-normalised, in input order.
 
         Texts are tokenized once, a window of ``SORT_WINDOW`` at a time (bounded memory on million-document
@@ -176,7 +195,10 @@ class Encoder(nn.Module):
         (``batch_token_budget``: ``batch_tokens``, or ``batch_size`` texts at max_length, capped on CPU), so
         short texts go in larger batches with no more memory than ``batch_size`` long ones. ``bf16`` (false |
         true | auto, see embedgrid.precision) runs the backbone in pure bf16 (its weights cast once per call,
-        restored after), the pooling head in float32.
+        restored after), the pooling head in float32. ``compile`` runs a frozen, compiled copy of the backbone
+        instead (``compiled_backbone``): the first call pays the compilation (tens of seconds to minutes on CPU,
+        again whenever the weights have changed since) and holds a second copy of the weights; later calls run
+        fused kernels (benchmarks/encode.py measures both).
         """
         from embedgrid.precision import bf16_active, check_bf16_setting, parameters_in_bf16
 
@@ -194,10 +216,17 @@ class Encoder(nn.Module):
             bar = tqdm(total=len(texts), desc=desc, unit="text", leave=False, disable=False)
         bf16 = bf16_active(check_bf16_setting(bf16, "encode(bf16=...)"), self.device)
         try:
-            with parameters_in_bf16(self.backbone, enabled=bf16):
-                budget = batch_token_budget(batch_tokens, batch_size, self.spec.max_length, self.device,
-                                            self.widest_layer)
-                self._encode_windows(texts, out, budget, instruction, bar)
+            budget = batch_token_budget(batch_tokens, batch_size, self.spec.max_length, self.device,
+                                        self.widest_layer)
+            if compile:  # the compiled copy carries its own precision
+                from torch._inductor import config as inductor_config
+
+                # dynamo reads freezing when it traces (params as constants), so it is patched for the calls
+                with inductor_config.patch(freezing=True):
+                    self._encode_windows(texts, out, budget, instruction, bar, self.compiled_backbone(bf16))
+            else:
+                with parameters_in_bf16(self.backbone, enabled=bf16):
+                    self._encode_windows(texts, out, budget, instruction, bar)
         finally:
             self.train(was_training)
             if bar is not None:
@@ -207,13 +236,14 @@ class Encoder(nn.Module):
                      len(texts), self.spec.max_length, extra={"console": False})  # summed per cell on the console
         return out
 
-    def _encode_windows(self, texts: list[str], out: np.ndarray, budget: int, instruction, bar) -> None:
+    def _encode_windows(self, texts: list[str], out: np.ndarray, budget: int, instruction, bar,
+                        backbone: nn.Module | None = None) -> None:
         for window in range(0, len(texts), SORT_WINDOW):
             rows, prefix_len = self.token_rows(texts[window:window + SORT_WINDOW], instruction)
             order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
             for start, end in token_budget_batches([len(rows[i]) for i in order], budget):
                 index = order[start:end]
-                vectors = self.embed(self.collate([rows[i] for i in index], prefix_len))
+                vectors = self.embed(self.collate([rows[i] for i in index], prefix_len), backbone)
                 out[[window + i for i in index]] = vectors.float().cpu().numpy()
                 if bar is not None:
                     bar.update(len(index))
@@ -235,6 +265,28 @@ class Encoder(nn.Module):
         atomic_write(directory / POOLING_FILE, lambda p: save_file(self.trainable_state(), p))
         write_json(directory / SPEC_FILE, self.spec.to_dict())
         return directory
+
+
+def weights_fingerprint(module: nn.Module) -> tuple:
+    """Changes whenever a parameter is replaced (new storage) or written in place (version counter)."""
+    return tuple((p.data_ptr(), p._version) for p in module.parameters())
+
+
+def inference_copy(backbone: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+    """A frozen eval-mode copy of ``backbone`` with any LoRA adapter merged into its weights (peft's
+    ``merge_and_unload``) and its parameters, not its buffers (rotary frequencies stay float32, as in
+    ``precision.parameters_in_bf16``), cast to ``dtype``."""
+    import copy
+
+    frozen = copy.deepcopy(backbone)
+    if hasattr(frozen, "merge_and_unload"):
+        frozen = frozen.merge_and_unload()
+    frozen.requires_grad_(False).eval()
+    if dtype is not None:
+        for param in frozen.parameters():
+            if param.is_floating_point():
+                param.data = param.data.to(dtype)
+    return frozen
 
 
 def build_pooling(spec: EncoderSpec, backbone_config) -> nn.Module:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -373,3 +374,21 @@ def test_fast_token_ids_equal_the_tokenizer_call(limit):
     tok(["reset"], add_special_tokens=False)                  # a plain call clears it, as transformers does
     assert tok.backend_tokenizer.truncation is None
     assert text_token_ids(tok, texts, limit) == expected     # the fast path
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_encode_gives_the_eager_vectors_and_sees_new_weights():
+    """``encode(compile=True)`` runs a frozen copy (LoRA merged, weights folded in as constants): float32 equals
+    eager up to the merge's and fused kernels' rounding, bf16 stays within bf16 rounding of eager bf16, and a
+    changed adapter (training, loading) is never served from the stale copy."""
+    torch.manual_seed(0)
+    encoder = build_encoder(tiny_spec("multi_layer_trainable", "bidirectional")).eval()
+    texts = [LONG, SHORT, MEDIUM, SHORT + " Again.", LONG[:60], MEDIUM[:20]] * 3
+    for seed in (0, 1):
+        randomize_lora(encoder, seed)
+        np.testing.assert_allclose(encoder.encode(texts, compile=True, batch_tokens=64),
+                                   encoder.encode(texts, batch_tokens=64), atol=1e-5, rtol=0)
+    cosine = (encoder.encode(texts, compile=True, bf16=True) * encoder.encode(texts, bf16=True)).sum(1)
+    assert cosine.min() > 0.999  # both round every matmul input to bf16's 8 bits, in different places
+    assert not any("_compiled" in key for key in encoder.state_dict())  # the copies are not submodules

@@ -38,6 +38,7 @@ class EvalConfig:
     instruction_scope: Any = "query"  # str or {task type: str, default: str}
     batch_size: int = 32
     batch_tokens: Optional[int] = None  # padded tokens per encode batch; None: Encoder's rule (batch_token_budget)
+    compile: bool = False  # torch.compile the backbone for encoding: pays off on large corpora (Encoder.encode)
     progress_bar: bool = True
     instructions: Dict[str, str] = field(default_factory=dict)
 

@@ -31,12 +31,14 @@ class MtebEncoder(AbsEncoder):
 
     def __init__(self, encoder: Encoder, name: str, revision: str, *, instructions: dict[str, str] | None = None,
                  instruction_scope: str | dict = "query", batch_size: int = 32, show_progress_bar: bool = True,
-                 meta: dict | None = None, cache_max_texts: int = 50_000, batch_tokens: int | None = None):
+                 meta: dict | None = None, cache_max_texts: int = 50_000, batch_tokens: int | None = None,
+                 compile: bool = False):
         self.model = encoder
         self.instructions = dict(instructions or {})
         self.instruction_scope = check_scope(instruction_scope)
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
+        self.compile = compile
         self.show_progress_bar = show_progress_bar
         self.cache_max_texts = cache_max_texts
         self.texts_encoded = 0  # texts that went through the network (cache misses), for tests and benchmarks
@@ -81,7 +83,7 @@ class MtebEncoder(AbsEncoder):
                 vectors[i] = vector
         if missing:
             encoded = self.model.encode(missing, batch_size=self.batch_size, batch_tokens=self.batch_tokens,
-                                        instruction=instruction,
+                                        compile=self.compile, instruction=instruction,
                                         show_progress_bar=self.show_progress_bar,
                                         desc=f"{task_metadata.name}/{role or 'text'}")
             self.texts_encoded += len(missing)

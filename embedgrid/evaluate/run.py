@@ -174,7 +174,7 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, cell_dir: str | Path,
                                         "instruction_join": spec.instruction_join})
     model = MtebEncoder(encoder, name=name, revision=f"{revision}-e{settings}", instructions=eval_cfg.instructions,
                         instruction_scope=eval_cfg.instruction_scope, batch_size=eval_cfg.batch_size,
-                        batch_tokens=eval_cfg.batch_tokens,
+                        batch_tokens=eval_cfg.batch_tokens, compile=eval_cfg.compile,
                         show_progress_bar=eval_cfg.progress_bar and console.is_verbose(),  # per-role bars
                         meta=meta)
     scores = evaluate_tasks(model, eval_cfg.tasks, cell_dir, batch_size=eval_cfg.batch_size,
