@@ -179,6 +179,7 @@ class Encoder(nn.Module):
             self._compiled.clear()
             self._compiled["weights"] = weights
         if bool(bf16) not in self._compiled:  # one copy per precision, so alternating them compiles nothing new
+            check_cpu_compiler(self.device)
             frozen = inference_copy(self.backbone, torch.bfloat16 if bf16 else None)
             self._compiled[bool(bf16)] = torch.compile(frozen, dynamic=True)
         return self._compiled[bool(bf16)]
@@ -265,6 +266,16 @@ class Encoder(nn.Module):
         atomic_write(directory / POOLING_FILE, lambda p: save_file(self.trainable_state(), p))
         write_json(directory / SPEC_FILE, self.spec.to_dict())
         return directory
+
+
+def check_cpu_compiler(device) -> None:
+    """torch.compile on CPU builds C++ kernels: say so by name rather than fail deep inside inductor."""
+    import shutil
+
+    if torch.device(device).type == "cpu" and not any(shutil.which(c) for c in
+                                                      (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+        raise ConfigError("encode(compile=True) / eval.compile=true on CPU needs a C++ compiler (g++, c++ or "
+                          "clang++ on PATH, or CXX); install one or set eval.compile=false")
 
 
 def weights_fingerprint(module: nn.Module) -> tuple:

@@ -392,3 +392,13 @@ def test_compiled_encode_gives_the_eager_vectors_and_sees_new_weights():
     cosine = (encoder.encode(texts, compile=True, bf16=True) * encoder.encode(texts, bf16=True)).sum(1)
     assert cosine.min() > 0.999  # both round every matmul input to bf16's 8 bits, in different places
     assert not any("_compiled" in key for key in encoder.state_dict())  # the copies are not submodules
+
+
+def test_compile_without_a_cpu_compiler_is_refused_by_name(monkeypatch):
+    from embedgrid.encoder import check_cpu_compiler
+    from embedgrid.errors import ConfigError
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match="C\\+\\+ compiler"):
+        check_cpu_compiler("cpu")
+    check_cpu_compiler("cuda")  # only the CPU path (inductor C++ kernels) is checked here
