@@ -84,7 +84,7 @@ class Encoder(nn.Module):
         leading = {tokenizer.bos_token_id, getattr(tokenizer, "cls_token_id", None)} - {None}
         first = tokenizer("a").input_ids[:1]
         self._bos = first if first and first[0] in leading else []
-        self._compiled: dict = {}  # torch.compile of the backbone, built on first use (a dict: not a submodule)
+        self._compiled: dict = {}  # compiled_backbone's copies per precision (a dict: not submodules)
 
     @property
     def device(self) -> torch.device:
@@ -150,8 +150,8 @@ class Encoder(nn.Module):
 
     # ---- forward ------------------------------------------------------------------------------------------
     def forward(self, input_ids, attention_mask, pool_mask, *, backbone: nn.Module | None = None) -> torch.Tensor:
-        """Pooled, L2-normalised float32 vectors; ``backbone`` runs in place of ``self.backbone`` (its compiled
-        form, sharing the same parameters)."""
+        """Pooled, L2-normalised float32 vectors; ``backbone`` runs in place of ``self.backbone`` (the frozen,
+        compiled copy from ``compiled_backbone``)."""
         states = hidden_states(self.backbone if backbone is None else backbone, input_ids, attention_mask,
                                all_layers=self.pooling.needs_all_layers)
         with torch.autocast(device_type=input_ids.device.type, enabled=False):  # the head runs in float32

@@ -95,9 +95,9 @@ def _backbone_dir(encoder, directory: Path) -> Path:
     backbone = encoder.backbone
     directory.mkdir(parents=True)
     if encoder.spec.lora.enabled:
-        import copy
+        from embedgrid.encoder import inference_copy
 
-        backbone = copy.deepcopy(backbone).merge_and_unload()
+        backbone = inference_copy(backbone)
     backbone.config.output_hidden_states = bool(encoder.pooling.needs_all_layers)
     save_checkpoint(backbone, directory)
     return directory
