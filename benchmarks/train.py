@@ -243,10 +243,10 @@ def step_work(model: str, rows, batch: int, steps: int, max_length: int) -> dict
         ids = [[len(ids) for ids in encoder.token_rows(column)[0]] for column in columns]
         lengths += [n for column in ids for n in column]
         padded_theirs += sum(len(column) * max(column) for column in ids)  # one padded batch per column
+        step_texts = ids[0] + ids[1] + ids[2]  # no instructions here, so queries and docs share chunks
         for bf16 in (False, True):
-            for side in (ids[0], ids[1] + ids[2]):  # queries; positives + negatives
-                padded_ours[bf16] += sum(len(c) * max(side[i] for i in c)
-                                         for c in sorted_chunks(side, overhead_tokens(encoder, bf16)))
+            padded_ours[bf16] += sum(len(c) * max(step_texts[i] for i in c)
+                                     for c in sorted_chunks(step_texts, overhead_tokens(encoder, bf16)))
     return {"flops": shape.training_flops(lengths), "real_tokens": sum(lengths),
             "padded_tokens": {"embedgrid": padded_ours[False], "embedgrid_bf16": padded_ours[True],
                               "sentence_transformers": padded_theirs, "sentence_transformers_bf16": padded_theirs},

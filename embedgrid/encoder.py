@@ -20,6 +20,7 @@ from embedgrid.backbone import hidden_states, load_backbone, load_tokenizer, res
 from embedgrid.celldir import ADAPTER_DIR, MODEL_DIR, POOLING_FILE, SPEC_FILE
 from embedgrid.errors import ConfigError, UntrustedEncoder
 from embedgrid.io import read_json, write_json
+from embedgrid.lora import attach_lora, load_lora
 from embedgrid.pooling.base import at_least_float32
 from embedgrid.pooling.build import build_pooling as _build_head
 from embedgrid.spec import EncoderSpec
@@ -305,15 +306,6 @@ def build_pooling(spec: EncoderSpec, backbone_config) -> nn.Module:
     return _build_head(spec.pooling, backbone_config, spec.attention)
 
 
-def attach_lora(backbone: nn.Module, spec: EncoderSpec) -> nn.Module:
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    config = LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
-                        target_modules=list(spec.lora.target_modules), bias="none",
-                        task_type=TaskType.FEATURE_EXTRACTION)
-    return get_peft_model(backbone, config)
-
-
 def build_encoder(spec: EncoderSpec, *, adapter_dir: str | os.PathLike | None = None, device=None) -> Encoder:
     """Backbone with attention set and proven on ``device`` (backbone.probe_attention) → LoRA (fresh, or loaded
     from ``adapter_dir``) → pooling head."""
@@ -327,9 +319,7 @@ def build_encoder(spec: EncoderSpec, *, adapter_dir: str | os.PathLike | None = 
     if not spec.lora.enabled:
         backbone.requires_grad_(False)  # nothing but the adapter is saved, so the base weights must not train
     elif adapter_dir is not None:
-        from peft import PeftModel
-
-        backbone = PeftModel.from_pretrained(backbone, str(adapter_dir))
+        backbone = load_lora(backbone, adapter_dir)
     else:
         backbone = attach_lora(backbone, spec)
     return Encoder(backbone, pooling, tokenizer, spec)

@@ -94,7 +94,7 @@ def test_padded_row_equals_unpadded_row(backbone, rows, arch, impl, mode, side):
 def test_bidirectional_survives_lora_and_checkpoint_flag(tmp_path, rows, arch):
     """A checkpoint saved bidirectional loads causal when asked (the flag is set on every load), and the
     mode survives the peft wrapper."""
-    from embedgrid.encoder import attach_lora
+    from embedgrid.lora import attach_lora
     from embedgrid.spec import EncoderSpec
 
     base, changed, _ = rows

@@ -56,7 +56,7 @@ def mixed_batch():
 def many_chunks(monkeypatch):
     from embedgrid.train import step
 
-    monkeypatch.setitem(step.CHUNK_OVERHEAD, False, 1.0)  # ~0 tokens per extra chunk: split wherever lengths differ
+    monkeypatch.setitem(step.CHUNK_OVERHEAD, False, (1e-3, 0.0))  # ~0 tokens per chunk: split wherever lengths differ
     calls = []
     original = step.Tokenized.embed
 
@@ -85,6 +85,24 @@ def test_sorted_step_has_the_loss_and_gradients_of_the_unsorted_step(monkeypatch
     assert float(grads(plain).norm()) > 0
     assert abs(float(loss_plain - loss_sorted)) <= 1e-5 * abs(float(loss_plain))
     assert rel_diff(grads(chunked), grads(plain)) <= 1e-5
+
+
+def test_queries_and_docs_without_an_instruction_share_one_chunk(monkeypatch):
+    """With a large per-chunk cost the sorted step is one forward over queries and docs together."""
+    from embedgrid.losses import InfoNCELoss
+    from embedgrid.train import step
+    from embedgrid.train.distributed import World
+
+    calls = many_chunks(monkeypatch)
+    monkeypatch.setitem(step.CHUNK_OVERHEAD, False, (1e9, 0.0))
+    batch, loss_fn = step.TextBatch.from_rows(word_rows(6, 2), 2), InfoNCELoss(0.05)
+    plain, joined = tiny_encoder("mean"), tiny_encoder("mean")
+    plain.train(), joined.train()
+    loss_plain = step.plain_step(plain, loss_fn, batch, World())
+    loss_joined = step.plain_step(joined, loss_fn, batch, World(), length_sorted=True)
+    assert calls == [len(batch.queries) + len(batch.docs)]
+    assert abs(float(loss_plain - loss_joined)) <= 1e-5 * abs(float(loss_plain))
+    assert rel_diff(grads(joined), grads(plain)) <= 1e-5
 
 
 @pytest.mark.parametrize("chunk", [3, 4])

@@ -123,12 +123,13 @@ def sorted_chunks(lengths: list[int], overhead_tokens: float) -> list[list[int]]
     return chunks[::-1]
 
 
-# Per-call cost of one chunk's forward + backward in token equivalents is (per-layer op overhead x matmul rate)
-# / (4 FLOP per frozen weight per token); on a 2-core Sapphire Rapids with 1 thread: ~1.5 ms per SmolLM2 layer
-# (LoRA on every projection), ~0.5 TFLOP/s bf16 and ~0.12 TFLOP/s float32 achieved. So the constant is
-# per-layer-weights x tokens; a model with 3.5M weights per layer pays ~55 (bf16) or ~13 (float32) tokens per
-# extra chunk, the 2-layer tiny test model ~2000 (so it rarely splits).
-CHUNK_OVERHEAD = {True: 2e8, False: 5e7}
+# Per-call cost of one chunk's forward + backward in tokens of its per-token cost, measured on a 2-core Sapphire
+# Rapids at 1 thread (time = fixed + tokens x per-token, least squares over 16 chunks of 2-32 texts x 8-60
+# tokens, LoRA on every projection): the 2-layer tiny model (53k linear weights per layer) 220 (float32) / 173
+# (bf16) tokens, SmolLM2-135M (3.7M per layer) 37 / 112. Elsewhere a power law in the weights per layer through
+# those two points: small models pay mostly per-op dispatch, large ones mostly per-token matmul work.
+CHUNK_OVERHEAD = {False: (37.3, -0.418), True: (111.6, -0.104)}  # bf16: (tokens at 3.7M weights, exponent)
+REFERENCE_LAYER_WEIGHTS = 3.7e6
 _LAYER_WEIGHTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -137,7 +138,8 @@ def overhead_tokens(encoder, bf16: bool) -> float:
         config = encoder.backbone.config
         linear = sum(m.weight.numel() for m in encoder.backbone.modules() if isinstance(m, torch.nn.Linear))
         _LAYER_WEIGHTS[encoder] = max(1, linear // max(1, getattr(config, "num_hidden_layers", 1)))
-    return CHUNK_OVERHEAD[bool(bf16)] / _LAYER_WEIGHTS[encoder]
+    tokens, exponent = CHUNK_OVERHEAD[bool(bf16)]
+    return tokens * (_LAYER_WEIGHTS[encoder] / REFERENCE_LAYER_WEIGHTS) ** exponent
 
 
 def embed_sorted(encoder, texts: list[str], instructions: list[str | None] | None = None, *,
@@ -168,9 +170,10 @@ def plain_step(encoder, loss_fn, batch: TextBatch, world: World, bf16: bool = Fa
     """
     with frozen_weights_in_bf16(encoder.backbone, enabled=bf16):
         with autocast(encoder, bf16):
-            if length_sorted:
-                queries = embed_sorted(encoder, batch.queries, batch.instructions, bf16=bf16)
-                docs = embed_sorted(encoder, batch.docs, bf16=bf16)
+            if length_sorted:  # queries and docs share chunks (texts with another instruction are apart)
+                vectors = embed_sorted(encoder, batch.queries + batch.docs,
+                                       list(batch.instructions) + [None] * len(batch.docs), bf16=bf16)
+                queries, docs = vectors[:len(batch.queries)], vectors[len(batch.queries):]
             else:
                 queries = embed_texts(encoder, batch.queries, batch.instructions)
                 docs = embed_texts(encoder, batch.docs)
