@@ -24,6 +24,7 @@ from embedgrid.lora import attach_lora, load_lora
 from embedgrid.pooling.base import at_least_float32
 from embedgrid.pooling.build import build_pooling as _build_head
 from embedgrid.spec import EncoderSpec
+from embedgrid.tokens import text_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +49,6 @@ def batch_token_budget(batch_tokens: int | None, batch_size: int, max_length: in
     if torch.device(device).type == "cpu" and width > 0:
         budget = min(budget, max(1, CPU_BATCH_BYTES // (4 * width)))
     return budget
-
-
-def text_token_ids(tokenizer, texts: list[str], limit: int) -> list[list[int]]:
-    """Token ids of each text without special tokens, cut to ``limit``: the ids ``tokenizer(texts,
-    add_special_tokens=False, truncation=True, max_length=limit)`` gives (tested), but through the Rust backend's
-    ``encode_batch_fast``, which skips the character offsets transformers always computes (a third of a small
-    model's encode time). Slow tokenizers, or a backend left with truncation or padding set, take that call."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or not hasattr(backend, "encode_batch_fast") or backend.truncation or backend.padding:
-        return tokenizer(texts, add_special_tokens=False, truncation=True, max_length=limit).input_ids
-    return [encoding.ids[:limit] for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
 
 
 def token_budget_batches(lengths: list[int], budget: int) -> list[tuple[int, int]]:
@@ -132,17 +122,16 @@ class Encoder(nn.Module):
 
     def collate(self, rows: list[list[int]], prefix_len: int) -> dict[str, torch.Tensor]:
         """Pad rows on the tokenizer's side; ``pool_mask`` drops the prefix unless ``spec.pool_instruction``."""
-        width = max(len(r) for r in rows)
+        lengths = torch.tensor([len(r) for r in rows])
+        width, pad = int(lengths.max()), self.tokenizer.pad_token_id
         left = self.tokenizer.padding_side == "left"
-        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        pool_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        padded = [[pad] * (width - len(r)) + r if left else r + [pad] * (width - len(r)) for r in rows]
+        input_ids = torch.tensor(padded, dtype=torch.long)  # one conversion, not one per row
+        position = torch.arange(width)
+        start = (width - lengths if left else torch.zeros_like(lengths))[:, None]
+        attention_mask = ((position >= start) & (position < start + lengths[:, None])).long()
         skip = 0 if self.spec.pool_instruction else prefix_len
-        for i, row in enumerate(rows):
-            start = width - len(row) if left else 0
-            input_ids[i, start:start + len(row)] = torch.tensor(row)
-            attention_mask[i, start:start + len(row)] = 1
-            pool_mask[i, start + skip:start + len(row)] = 1
+        pool_mask = attention_mask * (position >= start + skip)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "pool_mask": pool_mask}
 
     def tokenize(self, texts: list[str], instruction: str | None = None) -> dict[str, torch.Tensor]:

@@ -175,6 +175,31 @@ def test_mteb_protocol_and_a_unique_model_meta_per_cell(encoders, compose):
     assert len({name for name, _ in metas}) == len({revision for _, revision in metas}) == len(metas)
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("pool_instruction", [True, False])
+def test_collate_pads_on_the_tokenizer_side_and_masks_rows_and_pooled_tokens(encoders, side, pool_instruction):
+    encoder = encoders("mean", "causal")
+    encoder = Encoder(encoder.backbone, encoder.pooling, encoder.tokenizer,
+                      replace(encoder.spec, pool_instruction=pool_instruction))
+    encoder.tokenizer.padding_side, prefix = side, 2
+    rows = [[5, 6, 7, 8, 9], [11, 12, 13], [21, 22, 23, 24, 25, 26, 27]]
+    try:
+        batch = encoder.collate(rows, prefix)
+    finally:
+        encoder.tokenizer.padding_side = "right"
+    pad, width = encoder.tokenizer.pad_token_id, 7
+    for i, row in enumerate(rows):
+        start = width - len(row) if side == "left" else 0
+        ids = [pad] * width
+        ids[start:start + len(row)] = row
+        real = [int(start <= k < start + len(row)) for k in range(width)]
+        pooled = [int(r and k >= start + (0 if pool_instruction else prefix)) for k, r in enumerate(real)]
+        assert batch["input_ids"][i].tolist() == ids
+        assert batch["attention_mask"][i].tolist() == real
+        assert batch["pool_mask"][i].tolist() == pooled
+    assert all(batch[k].dtype == torch.long for k in ("input_ids", "attention_mask", "pool_mask"))
+
+
 def test_instruction_can_be_excluded_from_pooling(encoders):
     with_instruction = encoders("mean", "bidirectional")
     excluded = Encoder(with_instruction.backbone, with_instruction.pooling, with_instruction.tokenizer,
