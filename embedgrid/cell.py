@@ -119,9 +119,12 @@ def _setup_runtime(cfg: DictConfig) -> str:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     set_seed(int(cfg.seed))
-    if cfg.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return cfg.device
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    if cfg.eval.compile:  # before training, not when evaluation starts after it
+        from embedgrid.encoder import check_cpu_compiler
+
+        check_cpu_compiler(device)
+    return device
 
 
 def _make_logger(cfg: DictConfig, cell: CellDir):

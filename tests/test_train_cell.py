@@ -149,3 +149,19 @@ def test_a_cell_on_two_processes_trains_data_parallel_resumes_and_records_once(t
     again = _torchrun_launch([*cell, f"hydra.run.dir={two}"], launch_env)
     assert again.stdout.count("skipped, already done") == 1
     assert json.loads((two / "cell.json").read_text())["attempts"] == 2
+
+
+def test_eval_compile_without_a_cpu_compiler_fails_before_training(compose, tmp_path, monkeypatch):
+    import shutil
+
+    import embedgrid.train.loop as loop
+    from embedgrid.cell import FAILED, run
+    from embedgrid.errors import ConfigError
+
+    cfg = compose([*TINY, "device=cpu", "eval.compile=true"])
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(loop, "fit", lambda *a, **k: pytest.fail("training started before the compiler check"))
+    with pytest.raises(ConfigError, match="C\\+\\+ compiler"):
+        run(cfg, tmp_path)
+    assert json.loads((tmp_path / "cell.json").read_text())["status"] == FAILED
