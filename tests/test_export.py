@@ -78,6 +78,21 @@ def test_sentence_transformers_encodes_what_the_cell_encodes(tmp_path, pooling, 
     del backbone
 
 
+def test_exporting_an_encoder_without_lora_leaves_its_backbone_config_alone(tmp_path):
+    from embedgrid.encoder import build_encoder
+    from embedgrid.export.writer import _backbone_dir
+    from embedgrid.spec import EncoderSpec, LoraSpec
+
+    spec = EncoderSpec(checkpoint={"_target_": "embedgrid.assets.tiny_checkpoint"},
+                       pooling=dict(POOLINGS["multi_layer_trainable"]), attention="causal", max_length=24,
+                       lora=LoraSpec(enabled=False))
+    encoder = build_encoder(spec)
+    before = encoder.backbone.config.output_hidden_states
+    _backbone_dir(encoder, tmp_path / "backbone")
+    assert json.loads((tmp_path / "backbone" / "config.json").read_text())["output_hidden_states"] is True
+    assert before is not True and encoder.backbone.config.output_hidden_states == before
+
+
 def test_a_bidirectional_export_loads_bidirectional(tmp_path):
     """A later token changes an earlier token's state only under bidirectional attention."""
     from sentence_transformers import SentenceTransformer

@@ -98,8 +98,12 @@ def _backbone_dir(encoder, directory: Path) -> Path:
         from embedgrid.encoder import inference_copy
 
         backbone = inference_copy(backbone)
-    backbone.config.output_hidden_states = bool(encoder.pooling.needs_all_layers)
-    save_checkpoint(backbone, directory)
+    config, before = backbone.config, backbone.config.output_hidden_states
+    config.output_hidden_states = bool(encoder.pooling.needs_all_layers)
+    try:
+        save_checkpoint(backbone, directory)
+    finally:  # without LoRA ``backbone`` is the live encoder's own: leave its config as it was
+        config.output_hidden_states = before
     return directory
 
 
