@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -116,7 +117,12 @@ class GridSweeper(BasicSweeper):
         batch_size = self.max_batch_size or len(todo) or 1
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            results = self.launcher.launch([c.overrides for c in batch], initial_job_idx=start)
+            try:
+                results = self.launcher.launch([c.overrides for c in batch], initial_job_idx=start)
+            except Exception as error:  # noqa: BLE001 - submitit's, not imported unless the launcher is
+                if type(error).__name__ != "UncompletedJobError":
+                    raise
+                raise GridFailed(job_ended_without_result(error, sweep_dir)) from None
             for cell, result in zip(batch, results):
                 collect(cell, result)
             returns.append(results)
@@ -151,6 +157,18 @@ def refuse_shared_dirs(cells: list[PlannedCell]) -> None:
                                 f"{cell.cell_dir}: they differ only in settings that do not change the trained "
                                 "model (eval, logging, threads); sweep those in separate launches")
         seen[cell.cell_dir] = cell
+
+
+def job_ended_without_result(error: Exception, sweep_dir: Path) -> str:
+    """What to say when a job ended without returning (``scancel``, a node failure): which job, its state, and
+    that the batch's other jobs go on, each recording its own cell, so the same command resumes."""
+    text = str(error)
+    job = next(iter(re.findall(r"Job (\S+) \(task", text)), "?")
+    state = next(iter(re.findall(r"\(state: (\w+)\)", text)), "unknown")
+    return redact_text(f"job {job} ended without returning a result (state {state}). The other jobs of this batch "
+                       f"keep running and each records its own cell under {sweep_dir}; launch the same command "
+                       "again to resume (finished cells are skipped, an interrupted one resumes from its "
+                       "checkpoint)")
 
 
 def collect(cell: PlannedCell, result) -> None:

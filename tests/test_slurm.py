@@ -240,3 +240,28 @@ def test_clients_without_the_cluster_munge_key_are_refused(slurm_cluster, slurm_
         assert ok.returncode == 0, ok.stderr  # the cluster's own clients still get in
     finally:
         foreign.stop()
+
+
+def test_submitit_sees_a_cancelled_job_finish_through_the_sacct_shim(slurm_cluster, tmp_path, monkeypatch):
+    """Without slurmdbd the real sacct fails; the shim on the cluster's PATH answers, so scancel ends the wait."""
+    import submitit
+    from submitit.core.utils import UncompletedJobError
+
+    for key, value in slurm_cluster.env.items():
+        monkeypatch.setenv(key, value)
+    assert shutil.which("sacct") == str(slurm_cluster.bin_dir / "sacct")
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="slurm")
+    executor.update_parameters(slurm_partition="debug", timeout_min=5, cpus_per_task=1, mem_gb=1)
+    done, sleeper = executor.submit(int, "3"), executor.submit(time.sleep, 300)
+    assert done.result() == 3
+    _wait(lambda: done.state == "COMPLETED" or None, 30, "the finished job's state COMPLETED")
+    _wait(lambda: sleeper.state == "RUNNING" or None, 60, "the sleeping job to run")
+    subprocess.run(["scancel", sleeper.job_id], check=True)
+    _wait(lambda: sleeper.done(force_check=True), 60, "submitit to see the cancelled job finish")
+    assert sleeper.state == "CANCELLED"
+    with pytest.raises(UncompletedJobError, match="state: CANCELLED"):
+        sleeper.result()
+    table = subprocess.run(["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", done.job_id],
+                           capture_output=True, text=True, check=True).stdout
+    rows = table.splitlines()
+    assert rows[0] == "JobID|State|NodeList" and rows[1].startswith(f"{done.job_id}|COMPLETED|")

@@ -1,6 +1,7 @@
 """`python -m embedgrid.slurm start|stop|status|env [--state-dir DIR] [--port N] [--gpus N]`.
 
-`start` prints the line to paste into your shell (`export SLURM_CONF=...`); every SLURM client needs it.
+`start` prints the line to paste into your shell (`export SLURM_CONF=... PATH=...`): every SLURM client needs
+SLURM_CONF, and submitit the `sacct` shim that PATH puts first (embedgrid.slurm.sacct).
 """
 from __future__ import annotations
 
@@ -24,12 +25,12 @@ def main(argv: list[str] | None = None) -> int:
             cluster.start()
             print(f"local SLURM cluster up (partition debug, {args.gpus} fake GPUs); in your shell run:",
                   file=sys.stderr)
-            print(f"export SLURM_CONF={cluster.conf}")
+            print(f"export SLURM_CONF={cluster.conf} PATH={cluster.bin_dir}:$PATH")
         elif args.command == "stop":
             cluster.stop()
             print(f"local SLURM cluster in {cluster.state_dir} stopped", file=sys.stderr)
         elif args.command == "env":
-            print(f"export SLURM_CONF={cluster.conf}")
+            print(f"export SLURM_CONF={cluster.conf} PATH={cluster.bin_dir}:$PATH")
         else:
             print(cluster.status())
     except SlurmError as error:

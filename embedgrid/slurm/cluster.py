@@ -60,9 +60,36 @@ class LocalCluster:
         return self.state_dir / "run" / "munge.socket"
 
     @property
+    def bin_dir(self) -> Path:
+        return self.state_dir / "bin"
+
+    @property
     def env(self) -> dict[str, str]:
-        """Environment for every SLURM client (sbatch, squeue, submitit, pytest): only SLURM_CONF."""
-        return {"SLURM_CONF": str(self.conf)}
+        """Environment for every SLURM client (sbatch, squeue, submitit, pytest): SLURM_CONF, and PATH with
+        ``bin/`` first, for the ``sacct`` shim (``embedgrid.slurm.sacct``) submitit polls."""
+        rest = [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep) if p and p != str(self.bin_dir)]
+        return {"SLURM_CONF": str(self.conf), "PATH": os.pathsep.join([str(self.bin_dir), *rest])}
+
+    def write_sacct_shim(self) -> Path:
+        """``bin/sacct``: this interpreter running ``embedgrid.slurm.sacct`` over the cluster's job-completion log."""
+        import shlex
+        import sys
+
+        import embedgrid
+
+        others = os.pathsep.join(p for p in os.environ.get("PATH", os.defpath).split(os.pathsep)
+                                 if p and p != str(self.bin_dir))
+        real = shutil.which("sacct", path=others) or "/usr/bin/sacct"
+        package_root = Path(embedgrid.__file__).resolve().parents[1]
+        self.bin_dir.mkdir(parents=True, exist_ok=True)
+        shim = self.bin_dir / "sacct"
+        shim.write_text("#!/bin/sh\n# written by embedgrid.slurm: sacct for a cluster without slurmdbd\n"
+                        f"PYTHONPATH={shlex.quote(str(package_root))}${{PYTHONPATH:+:$PYTHONPATH}} exec "
+                        f"{shlex.quote(sys.executable)} -m embedgrid.slurm.sacct "
+                        f"--jobcomp {shlex.quote(str(self.state_dir / 'log' / 'jobcomp.txt'))} "
+                        f"--real-sacct {shlex.quote(real)} -- \"$@\"\n")
+        shim.chmod(0o755)
+        return shim
 
     def _client_env(self) -> dict[str, str]:
         return {**os.environ, **self.env}
@@ -125,6 +152,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             gres_conf.write_text(f"NodeName={host} Name=gpu File={d}/dev/nvidia[0-{self.gpus - 1}]\n")
         else:
             gres_conf.write_text("")
+        self.write_sacct_shim()
         return self.conf
 
     def _pid(self, daemon: str) -> int | None:
