@@ -18,6 +18,14 @@ def in_test_split(key: str, percent: int = 20) -> bool:
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 100 < percent
 
 
+def split_by_key(rows: list[tuple[tuple[str, str], str]]) -> tuple[list, list]:
+    """(train, test) of (row, key) pairs: a row is in test when its key hashes into the 20 % (``in_test_split``)."""
+    train, test = [], []
+    for row, key in rows:
+        (test if in_test_split(key) else train).append(row)
+    return train, test
+
+
 def _split(rows: list[tuple[str, str]], names: list[str]) -> Dataset:
     """Integer labels (mteb's binary metrics need 0/1), numbered by sorted label name."""
     return Dataset.from_dict({"text": [t for t, _ in rows], "label": [names.index(label) for _, label in rows]})
@@ -71,11 +79,8 @@ class RottenTomatoesClassification(_OfflineClassification):
     )
 
     def train_test(self):
-        train, test = [], []
-        for r in sources.rotten_tomatoes():
-            if r["category"] != "plot":
-                (test if in_test_split(r["movie_name"]) else train).append((r["text"], r["category"]))
-        return train, test
+        return split_by_key([((r["text"], r["category"]), r["movie_name"]) for r in sources.rotten_tomatoes()
+                             if r["category"] != "plot"])
 
 
 class PangLeePolarityClassification(_OfflineClassification):
@@ -111,8 +116,7 @@ class FoodEvalCuisineClassification(_OfflineClassification):
 
     def train_test(self):
         items = sources.foodeval("cuisine_classify")["items"]
-        rows = [((i["text"], i["label"]), in_test_split(i["id"])) for i in items]
-        return [r for r, test in rows if not test], [r for r, test in rows if test]
+        return split_by_key([((i["text"], i["label"]), i["id"]) for i in items])
 
 
 class ConventionSpeechPartyClassification(_OfflineClassification):
@@ -130,8 +134,7 @@ class ConventionSpeechPartyClassification(_OfflineClassification):
     def train_test(self):
         with_speaker = [(text, party, speaker) for (text, party), speaker in
                         zip(sources.convention_speeches(), sources.convention_speakers())]
-        rows = [((text, party), in_test_split(speaker)) for text, party, speaker in with_speaker]
-        return [r for r, test in rows if not test], [r for r, test in rows if test]
+        return split_by_key([((text, party), speaker) for text, party, speaker in with_speaker])
 
 
 class DebatePartyClassification(_OfflineClassification):
@@ -147,6 +150,5 @@ class DebatePartyClassification(_OfflineClassification):
     )
 
     def train_test(self):
-        rows = [((r["statement"], r["party"]), in_test_split(f"{r['debate']}|{r['statement']}"))
-                for r in sources.debate_statements() if r["party"] != "Moderator"]
-        return [r for r, test in rows if not test], [r for r, test in rows if test]
+        return split_by_key([((r["statement"], r["party"]), f"{r['debate']}|{r['statement']}")
+                             for r in sources.debate_statements() if r["party"] != "Moderator"])
