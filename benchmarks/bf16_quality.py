@@ -14,18 +14,13 @@ Prints a table, writes benchmarks/results/bf16_quality_<model>.json.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import benchmarks.offline  # noqa: E402,F401  (offline settings, before the heavy imports)
 
 from benchmarks.train import build_ours  # noqa: E402
 

@@ -37,12 +37,9 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import benchmarks.offline  # noqa: E402,F401  (offline settings, before the heavy imports)
 
 CHECKPOINTS = {
     "tiny": {"_target_": "embedgrid.assets.tiny_checkpoint"},

@@ -26,13 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import benchmarks.offline  # noqa: E402,F401  (offline settings, before the heavy imports)
 
 SYSTEMS = ("embedgrid", "sentence-transformers")
 # embedgrid as it was before issue 15: every text of a task cached, documents included (a reference, not a goal)

@@ -46,14 +46,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import benchmarks.offline  # noqa: E402,F401  (offline settings, before the heavy imports)
 
 from benchmarks.encode import CHECKPOINTS  # noqa: E402  (after ROOT is on sys.path)
 from embedgrid.spec import LoraSpec  # noqa: E402
