@@ -24,25 +24,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def finished_cells(sweep: Path) -> dict[str, Path]:
+def finished_cells(sweep: Path) -> dict[str, tuple[Path, dict]]:
+    """{cell name: (directory, cell.json record)} of the sweep's finished cells."""
     from analysis.contract import cell_record
 
     cells = {}
     for path in sorted(p for p in sweep.iterdir() if (p / "cell.json").exists()):
         record, _ = cell_record(path / "cell.json")
         if record and record.get("status") == "done":
-            cells[path.name] = path
+            cells[path.name] = (path, record)
     return cells
 
 
-def design_identity(cell: Path) -> dict:
+def design_identity(record: dict) -> dict:
     """The cell's identity (embedgrid.cellid.identity: what its name hashes) without the seed."""
     from omegaconf import OmegaConf
 
     from embedgrid.cellid import identity
 
-    config = OmegaConf.create(json.loads((cell / "cell.json").read_text())["config"])
-    return {k: v for k, v in identity(config).items() if k != "seed"}
+    return {k: v for k, v in identity(OmegaConf.create(record["config"])).items() if k != "seed"}
 
 
 def out_of_domain_scores(cell: Path) -> dict[str, tuple[str, float]]:
@@ -64,10 +64,11 @@ def compare(before: Path, after: Path, resamples: int = 10_000) -> dict:
     names = sorted(set(old) & set(new))
     if len(names) < 2:
         raise SystemExit(f"need at least 2 cells finished in both sweeps, found {len(names)}: {names}")
-    designs = {json.dumps(design_identity(old[n]), sort_keys=True, default=str) for n in names}
+    designs = {json.dumps(design_identity(old[n][1]), sort_keys=True, default=str) for n in names}
     if len(designs) != 1:  # the cells are the seeds of one design; several designs would mix as seeds
         raise SystemExit(f"the cells in both sweeps span {len(designs)} designs; compare one design at a time")
-    scores = {side: [out_of_domain_scores(cells[n]) for n in names] for side, cells in (("before", old), ("after", new))}
+    sides = (("before", old), ("after", new))
+    scores = {side: [out_of_domain_scores(cells[n][0]) for n in names] for side, cells in sides}
     tasks = sorted(set.intersection(*(set(s) for side in scores.values() for s in side)))
     category = {t: scores["before"][0][t][0] for t in tasks}
     matrix = {side: np.array([[s[t][1] for s in rows] for t in tasks]) for side, rows in scores.items()}
@@ -86,8 +87,7 @@ def compare(before: Path, after: Path, resamples: int = 10_000) -> dict:
     holm = multipletests([results[c]["seed_aware_p"] for c in family], method="holm")[1]
     for c, p in zip(family, holm):
         results[c]["seed_aware_p_holm"] = float(p)
-    losses = {side: [json.loads((cells[n] / "cell.json").read_text())["train"]["final_loss"] for n in names]
-              for side, cells in (("before", old), ("after", new))}
+    losses = {side: [cells[n][1]["train"]["final_loss"] for n in names] for side, cells in sides}
     return {"before": str(before), "after": str(after), "cells": names, "categories": results, "final_loss": losses}
 
 

@@ -8,7 +8,8 @@ peft owns the adapter: its config, injection, saving, loading and merging. Only 
   ``round(p * 2^31)`` is the same Bernoulli distribution (keep probability exact to 2^-32, finer than the float
   draw's 24 bits) at a third of the cost. On other devices torch's fused dropout is used.
 - Arithmetic. ``base(x) + B(A(dropout(x))) * scaling`` is six kernels besides the mask; here the scaling and the
-  dropout's 1/(1-p) rescale fold into one ``addmm`` that also does the add: three matmuls and a multiply by the 0/1 mask.
+  dropout's 1/(1-p) rescale fold into one ``addmm`` that also does the add: three matmuls and a multiply by the
+  0/1 mask.
 
 The adapter's math is unchanged: the same weights, the same output up to float rounding, each input element
 dropped with probability p. Any case but the plain one (adapters disabled or merged, several active adapters,

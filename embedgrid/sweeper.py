@@ -162,9 +162,8 @@ def refuse_shared_dirs(cells: list[PlannedCell]) -> None:
 def job_ended_without_result(error: Exception, sweep_dir: Path) -> str:
     """What to say when a job ended without returning (``scancel``, a node failure): which job, its state, and
     that the batch's other jobs go on, each recording its own cell, so the same command resumes."""
-    text = str(error)
-    job = next(iter(re.findall(r"Job (\S+) \(task", text)), "?")
-    state = next(iter(re.findall(r"\(state: (\w+)\)", text)), "unknown")
+    job, state = re.search(r"Job (\S+) \(task", str(error)), re.search(r"\(state: (\w+)\)", str(error))
+    job, state = job.group(1) if job else "?", state.group(1) if state else "unknown"
     return redact_text(f"job {job} ended without returning a result (state {state}). The other jobs of this batch "
                        f"keep running and each records its own cell under {sweep_dir}; launch the same command "
                        "again to resume (finished cells are skipped, an interrupted one resumes from its "

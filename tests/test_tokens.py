@@ -8,8 +8,8 @@ import pytest
 from embedgrid.tokens import CHARS_PER_TOKEN, SPLIT_PATTERNS, cuttable, prefix_cut, text_token_ids
 
 PIECES = ["word", "Words", "x", "the", "'s", "'ll", "'D", "don't", "42", "1234567", "3.14", "--", "!!", "?", ",",
-          "(a)", "naïve", "café", "東京", "😀", "<|endoftext|>", " ", "  ", "   ", "\n", "\n\n", " \n", "\t", "\r\n",
-          "e-mail", "U.S.A.", "http://x.y/z?q=1", "ǅ", "İ"]
+          "(a)", "naïve", "café", "東京", "😀", "<|endoftext|>", " ", "  ", "   ", "\n", "\n\n", " \n", "\t",
+          "\r\n", "e-mail", "U.S.A.", "http://x.y/z?q=1", "ǅ", "İ"]
 
 
 def adversarial_texts(n: int, seed: int = 0) -> list[str]:

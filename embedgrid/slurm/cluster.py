@@ -67,8 +67,11 @@ class LocalCluster:
     def env(self) -> dict[str, str]:
         """Environment for every SLURM client (sbatch, squeue, submitit, pytest): SLURM_CONF, and PATH with
         ``bin/`` first, for the ``sacct`` shim (``embedgrid.slurm.sacct``) submitit polls."""
-        rest = [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep) if p and p != str(self.bin_dir)]
-        return {"SLURM_CONF": str(self.conf), "PATH": os.pathsep.join([str(self.bin_dir), *rest])}
+        return {"SLURM_CONF": str(self.conf), "PATH": os.pathsep.join([str(self.bin_dir), *self._path_without_bin()])}
+
+    def _path_without_bin(self) -> list[str]:
+        """This process's PATH entries without ``bin/`` (the shim's real sacct; ``env`` lists bin/ once, first)."""
+        return [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep) if p and p != str(self.bin_dir)]
 
     def write_sacct_shim(self) -> Path:
         """``bin/sacct``: this interpreter running ``embedgrid.slurm.sacct`` over the cluster's job-completion log."""
@@ -77,9 +80,7 @@ class LocalCluster:
 
         import embedgrid
 
-        others = os.pathsep.join(p for p in os.environ.get("PATH", os.defpath).split(os.pathsep)
-                                 if p and p != str(self.bin_dir))
-        real = shutil.which("sacct", path=others) or "/usr/bin/sacct"
+        real = shutil.which("sacct", path=os.pathsep.join(self._path_without_bin())) or "/usr/bin/sacct"
         package_root = Path(embedgrid.__file__).resolve().parents[1]
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         shim = self.bin_dir / "sacct"

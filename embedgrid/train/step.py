@@ -1,9 +1,10 @@
 """One contrastive training step's forward + backward (the plain path; GradCache lives in gradcache.py).
 
 Length-sorted chunks: a step's texts (queries and docs together, grouped by instruction) are tokenized once,
-sorted by token count and embedded in chunks of similar length, so short texts are not padded to the batch's longest; the vectors go back to their input order
-before the loss, so the batch, its candidates and the loss are those of the unsorted step (equal up to float32
-reduction order; with LoRA dropout each text draws a different, equally distributed mask).
+sorted by token count and embedded in chunks of similar length, so short texts are not padded to the batch's
+longest; the vectors go back to their input order before the loss, so the batch, its candidates and the loss are
+those of the unsorted step (equal up to float32 reduction order; with LoRA dropout each text draws a different,
+equally distributed mask).
 """
 from __future__ import annotations
 
