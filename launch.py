@@ -5,7 +5,7 @@ import hydra
 from omegaconf import DictConfig
 
 import embedgrid  # noqa: F401  (registers the ${cell_name:} resolver used by hydra.run/sweep dirs)
-from embedgrid.launcher import run_cell
+from embedgrid.grid.launcher import run_cell
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -37,10 +37,10 @@ def finished_cells(sweep: Path) -> dict[str, tuple[Path, dict]]:
 
 
 def design_identity(record: dict) -> dict:
-    """The cell's identity (embedgrid.cellid.identity: what its name hashes) without the seed."""
+    """The cell's identity (embedgrid.grid.cellid.identity: what its name hashes) without the seed."""
     from omegaconf import OmegaConf
 
-    from embedgrid.cellid import identity
+    from embedgrid.grid.cellid import identity
 
     return {k: v for k, v in identity(OmegaConf.create(record["config"])).items() if k != "seed"}
 

@@ -11,7 +11,7 @@ in pure bf16 for the call, pooling float32); sentence-transformers with the mode
 switch in ``encode``). Both sides run at each batch size of ``--batch-sizes`` (each side's best setting is its
 fastest; 32 is sentence-transformers' default), embedgrid with its own token-budget
 batching (``Encoder.encode``: padded tokens per batch capped, on CPU by activation bytes,
-embedgrid.encoder.CPU_BATCH_BYTES). The systems alternate, the order reversed on every other run (ABBA). MFU: forward
+embedgrid.model.encoder.CPU_BATCH_BYTES). The systems alternate, the order reversed on every other run (ABBA). MFU: forward
 FLOPs over real tokens (embedgrid/flops.py: 2 N s + 4 L d s^2) per second over a 2048^3 GEMM measured in the
 same process and dtype (benchmarks/peak.py).
 
@@ -69,10 +69,10 @@ def corpus(n: int, seed: int = 0) -> list[str]:
 
 
 def build_ours(model: str, max_length: int, attn_implementation: str, append_eos: bool = True):
-    from embedgrid.encoder import build_encoder
-    from embedgrid.spec import EncoderSpec, LoraSpec
+    from embedgrid.model.encoder import build_encoder
+    from embedgrid.model.spec import EncoderSpec, LoraSpec
 
-    spec = EncoderSpec(checkpoint=CHECKPOINTS[model], pooling={"_target_": "embedgrid.pooling.MeanPooling"},
+    spec = EncoderSpec(checkpoint=CHECKPOINTS[model], pooling={"_target_": "embedgrid.model.pooling.MeanPooling"},
                        attention="causal", max_length=max_length, attn_implementation=attn_implementation,
                        append_eos=append_eos, lora=LoraSpec(enabled=False))
     return build_encoder(spec).eval()
@@ -156,8 +156,8 @@ def main(argv=None) -> dict:
     import torch
 
     from benchmarks.peak import peaks
-    from embedgrid.backbone import resolve_checkpoint
-    from embedgrid.encoder import batch_token_budget
+    from embedgrid.model.backbone import resolve_checkpoint
+    from embedgrid.model.encoder import batch_token_budget
     from embedgrid.flops import ModelShape
     from embedgrid.io import write_json
 

@@ -36,7 +36,7 @@ def eval_settings(name: str, overrides: list[str]) -> dict:
     from omegaconf import OmegaConf
 
     import embedgrid  # noqa: F401  (resolvers)
-    import embedgrid.schema  # noqa: F401  (config schema)
+    import embedgrid.grid.schema  # noqa: F401  (config schema)
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"eval={name}", *overrides])
@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
     from sentence_transformers.sentence_transformer.modules import Normalize
 
     from benchmarks.encode import CHECKPOINTS, build_ours, build_sentence_transformers
-    from embedgrid.backbone import resolve_checkpoint
+    from embedgrid.model.backbone import resolve_checkpoint
     from embedgrid.evaluate.model import MtebEncoder
     from embedgrid.evaluate.run import resolve_tasks
     from embedgrid.io import write_json

@@ -3,7 +3,7 @@
 A synthetic retrieval task of distinct, real-looking documents (each joins two WordNet 3.0 synsets: lemmas, gloss,
 a cross-reference) is evaluated at two corpus sizes with ``model=tiny`` by both systems, each in a fresh process:
 embedgrid's ``MtebEncoder`` and sentence-transformers (mean pooling, no EOS, unit length: the same vectors, as in
-tests/test_eval.py) through ``mteb.evaluate``. Peak memory is measured once the model and the task are built, so
+tests/evaluate/test_eval.py) through ``mteb.evaluate``. Peak memory is measured once the model and the task are built, so
 it is the evaluation's own peak, in two ways: the kernel's VmHWM watermark (reset then), and the peak of
 anonymous RSS (RssAnon, sampled every 5 ms), which the goals are judged on because it leaves out file-backed
 pages that a shared machine under memory pressure evicts at random. A third, reference system is embedgrid with
@@ -143,7 +143,7 @@ def worker(system: str, n: int, batch_size: int) -> dict:
     from sentence_transformers.sentence_transformer.modules import Normalize
 
     from benchmarks.encode import CHECKPOINTS, build_ours, build_sentence_transformers
-    from embedgrid.backbone import resolve_checkpoint
+    from embedgrid.model.backbone import resolve_checkpoint
     from embedgrid.evaluate.model import MtebEncoder
 
     torch.set_num_threads(1)

@@ -88,7 +88,7 @@ def build_checkpoint(directory: Path, shape: dict) -> Path:
 def probe_all(path: Path, device: str) -> list[dict]:
     import torch
 
-    from embedgrid.backbone import Attention, AttentionMismatch, load_backbone
+    from embedgrid.model.backbone import Attention, AttentionMismatch, load_backbone
 
     impls = ["sdpa"] + (["flash_attention_2"] if importlib.util.find_spec("flash_attn") else [])
     results = []
@@ -115,8 +115,8 @@ def train_cell(path: Path, batch: int, steps: int, max_length: int, attention: s
     import torch
 
     from embedgrid.data.rows import Row
-    from embedgrid.encoder import build_encoder
-    from embedgrid.spec import EncoderSpec, LoraSpec
+    from embedgrid.model.encoder import build_encoder
+    from embedgrid.model.spec import EncoderSpec, LoraSpec
     from embedgrid.train.config import TrainConfig
     from embedgrid.train.loop import fit
 
@@ -127,7 +127,7 @@ def train_cell(path: Path, batch: int, steps: int, max_length: int, attention: s
         return " ".join(rng.choices(words, k=3 * max_length))  # about 4 BPE tokens per word: always truncated
 
     rows = [Row(text(), text(), (text(),)) for _ in range(batch * (steps + 1))]
-    spec = EncoderSpec(checkpoint=str(path), pooling={"_target_": "embedgrid.pooling.MeanPooling"},
+    spec = EncoderSpec(checkpoint=str(path), pooling={"_target_": "embedgrid.model.pooling.MeanPooling"},
                        attention=attention, dtype="bfloat16", max_length=max_length, lora=LoraSpec())
     torch.manual_seed(0)
     encoder = build_encoder(spec, device=device).to(device)

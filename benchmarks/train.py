@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 import benchmarks.offline  # noqa: E402,F401  (offline settings, before the heavy imports)
 
 from benchmarks.encode import CHECKPOINTS  # noqa: E402  (after ROOT is on sys.path)
-from embedgrid.spec import LoraSpec  # noqa: E402
+from embedgrid.model.spec import LoraSpec  # noqa: E402
 
 LORA = asdict(LoraSpec())  # the cells' LoRA (the paper's r 16, alpha 32, dropout 0.1, every projection)
 LR = 1e-4
@@ -68,11 +68,11 @@ def rows_for(count: int):
 def build_ours(model: str, max_length: int):
     import torch
 
-    from embedgrid.encoder import build_encoder
-    from embedgrid.spec import EncoderSpec
+    from embedgrid.model.encoder import build_encoder
+    from embedgrid.model.spec import EncoderSpec
 
     torch.manual_seed(0)
-    spec = EncoderSpec(checkpoint=CHECKPOINTS[model], pooling={"_target_": "embedgrid.pooling.MeanPooling"},
+    spec = EncoderSpec(checkpoint=CHECKPOINTS[model], pooling={"_target_": "embedgrid.model.pooling.MeanPooling"},
                        attention="causal", max_length=max_length, lora=LoraSpec(**LORA))
     return build_encoder(spec)
 
@@ -131,7 +131,7 @@ def time_sentence_transformers(model: str, rows, batch: int, steps: int, max_len
     from sentence_transformers.sentence_transformer.modules import Pooling
     from transformers import TrainerCallback
 
-    from embedgrid.backbone import resolve_checkpoint
+    from embedgrid.model.backbone import resolve_checkpoint
     from embedgrid.train.batches import batch_rows
 
     path = resolve_checkpoint(CHECKPOINTS[model])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from embedgrid.cellid import register_resolvers as _register_resolvers
+from embedgrid.grid.cellid import register_resolvers as _register_resolvers
 
 _register_resolvers()
 
@@ -14,15 +14,15 @@ _register_resolvers()
 def load_encoder(cell_dir, device=None, **options):
     """Rebuild the trained encoder of a finished cell; ``.encode(texts)`` gives (n, d) float32, L2-normalised.
 
-    ``options``: ``trust_remote_code`` / ``allow_checkpoint_from_disk`` opt-ins (embedgrid.encoder.load_encoder)."""
-    from embedgrid.encoder import load_encoder as _load
+    ``options``: ``trust_remote_code`` / ``allow_checkpoint_from_disk`` opt-ins (embedgrid.model.encoder.load_encoder)."""
+    from embedgrid.model.encoder import load_encoder as _load
 
     return _load(cell_dir, device=device, **options)
 
 
 def __getattr__(name):
     if name in ("Encoder", "EncoderSpec", "build_encoder"):
-        import embedgrid.encoder as module
+        import embedgrid.model.encoder as module
 
-        return getattr(module, name) if hasattr(module, name) else getattr(__import__("embedgrid.spec").spec, name)
+        return getattr(module, name) if hasattr(module, name) else getattr(__import__("embedgrid.model.spec").spec, name)
     raise AttributeError(name)

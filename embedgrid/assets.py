@@ -190,7 +190,7 @@ def tiny_checkpoint(arch: str = "qwen2", hidden_size: int = 64, num_layers: int 
 
     Deterministic: the same arguments give bit-identical weights, so the checkpoint is cached by its arguments.
     """
-    from embedgrid.backbone import TINY_CONFIGS
+    from embedgrid.model.backbone import TINY_CONFIGS
 
     if arch not in TINY_CONFIGS:
         raise ValueError(f"unknown tiny arch '{arch}'; valid: {sorted(TINY_CONFIGS)}")
@@ -209,7 +209,7 @@ def _build_tiny(target: Path, arch: str, hidden_size: int, num_layers: int, num_
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from embedgrid.backbone import TINY_CONFIGS
+    from embedgrid.model.backbone import TINY_CONFIGS
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
     config = TINY_CONFIGS[arch](

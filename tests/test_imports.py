@@ -16,11 +16,11 @@ def _loaded(module: str) -> set[str]:
 
 
 @pytest.mark.parametrize("module, forbidden", [
-    ("embedgrid.pooling", {"embedgrid.encoder", "embedgrid.backbone", "embedgrid.cell"}),
-    ("embedgrid.pooling.sizes", {"embedgrid.encoder"}),
-    ("embedgrid.spec", {"embedgrid.backbone", "embedgrid.encoder"}),
-    ("embedgrid.celldir", {"embedgrid.encoder", "embedgrid.cell", "embedgrid.evaluate.run"}),
-    ("embedgrid.errors", {"embedgrid.cell", "embedgrid.train.loop"}),
+    ("embedgrid.model.pooling", {"embedgrid.model.encoder", "embedgrid.model.backbone", "embedgrid.grid.cell"}),
+    ("embedgrid.model.pooling.sizes", {"embedgrid.model.encoder"}),
+    ("embedgrid.model.spec", {"embedgrid.model.backbone", "embedgrid.model.encoder"}),
+    ("embedgrid.grid.celldir", {"embedgrid.model.encoder", "embedgrid.grid.cell", "embedgrid.evaluate.run"}),
+    ("embedgrid.errors", {"embedgrid.grid.cell", "embedgrid.train.loop"}),
     ("embedgrid.data.wordnet", {"embedgrid.evaluate.tasks", "embedgrid.evaluate.run"}),  # training reads no mteb
 ])
 def test_lower_modules_do_not_import_upper_ones(module, forbidden):
@@ -29,29 +29,29 @@ def test_lower_modules_do_not_import_upper_ones(module, forbidden):
 
 def test_user_facing_exceptions_live_in_errors_and_are_re_exported():
     import embedgrid.assets
-    import embedgrid.cell
+    import embedgrid.grid.cell
     import embedgrid.errors as errors
     import embedgrid.slurm
-    import embedgrid.sweeper
+    import embedgrid.grid.sweeper
     import embedgrid.train.distributed
     import embedgrid.train.loop
 
-    assert embedgrid.cell.CellConflict is errors.CellConflict and embedgrid.cell.CellBusy is errors.CellBusy
+    assert embedgrid.grid.cell.CellConflict is errors.CellConflict and embedgrid.grid.cell.CellBusy is errors.CellBusy
     assert embedgrid.train.loop.Preempted is errors.Preempted and embedgrid.train.loop.NonFiniteLoss is errors.NonFiniteLoss
     assert embedgrid.train.distributed.RankZeroFailed is errors.RankZeroFailed
     assert embedgrid.assets.MissingAsset is errors.MissingAsset and embedgrid.slurm.SlurmError is errors.SlurmError
-    assert embedgrid.sweeper.GridFailed is errors.GridFailed
+    assert embedgrid.grid.sweeper.GridFailed is errors.GridFailed
     defined = [p for p in (ROOT / "embedgrid").rglob("*.py") if p.name != "errors.py"
                and any(line.startswith("class ") and ("Error)" in line or "RuntimeError)" in line)
                        for line in p.read_text().splitlines())]
     assert not defined, f"exceptions defined outside embedgrid/errors.py: {defined}"
 
 
-@pytest.mark.parametrize("package, forbidden", [("pooling", ("embedgrid.encoder", "embedgrid.backbone")),
-                                                ("spec.py", ("embedgrid.backbone", "embedgrid.encoder"))])
+@pytest.mark.parametrize("package, forbidden", [("pooling", ("embedgrid.model.encoder", "embedgrid.model.backbone")),
+                                                ("spec.py", ("embedgrid.model.backbone", "embedgrid.model.encoder"))])
 def test_no_lazy_upward_imports_either(package, forbidden):
     """Imports inside functions count too: the pooling package builds its own heads (pooling/build.py)."""
-    path = ROOT / "embedgrid" / package
+    path = ROOT / "embedgrid" / "model" / package
     for source in ([path] if path.is_file() else sorted(path.rglob("*.py"))):
         for line in source.read_text().splitlines():
             stripped = line.strip()

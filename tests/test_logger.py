@@ -102,7 +102,7 @@ def test_unreachable_wandb_host_with_api_key_gives_up_after_init_timeout(tmp_pat
 
 
 def test_same_cell_logs_into_the_same_run_id(compose):
-    from embedgrid.cell import wandb_run_id
+    from embedgrid.grid.cell import wandb_run_id
 
     cfg = compose(["model=tiny", "pooling=mean"])
     assert wandb_run_id(cfg) == wandb_run_id(compose(["model=tiny", "pooling=mean"]))

@@ -150,7 +150,7 @@ def test_the_job_return_that_submitit_pickles_is_redacted():
     from hydra.core.utils import JobReturn, JobStatus
     from omegaconf import OmegaConf
 
-    from embedgrid.hydra_callbacks import RedactSecrets
+    from embedgrid.grid.hydra_callbacks import RedactSecrets
 
     secret = "hf_JobReturnToken0123456789ABCD"
     ret = JobReturn(overrides=[f"+hf_token={secret}", "model=tiny"], cfg=OmegaConf.create({"hf_token": secret}),
@@ -165,7 +165,7 @@ def test_hydra_files_are_rewritten_redacted_at_job_start(tmp_path, record_factor
     """What Hydra writes before on_job_start: the task config, its own config, the override list."""
     from omegaconf import OmegaConf
 
-    from embedgrid.hydra_callbacks import RedactSecrets
+    from embedgrid.grid.hydra_callbacks import RedactSecrets
 
     secret = "hf_HydraFileToken0123456789ABCD"
     hydra = {"runtime": {"output_dir": str(tmp_path)}, "output_subdir": ".hydra",

@@ -5,7 +5,7 @@ import numpy as np
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 
-from embedgrid.encoder import Encoder
+from embedgrid.model.encoder import Encoder
 from embedgrid.evaluate.config import check_scope
 
 UNCACHED_ROLES = ("document",)  # mteb encodes each corpus chunk once; caching it would hold the whole corpus

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from statistics import fmean
 
-from embedgrid.celldir import CATEGORY_SCORES_FILE, CellDir  # noqa: F401  (re-exported)
+from embedgrid.grid.celldir import CATEGORY_SCORES_FILE, CellDir  # noqa: F401  (re-exported)
 from embedgrid.evaluate.config import EvalConfig
 
 log = logging.getLogger(__name__)

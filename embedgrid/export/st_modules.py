@@ -21,7 +21,7 @@ class EmbedgridPooling(Module):
     own ``Normalize`` module).
 
     Args:
-        pooling: the head's spec, ``{"_target_": "embedgrid.pooling.<Class>", **kwargs}`` (only embedgrid's own
+        pooling: the head's spec, ``{"_target_": "embedgrid.model.pooling.<Class>", **kwargs}`` (only embedgrid's own
             pooling classes are accepted).
         hidden_size, num_layers, backbone_num_heads, is_causal: the backbone sizes the head was built with.
         skip_leading: number of leading tokens (BOS) excluded from pooling (``instruction_in_pooling=false``).
@@ -32,7 +32,7 @@ class EmbedgridPooling(Module):
     def __init__(self, pooling: dict, hidden_size: int, num_layers: int, is_causal: bool,
                  backbone_num_heads: int | None = None, skip_leading: int = 0):
         super().__init__()
-        from embedgrid.pooling.build import build_pooling, shape  # embedgrid's own pooling classes only
+        from embedgrid.model.pooling.build import build_pooling, shape  # embedgrid's own pooling classes only
 
         self.pooling, self.hidden_size, self.num_layers = dict(pooling), hidden_size, num_layers
         self.backbone_num_heads, self.is_causal, self.skip_leading = backbone_num_heads, is_causal, skip_leading
@@ -40,7 +40,7 @@ class EmbedgridPooling(Module):
                                   "causal" if is_causal else "bidirectional")
 
     def forward(self, features: dict[str, Any], **kwargs) -> dict[str, Any]:
-        from embedgrid.pooling.base import at_least_float32
+        from embedgrid.model.pooling.base import at_least_float32
 
         attention_mask = features["attention_mask"]
         states = tuple(features["all_layer_embeddings"]) if self.head.needs_all_layers \

@@ -25,7 +25,7 @@ def export_cell(cell_dir: str | os.PathLike, out_dir: str | os.PathLike, *, push
     packaged checkpoint, and sentence-transformers 6.2 loads PEFT adapters only with peft >= 0.22, which this
     project's peft pin (0.21) excludes.
     """
-    from embedgrid.encoder import load_encoder
+    from embedgrid.model.encoder import load_encoder
 
     cell_dir, out_dir = Path(cell_dir), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -57,7 +57,7 @@ def export_cell(cell_dir: str | os.PathLike, out_dir: str | os.PathLike, *, push
 
 def _cell_record(cell_dir: Path) -> dict:
     """The cell's record (``cell_dir`` is a cell or its ``model/``); empty for a saved encoder outside a cell."""
-    from embedgrid.celldir import CellDir
+    from embedgrid.grid.celldir import CellDir
 
     for cell in (CellDir(cell_dir), CellDir(cell_dir.parent)):
         record = cell.read_record()
@@ -95,7 +95,7 @@ def _backbone_dir(encoder, directory: Path) -> Path:
     backbone = encoder.backbone
     directory.mkdir(parents=True)
     if encoder.spec.lora.enabled:
-        from embedgrid.encoder import inference_copy
+        from embedgrid.model.encoder import inference_copy
 
         backbone = inference_copy(backbone)
     config, before = backbone.config, backbone.config.output_hidden_states

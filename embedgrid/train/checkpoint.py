@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from embedgrid.celldir import LAST_CHECKPOINT
+from embedgrid.grid.celldir import LAST_CHECKPOINT
 from embedgrid.io import read_json, write_json
 
 log = logging.getLogger(__name__)

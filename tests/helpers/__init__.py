@@ -28,7 +28,7 @@ def compose_config(overrides=(), return_hydra_config=False):
     from hydra.core.global_hydra import GlobalHydra
 
     import embedgrid  # noqa: F401  (resolvers)
-    import embedgrid.schema  # noqa: F401  (config schema)
+    import embedgrid.grid.schema  # noqa: F401  (config schema)
 
     GlobalHydra.instance().clear()
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 POOLINGS = {
-    "mean": {"_target_": "embedgrid.pooling.MeanPooling"},
-    "latent": {"_target_": "embedgrid.pooling.LatentAttentionPooling", "num_latents": 8, "num_heads": 2,
+    "mean": {"_target_": "embedgrid.model.pooling.MeanPooling"},
+    "latent": {"_target_": "embedgrid.model.pooling.LatentAttentionPooling", "num_latents": 8, "num_heads": 2,
                "head_dim": None, "ff_mult": 2, "output_dim": None},
 }
 
@@ -13,8 +13,8 @@ POOLINGS = {
 def tiny_encoder(pooling: str = "mean", dropout: float = 0.0, seed: int = 0, attention: str = "causal",
                  perturb_lora: bool = True, dtype: str = "float32"):
     """A tiny Qwen2 + LoRA encoder; ``perturb_lora`` makes lora_B non-zero so every LoRA matrix gets a gradient."""
-    from embedgrid.encoder import build_encoder
-    from embedgrid.spec import EncoderSpec, LoraSpec
+    from embedgrid.model.encoder import build_encoder
+    from embedgrid.model.spec import EncoderSpec, LoraSpec
 
     torch.manual_seed(seed)
     spec = EncoderSpec(checkpoint={"_target_": "embedgrid.assets.tiny_checkpoint"}, pooling=dict(POOLINGS[pooling]),

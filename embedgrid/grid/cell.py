@@ -1,0 +1,224 @@
+"""One grid cell, start to finish: build → train (resumable) → save → evaluate (resumable) → record.
+
+The cell directory (its files, states, lock and guards) is embedgrid.grid.celldir.CellDir. A finished cell is
+skipped; a partial one resumes; a directory holding another config, another cell's model or somebody else's
+files is never written to.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from embedgrid.grid.cellid import cell_name, config_hash
+from embedgrid.grid.celldir import (CELL_FILE, CHECKPOINT_DIR, DONE, FAILED, LOCK_FILE, MODEL_DIR,  # noqa: F401
+                               NEW, PARTIAL, RUNNING, SCORES_FILE, CellDir)
+from embedgrid.errors import CellBusy, CellConflict, Preempted  # noqa: F401  (re-exported)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CellOutcome:
+    cell_dir: Path
+    status: str
+    scores: dict | None = None
+    error: str | None = None
+    skipped: bool = False
+    rank: int = 0  # under several processes every rank returns the outcome; rank 0 is the one to report
+
+
+def cell_state(cell_dir: str | Path, cfg: DictConfig | None = None) -> str:
+    """done | partial | failed | new for the requested cell (done only if every requested task is scored)."""
+    return CellDir(cell_dir).state(cfg)
+
+
+def encoder_spec(cfg: DictConfig):
+    """The cell's EncoderSpec, from the typed model, pooling, attention, lora and train groups."""
+    from embedgrid.grid.schema import train_config
+    from embedgrid.model.spec import EncoderSpec, LoraSpec
+
+    model = cfg.model
+    lora = LoraSpec(**OmegaConf.to_container(cfg.lora, resolve=True))
+    if model.lora_target_modules:  # the model's own layer names (BERT has no q_proj ...)
+        lora = replace(lora, target_modules=list(model.lora_target_modules))
+    return EncoderSpec(
+        checkpoint=OmegaConf.to_container(model.checkpoint, resolve=True) if OmegaConf.is_config(model.checkpoint)
+        else model.checkpoint,
+        pooling=OmegaConf.to_container(cfg.pooling.head, resolve=True), attention=cfg.attention.name,
+        revision=model.revision, dtype=model.dtype, attn_implementation=model.attn_implementation,
+        trust_remote_code=model.trust_remote_code, max_length=train_config(cfg).max_length or model.max_length,
+        pool_instruction=cfg.instruction_in_pooling, append_eos=cfg.append_eos,
+        instruction_template=cfg.instruction_template, instruction_join=cfg.instruction_join, lora=lora,
+        name=cell_name(cfg))
+
+
+def run(cfg: DictConfig, cell_dir: str | Path) -> CellOutcome:
+    """Run (or skip, or resume) the cell described by ``cfg`` in ``cell_dir``. Failures are recorded, then raised.
+
+    Launched with several processes (torchrun, or several SLURM tasks) every rank calls this: all ranks train,
+    data parallel with negatives spanning ranks, while rank 0 alone holds the lock, writes ``cell.json``, saves
+    the model and evaluates; every rank returns the same scores.
+    """
+    from embedgrid.train.distributed import init_from_env, run_on_main
+
+    world = init_from_env()
+    cell = CellDir(cell_dir)
+    with ExitStack() as held:
+        def claim() -> dict:
+            cell.check_is_cell_dir()  # before the lock file: a foreign directory gets nothing written
+            held.enter_context(cell.lock())
+            plan = cell.claim(cfg)
+            if plan["state"] == DONE:
+                log.info("cell %s is done; skipping", cell.path)
+            return plan
+
+        plan = run_on_main(claim, world)
+        if plan["state"] == DONE:
+            return CellOutcome(cell.path, DONE, plan["scores"], skipped=True, rank=world.rank)
+        return _run_claimed(cfg, cell, plan, world)
+
+
+def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutcome:
+    from embedgrid.logger import NullLogger
+    from embedgrid.train.distributed import run_on_main
+
+    started, logger = plan["started"], None
+    try:
+        device = _setup_runtime(cfg)
+        logger = _make_logger(cfg, cell) if world.is_main else NullLogger()
+        encoder, summary = _trained_encoder(cfg, cell, device, logger, world, trained=plan["trained"])
+        scores = run_on_main(lambda: _evaluate_and_record(cfg, cell, encoder, summary, logger, started), world)
+        return CellOutcome(cell.path, DONE, scores, rank=world.rank)
+    except BaseException as error:
+        from embedgrid.train.signals import hand_over
+
+        if world.is_main:  # SystemExit: a signal handler (submitit's) ended the job; the next launch resumes
+            status = PARTIAL if isinstance(error, (Preempted, KeyboardInterrupt, SystemExit)) else FAILED
+            try:
+                cell.record(cfg, status=status, error=f"{type(error).__name__}: {error}",
+                            traceback=traceback.format_exc(), seconds=round(time.time() - started, 2))
+            except Exception as record_error:  # noqa: BLE001 - e.g. the disk is full: keep the original error
+                log.error("could not record %s in %s (%s: %s)", status, cell.path / CELL_FILE,
+                          type(record_error).__name__, record_error)
+        if logger is not None:
+            logger.finish(1)
+        hand_over(error)  # SIGUSR2 under submitit: its requeue, now that cell.json says partial
+        raise
+
+
+def _setup_runtime(cfg: DictConfig) -> str:
+    import torch
+    from transformers import set_seed
+
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    set_seed(int(cfg.seed))
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    if cfg.eval.compile:  # before training, not when evaluation starts after it
+        from embedgrid.model.encoder import check_cpu_compiler
+
+        check_cpu_compiler(device)
+    return device
+
+
+def _make_logger(cfg: DictConfig, cell: CellDir):
+    from hydra.utils import instantiate
+
+    if cfg.logger._target_.endswith("NullLogger"):
+        return instantiate(cfg.logger)
+    from embedgrid.grid.designs import design_label
+
+    make = instantiate(cfg.logger, _partial_=True)  # called with plain dicts, not config nodes
+    # a top-level `design` beside the nested config: the W&B UI groups a sweep by design in one click
+    run_config = {"design": design_label(cfg.pooling.name, cfg.attention.name),
+                  **OmegaConf.to_container(cfg, resolve=True)}
+    return make(run_id=wandb_run_id(cfg), name=cell_name(cfg), group=cfg.grid, run_config=run_config,
+                directory=str(cell.path))
+
+
+def wandb_run_id(cfg: DictConfig) -> str:
+    """Stable per (grid, cell): a resumed or requeued cell logs into the same W&B run."""
+    import hashlib
+
+    return hashlib.sha256(f"{cfg.grid}/{cell_name(cfg)}".encode()).hexdigest()[:24]
+
+
+def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world, trained: bool):
+    """The cell's encoder after training (built and trained, resumed, or loaded from ``model/``) + a summary.
+
+    Every rank trains; rank 0 saves the model. When ``model/`` already exists (its identity was checked by the
+    claim) only rank 0 needs the encoder, rebuilt from this cell's config with the saved weights.
+    """
+    from hydra.utils import instantiate
+
+    from embedgrid.model.encoder import build_encoder, load_encoder
+    from embedgrid.grid.schema import train_config
+    from embedgrid.train.distributed import all_sum
+    from embedgrid.train.loop import fit
+
+    summary, t0 = {}, time.perf_counter()
+    spec = encoder_spec(cfg)
+    if trained:
+        log.info("trained model found in %s; evaluation only", cell.model_dir)
+        encoder = load_encoder(cell.model_dir, device=device, spec=spec) if world.is_main else None
+        summary["train"] = (cell.read_record() or {}).get("train")
+    else:
+        log.info("building %s with %s pooling, %s attention", cfg.model.name, cfg.pooling.name, cfg.attention.name)
+        encoder = build_encoder(spec, device=device).to(device)  # attention proven on the device
+        train = train_config(cfg)
+        if train.max_steps > 0:
+            rows = instantiate(cfg.data.loader)
+            log.info("training on %d rows (%s) for %d steps", len(rows), cfg.data.name, train.max_steps)
+            from embedgrid.train.signals import StopSignals
+
+            with StopSignals() as stop:  # SIGTERM/SIGUSR1: checkpoint, then Preempted (cell stays partial)
+                summary["train"] = fit(encoder, rows, train, seed=int(cfg.seed), checkpoint_dir=cell.checkpoint_dir,
+                                       logger=logger, should_stop=stop)
+            summary["train"]["truncated_texts"] = int(all_sum(encoder.truncated, world))
+            if world.is_main:
+                cell.record(cfg, train=summary["train"])
+        else:
+            summary["train"] = {"steps": 0, "note": "zero-shot: untrained backbone with this pooling"}
+        if world.is_main:
+            encoder.save(cell.model_dir)
+            cell.write_model_identity(cfg)
+    summary["timings"] = {"build_and_train_s": round(time.perf_counter() - t0, 2)}
+    return encoder, summary
+
+
+def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict, logger, started: float) -> dict:
+    """Rank 0: evaluate the trained encoder, write scores.json and the finished cell.json; returns the scores."""
+    from embedgrid.evaluate.config import eval_config
+    from embedgrid.evaluate.meta import cell_model_meta
+    from embedgrid.evaluate.run import evaluate_encoder
+
+    summary["pooling_parameters"] = encoder.pooling.num_parameters
+    summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
+    t1, truncated_before = time.perf_counter(), encoder.truncated
+    scores, summary["category_scores"] = evaluate_encoder(
+        encoder, eval_config(cfg), cell.path, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
+        meta=cell_model_meta(cfg, encoder))
+    summary["timings"]["eval_s"] = round(time.perf_counter() - t1, 2)
+    if encoder.truncated > truncated_before:
+        log.info("evaluation: %d texts truncated to max_length=%d (per task in launch.log)",
+                 encoder.truncated - truncated_before, encoder.spec.max_length)
+    cell.write_scores(scores)
+    logger.summary(wandb_summary(scores, summary["category_scores"]))
+    cell.record(cfg, status=DONE, finished_at=time.time(), seconds=round(time.time() - started, 2), **summary)
+    logger.finish(0)
+    return scores
+
+
+def wandb_summary(scores: dict, category_scores: dict) -> dict:
+    """Per-task main scores, ``category/<Category>`` means and ``category/average`` (W&B table columns)."""
+    summary = {f"eval/{task}": entry["main_score"] for task, entry in scores.items()}
+    summary.update({f"category/{name}": mean for name, mean in (category_scores.get("means") or {}).items()})
+    if category_scores.get("average_of_category_means") is not None:
+        summary["category/average"] = category_scores["average_of_category_means"]
+    return summary

@@ -1,0 +1,115 @@
+"""Glue between Hydra and a cell: where the cell lives, what is printed, what a sweep does with failures.
+
+The sweep-level parts (plan, skip done cells, dry run, summary, analysis) are in embedgrid/grid/sweeper.py; for a
+single run, ``CellGuard`` (a Hydra callback, conf/config.yaml) does the plan's checks before Hydra writes
+``.hydra/`` into the cell directory.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict
+
+import embedgrid.grid.schema  # noqa: F401  (registers the config schema before Hydra composes)
+from embedgrid.errors import CellBusy, CellConflict, ConfigError, CorruptCellRecord, Preempted
+
+log = logging.getLogger(__name__)
+
+
+def in_submitit_job() -> bool:
+    return "SUBMITIT_FOLDER" in os.environ  # set by submitit in the job process
+
+
+def default_threads(cfg: DictConfig, hydra_cfg) -> None:
+    """Under a submitit launcher, torch threads follow its cpus_per_task unless ``threads=`` is set."""
+    cpus = hydra_cfg.launcher.get("cpus_per_task") if "launcher" in hydra_cfg else None
+    if cfg.get("threads") is None and cpus and in_submitit_job():
+        with open_dict(cfg):
+            cfg.threads = int(cpus)
+
+
+class CellGuard(Callback):
+    """Single runs: refuse a bad config, a foreign or busy directory or a corrupt record before Hydra writes
+    ``.hydra/`` (Hydra's callbacks turn an Exception into a warning, so this leaves through SystemExit)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from embedgrid.grid.celldir import CellDir
+
+        previous = HydraConfig.instance().cfg
+        try:
+            HydraConfig.instance().set_config(config)  # ${hydra:...} in hydra.run.dir resolves as in the job
+            embedgrid.grid.schema.check(config)
+            if not config.dry_run:
+                CellDir(Path(str(config.hydra.run.dir))).preflight(config)
+        except (ConfigError, CellConflict, CellBusy, CorruptCellRecord) as error:
+            raise SystemExit(f"{type(error).__name__}: {error}") from None
+        finally:
+            if previous is not None:
+                HydraConfig.instance().set_config(previous)
+
+
+def run_cell(cfg: DictConfig):
+    from embedgrid import console
+
+    console.configure(cfg.verbose)  # before the heavy imports below, which print progress bars on load
+    from embedgrid.grid.cell import run
+    from embedgrid.grid.celldir import CORRUPT, CellDir
+
+    hydra_cfg = HydraConfig.get()
+    cell_dir = hydra_cfg.runtime.output_dir
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if cfg.dry_run:
+        try:
+            state = CellDir(cell_dir).state(cfg)
+        except CorruptCellRecord as error:
+            state, cell_dir = CORRUPT, f"{cell_dir}  -- {error}"
+        print(f"[{state:>7}] {cell_dir}")
+        return {"cell_dir": cell_dir, "status": state}
+    default_threads(cfg, hydra_cfg)
+    try:
+        outcome = run(cfg, cell_dir)
+    except Exception as error:
+        if is_preemption(error):
+            # Checkpoint written, cell.json says partial. In a submitit job, leave without a result so SLURM's
+            # requeue (or submitit's) reruns this cell, which resumes; in-process, stop the whole sweep: Hydra's
+            # basic launcher records an Exception and goes on to the next cell, but lets SystemExit through.
+            log.warning("cell %s preempted: %s", cell_dir, error)
+            raise SystemExit(f"preempted: {error}") from None
+        if not multirun:
+            raise
+        log.error("cell %s failed: %s: %s (recorded in cell.json)", cell_dir, type(error).__name__, error)
+        return {"cell_dir": cell_dir, "status": "failed", "error": f"{type(error).__name__}: {error}"}
+    if outcome.rank == 0:  # several processes: one report, not one per rank
+        print(cell_report(outcome), flush=True)
+    return {"cell_dir": str(outcome.cell_dir), "status": outcome.status, "skipped": outcome.skipped}
+
+
+def cell_report(outcome) -> str:
+    """The end of a cell's console output: where it went, how long it took, its category means."""
+    from embedgrid.grid.celldir import CellDir
+    from embedgrid.console import category_table
+
+    cell = CellDir(outcome.cell_dir)
+    record = cell.read_record() or {}
+    how = "skipped, already done" if outcome.skipped else f"{outcome.status} in {_duration(record.get('seconds'))}"
+    lines = [f"\ncell {cell.path}  ({how}; full log: {cell.path / 'launch.log'})"]
+    categories = record.get("category_scores")
+    if categories:
+        lines.append(category_table(categories))
+    return "\n".join(lines)
+
+
+def _duration(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "?"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def is_preemption(error: BaseException) -> bool:
+    return isinstance(error, Preempted)

@@ -1,0 +1,208 @@
+"""Typed schema of the whole config (Hydra ConfigStore) and the checks that run before any job.
+
+Two layers, both before a model loads:
+  * compose time (Hydra + OmegaConf): every group is a dataclass here, so ``seed=abc``, ``eval.batch_size=ten``
+    or a misspelt key in a ``conf/<group>/*.yaml`` file fails with the key and the expected type;
+  * ``check(cfg)`` (the sweeper's plan step for every cell, and a single run's start): values whose validity is
+    not a type — choices (``attention.name=sideways``, ``eval.instruction_scope=docs``, ``model.dtype``,
+    ``device``), ranges (``train.*``, ``eval.*``), pooling kwargs against the pooling class's ``__init__`` (and the
+    class's own checks on the backbone's shape when it is known without loading), data loader and logger kwargs
+    against their function's signature, and missing values (``???``). Each error names the key, the bad value
+    and the valid choices.
+Defaults live here (and in TrainConfig / LoraSpec / EvalConfig); the yaml files set what a preset changes.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from embedgrid.model.attention import Attention
+from embedgrid.errors import ConfigError
+from embedgrid.evaluate.config import EvalConfig
+from embedgrid.model.spec import DEFAULT_INSTRUCTION_JOIN, DEFAULT_INSTRUCTION_TEMPLATE, LoraSpec, check_instructions
+from embedgrid.train.config import TrainConfig
+
+DTYPES = ("float32", "bfloat16", "float16")
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# embedgrid's own callables a config may name (data loaders, loggers); pooling heads: embedgrid.model.pooling.build
+DATA_PREFIX, LOGGER_TARGETS = "embedgrid.data.", ("embedgrid.logger.NullLogger", "embedgrid.logger.WandbLogger")
+LOGGER_RUNTIME_ARGUMENTS = ("run_id", "name", "group", "run_config", "directory")  # given by the cell
+
+
+@dataclass
+class ModelConfig:
+    """``checkpoint``: a path / hub id or a ``_target_`` node of embedgrid.assets; ``lora_target_modules``:
+    the model's own LoRA layer names (null: ``lora.target_modules``, the decoder projections)."""
+
+    name: str = MISSING
+    checkpoint: Any = MISSING
+    revision: Optional[str] = None
+    dtype: str = "float32"
+    attn_implementation: str = "sdpa"
+    trust_remote_code: bool = False
+    max_length: int = MISSING
+    lora_target_modules: Optional[List[str]] = None
+    card: Dict[str, Any] = field(default_factory=dict)  # license, base_model, reference: metadata, not identity
+
+
+@dataclass
+class PoolingConfig:
+    name: str = MISSING
+    head: Dict[str, Any] = MISSING  # {_target_: embedgrid.model.pooling.<Class>, **that class's keyword arguments}
+
+
+@dataclass
+class PerceiverConfig:
+    """Geometry and reference switches of the Perceiver pooler (designs 2-5); values in conf/perceiver/*.yaml."""
+
+    num_latents: int = MISSING
+    num_heads: Optional[int] = MISSING
+    head_dim: Optional[int] = MISSING
+    ff_mult: int = MISSING
+    output_dim: Optional[int] = MISSING
+    mask_padding: bool = MISSING
+    causal_last_layer_input: str = MISSING
+    normalize_layers: bool = MISSING
+    layer_embedding_std: float = MISSING
+    latent_init_std: Optional[float] = MISSING
+    attention_scale: Optional[float] = MISSING
+
+
+@dataclass
+class AttentionConfig:
+    name: str = MISSING
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    loader: Dict[str, Any] = MISSING  # {_target_: embedgrid.data.<module>.<function>, **its arguments}
+
+
+@dataclass
+class GridSchema:
+    seed: int = 0
+    grid: str = "default"
+    threads: Optional[int] = None
+    device: str = "auto"
+    instruction_in_pooling: bool = True
+    append_eos: bool = True
+    instruction_template: str = DEFAULT_INSTRUCTION_TEMPLATE
+    instruction_join: str = DEFAULT_INSTRUCTION_JOIN
+    dry_run: bool = False
+    analyze: bool = True
+    verbose: bool = False
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pooling: PoolingConfig = field(default_factory=PoolingConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: Dict[str, Any] = field(default_factory=lambda: {"_target_": "embedgrid.logger.NullLogger"})
+    perceiver: PerceiverConfig = field(default_factory=PerceiverConfig)
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="embedgrid_schema", node=GridSchema)
+
+
+# ---- checks before any job ----------------------------------------------------------------------------------
+def check(cfg) -> None:
+    """Every value of every group that compose time cannot check; raises ConfigError naming the key."""
+    from omegaconf import OmegaConf
+
+    missing = sorted(f"{key}.{k}" for key in cfg if key != "hydra" and OmegaConf.is_config(cfg[key])
+                     for k in OmegaConf.missing_keys(cfg[key]))
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} must be set (the config leaves {'them' if len(missing) > 1 else 'it'}"
+                          " as ???), e.g. data.loader.path=/path/to/train.jsonl")
+    if not DEVICE.match(str(cfg.device)):
+        raise ConfigError(f"device={cfg.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads={cfg.threads} must be >= 1 or null (torch's default)")
+    if cfg.model.dtype not in DTYPES:
+        raise ConfigError(f"model.dtype={cfg.model.dtype!r}; valid: {', '.join(DTYPES)}")
+    if cfg.model.max_length < 2:
+        raise ConfigError(f"model.max_length={cfg.model.max_length} must be >= 2")
+    train = train_config(cfg)
+    if train.max_length is not None and train.max_length < 2:
+        raise ConfigError(f"train.max_length={train.max_length} must be >= 2 or null (model.max_length)")
+    lora = LoraSpec(**OmegaConf.to_container(cfg.lora, resolve=True))
+    if lora.enabled and (lora.r < 1 or lora.alpha <= 0 or not 0 <= lora.dropout < 1):
+        raise ConfigError(f"lora r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}: need r >= 1, alpha > 0, "
+                          "0 <= dropout < 1")
+    Attention(cfg.attention.name)
+    check_instructions(cfg.instruction_template, cfg.instruction_join, cfg.instruction_in_pooling)
+    EvalConfig.of(cfg.eval)
+    from embedgrid.model.pooling.build import check_pooling
+
+    check_pooling(OmegaConf.to_container(cfg.pooling.head, resolve=True), cfg.attention.name, known_shape(cfg))
+    loader = OmegaConf.to_container(cfg.data.loader, resolve=True)
+    check_call(loader, "data.loader", allowed=lambda t: t.startswith(DATA_PREFIX))
+    check_call(OmegaConf.to_container(cfg.logger, resolve=True), "logger", allowed=lambda t: t in LOGGER_TARGETS,
+               given_by_caller=LOGGER_RUNTIME_ARGUMENTS)
+
+
+def train_config(cfg) -> TrainConfig:
+    """The typed train group (its own checks run in TrainConfig.__post_init__, as ConfigError)."""
+    from omegaconf import OmegaConf
+
+    try:
+        return TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def known_shape(cfg):
+    """The backbone's shape when it is known without loading it (tiny checkpoints, the reference shapes)."""
+    from omegaconf import OmegaConf
+
+    from embedgrid.model.pooling.build import shape
+
+    checkpoint = cfg.model.checkpoint
+    if OmegaConf.is_config(checkpoint) and checkpoint.get("_target_") == "embedgrid.assets.tiny_checkpoint":
+        defaults = inspect.signature(__import__("embedgrid.assets", fromlist=["x"]).tiny_checkpoint).parameters
+        get = lambda k: checkpoint.get(k, defaults[k].default)  # noqa: E731
+        return shape(get("hidden_size"), get("num_layers"), get("num_heads"))
+    from embedgrid.model.pooling.sizes import REFERENCE_SHAPES
+
+    if cfg.model.name in REFERENCE_SHAPES:
+        _, published = REFERENCE_SHAPES[cfg.model.name]
+        if {"hidden_size", "num_hidden_layers", "num_attention_heads"} <= set(published):  # no transformers import
+            return shape(published["hidden_size"], published["num_hidden_layers"], published["num_attention_heads"])
+        from embedgrid.model.pooling.sizes import reference_config
+
+        return reference_config(cfg.model.name)
+    return None
+
+
+def check_call(node: dict, key: str, *, allowed, given_by_caller=()) -> None:
+    """``node`` = ``{_target_, **kwargs}``: the target is one of embedgrid's own, and takes these kwargs."""
+    import importlib
+
+    target = node.get("_target_")
+    if not isinstance(target, str) or not allowed(target):
+        raise ConfigError(f"{key}._target_={target!r} is not one of embedgrid's own "
+                          f"{'loaders (embedgrid.data.*)' if key.startswith('data') else ', '.join(LOGGER_TARGETS)}")
+    module, _, name = target.rpartition(".")
+    try:
+        function = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise ConfigError(f"{key}._target_={target!r} does not exist") from None
+    params = inspect.signature(function).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n in params if n not in given_by_caller and n != "self"]
+    for name in node:
+        if name != "_target_" and name not in accepted:
+            raise ConfigError(f"{key}.{name}={node[name]!r}: {target} takes no such argument; valid: "
+                              f"{', '.join(accepted)}")
+
+
+register()

@@ -1,0 +1,231 @@
+"""Hydra's basic sweeper (cartesian product of the overrides), made safe to launch, relaunch and requeue.
+
+Before anything is submitted it composes every cell's config, checks it (embedgrid.grid.schema.check: a bad value
+stops the sweep before any job), derives the cell directory (``${cell_name:}``) and reads its state, so that
+  * ``dry_run=true`` lists the cells (state + directory) and runs nothing, whatever the launcher;
+  * finished cells are skipped without a job (no SLURM submission for them), unfinished ones run and resume;
+  * an unwritable sweep directory or an unreachable SLURM controller fails before any job starts;
+  * a cell whose directory is refused (another config's, not a cell directory, busy, or with a corrupt
+    ``cell.json``) is reported as failed with the reason and not launched, while the other cells run.
+After the jobs it prints a summary (done / failed / skipped), writes ``<sweep_dir>/summary.json``, runs the
+analysis over the sweep directory (``analyze=true``), and exits non-zero if any cell failed.
+Hydra has no hook for this: callbacks swallow exceptions and never see job returns, hence a sweeper.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus, filter_overrides
+
+from embedgrid.errors import (CellBusy, CellConflict, CorruptCellRecord, GridFailed, SweepConflict,  # noqa: F401
+                              SweepDirUnwritable)
+from embedgrid.secrets import redact, redact_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlannedCell:
+    overrides: list[str]
+    cell_dir: str
+    state: str                  # done | partial | failed | new, or REFUSED / corrupt (not launched; see error)
+    status: str | None = None   # after the launch: done | partial | failed | skipped
+    error: str | None = None
+
+    @property
+    def runnable(self) -> bool:
+        return self.state in ("new", "partial", "failed")
+
+
+REFUSED = "refused"
+
+
+def ensure_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise SweepDirUnwritable(f"sweep directory {directory} is not writable ({error}); set hydra.sweep.dir= "
+                                 f"or grid= to a writable place") from None
+
+
+def is_slurm_launcher(launcher) -> bool:
+    return getattr(launcher, "_EXECUTOR", None) == "slurm"
+
+
+class GridSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+
+    def plan(self, arguments: list[str]) -> list[PlannedCell]:
+        """Every cell of the sweep with its directory and state, composed exactly as the jobs will be."""
+        from embedgrid.grid.celldir import CORRUPT, CellDir
+        from embedgrid.grid.schema import check
+
+        params = self._parse_config() + list(arguments)
+        overrides = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(params)
+        jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        cells, previous = [], HydraConfig.instance().cfg
+        try:
+            for job in jobs:
+                cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
+                HydraConfig.instance().set_config(cfg)  # ${hydra:...} and ${cell_name:} resolve as in the job
+                cell_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
+                check(cfg)
+                cells.append(plan_cell(list(job), CellDir(cell_dir), cfg, CORRUPT))
+        finally:
+            if previous is not None:
+                HydraConfig.instance().set_config(previous)
+        return cells
+
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        tic = time.perf_counter()
+        cells = self.plan(arguments)
+        log.info("planned %d cells in %.2f s", len(cells), time.perf_counter() - tic)
+        refuse_shared_dirs(cells)
+        if self.config.get("dry_run", False):
+            print_plan(cells, sweep_dir)
+            return []
+        ensure_writable(sweep_dir)
+        todo = [c for c in cells if c.runnable]
+        for cell in cells:
+            if cell.state == "done":
+                cell.status = "skipped"
+            elif not cell.runnable:
+                cell.status = "failed"
+        if todo and is_slurm_launcher(self.launcher):
+            from embedgrid.slurm import check_controller
+
+            check_controller()
+        from embedgrid.grid.hydra_callbacks import save_redacted_yaml
+
+        save_redacted_yaml(self.config, sweep_dir / "multirun.yaml")
+        returns = []
+        batch_size = self.max_batch_size or len(todo) or 1
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            try:
+                results = self.launcher.launch([c.overrides for c in batch], initial_job_idx=start)
+            except Exception as error:  # noqa: BLE001 - submitit's, not imported unless the launcher is
+                if type(error).__name__ != "UncompletedJobError":
+                    raise
+                raise GridFailed(job_ended_without_result(error, sweep_dir)) from None
+            for cell, result in zip(batch, results):
+                collect(cell, result)
+            returns.append(results)
+        if int(os.environ.get("RANK", "0")) == 0:  # `torchrun ... -m`: every rank sweeps, one summarizes
+            summary = summarize(cells, sweep_dir)
+            if self.config.get("analyze", False):
+                run_analysis(sweep_dir, summary)
+        failed = [c for c in cells if c.status == "failed"]
+        if failed:
+            raise GridFailed(redact_text(f"{len(failed)} of {len(cells)} cells failed (error + traceback in each "
+                                         "cell.json): " + "; ".join(f"{c.cell_dir}: {c.error}" for c in failed)))
+        return returns
+
+
+def plan_cell(overrides: list[str], cell, cfg, corrupt: str) -> PlannedCell:
+    """One cell's plan; a directory the cell may not use marks this cell, not the sweep."""
+    try:
+        return PlannedCell(overrides, str(cell.path), cell.preflight(cfg))
+    except CorruptCellRecord as error:
+        return PlannedCell(overrides, str(cell.path), corrupt, error=f"{type(error).__name__}: {error}")
+    except (CellConflict, CellBusy) as error:
+        return PlannedCell(overrides, str(cell.path), REFUSED, error=f"{type(error).__name__}: {error}")
+
+
+def refuse_shared_dirs(cells: list[PlannedCell]) -> None:
+    """Two jobs in one cell directory would race; they differ only in settings outside the cell's identity."""
+    seen: dict[str, PlannedCell] = {}
+    for cell in cells:
+        if cell.cell_dir in seen:
+            a, b = set(redact(seen[cell.cell_dir].overrides)), set(redact(cell.overrides))
+            raise SweepConflict(f"{' '.join(sorted(a - b))} and {' '.join(sorted(b - a))} map to the same cell "
+                                f"{cell.cell_dir}: they differ only in settings that do not change the trained "
+                                "model (eval, logging, threads); sweep those in separate launches")
+        seen[cell.cell_dir] = cell
+
+
+def job_ended_without_result(error: Exception, sweep_dir: Path) -> str:
+    """What to say when a job ended without returning (``scancel``, a node failure): which job, its state, and
+    that the batch's other jobs go on, each recording its own cell, so the same command resumes."""
+    job, state = re.search(r"Job (\S+) \(task", str(error)), re.search(r"\(state: (\w+)\)", str(error))
+    job, state = job.group(1) if job else "?", state.group(1) if state else "unknown"
+    return redact_text(f"job {job} ended without returning a result (state {state}). The other jobs of this batch "
+                       f"keep running and each records its own cell under {sweep_dir}; launch the same command "
+                       "again to resume (finished cells are skipped, an interrupted one resumes from its "
+                       "checkpoint)")
+
+
+def collect(cell: PlannedCell, result) -> None:
+    """Outcome of one job: run_cell's dict, or the error of a job that failed outside the cell."""
+    if result.status == JobStatus.COMPLETED and isinstance(result.return_value, dict):
+        value = result.return_value
+        cell.status = "skipped" if value.get("skipped") else value.get("status", "done")
+        cell.error = value.get("error")
+    elif result.status == JobStatus.COMPLETED:
+        cell.status = "done"
+    else:
+        cell.status, cell.error = "failed", f"{type(result._return_value).__name__}: {result._return_value}"
+
+
+def print_plan(cells: list[PlannedCell], sweep_dir: Path) -> None:
+    counts = {s: sum(c.state == s for c in cells) for s in dict.fromkeys(c.state for c in cells)}
+    print(f"dry run: {len(cells)} cells in {sweep_dir} ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
+          "nothing was run")
+    shared = set.intersection(*(set(c.overrides) for c in cells)) if cells else set()
+    for cell in cells:
+        varying = [o for o in filter_overrides(cell.overrides) if o not in shared]
+        print(redact_text(f"  [{cell.state:>7}] {cell.cell_dir}   {' '.join(varying)}"
+                          + (f"  -- {cell.error}" if cell.error else "")))
+
+
+def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
+    from embedgrid.io import write_json
+
+    counts = {s: sum(c.status == s for c in cells) for s in ("done", "skipped", "partial", "failed")}
+    summary = {"sweep_dir": str(sweep_dir), "finished_at": time.time(), "counts": counts,
+               "cells": [asdict(c) for c in cells]}
+    write_json(sweep_dir / "summary.json", redact(summary))
+    print()
+    for cell in cells:
+        line = f"  [{cell.status:>7}] {cell.cell_dir}"
+        print(redact_text(line + (f"  -- {cell.error}" if cell.error else "")))
+    print(f"sweep {sweep_dir}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return summary
+
+
+def run_analysis(sweep_dir: Path, summary: dict) -> None:
+    """`python -m analysis <sweep_dir>` in a subprocess: a failing or missing analysis never loses the sweep."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if not summary["counts"]["done"] + summary["counts"]["skipped"]:
+        return
+    try:
+        available = importlib.util.find_spec("analysis.__main__") is not None
+    except (ImportError, ValueError):
+        available = False
+    if not available:
+        log.warning("analysis skipped: the `analysis` package has no CLI here (python -m analysis %s)", sweep_dir)
+        return
+    print(f"\nanalysis: python -m analysis {sweep_dir}", flush=True)
+    # --wandb-auto: logged to the sweep's W&B group when its cells logged to W&B; ends with the design table
+    proc = subprocess.run([sys.executable, "-m", "analysis", str(sweep_dir), "--wandb-auto"])
+    if proc.returncode != 0:
+        log.warning("analysis of %s failed (exit %d); the cells are fine, rerun `python -m analysis %s`",
+                    sweep_dir, proc.returncode, sweep_dir)
