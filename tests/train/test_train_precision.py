@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.test_train import grads, tiny_encoder, word_rows
+from tests.helpers.train import grads, tiny_encoder, word_rows
 
 
 def test_bf16_setting_accepts_false_true_auto_and_names_them_otherwise():

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from tests.test_train import grads, tiny_encoder, word_rows
+from tests.helpers.train import grads, tiny_encoder, word_rows
 
 
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
