@@ -229,7 +229,8 @@ def step_work(model: str, rows, batch: int, steps: int, max_length: int) -> dict
     """Real tokens, model FLOPs and padded positions (each side's batching) of the timed steps 1..steps."""
     from embedgrid.flops import ModelShape
     from embedgrid.train.batches import batch_rows
-    from embedgrid.train.step import overhead_tokens, sorted_chunks
+    from embedgrid.model.batching import sorted_chunks
+    from embedgrid.train.step import overhead_tokens
 
     encoder = build_ours(model, max_length)
     shape = ModelShape.of(encoder.backbone)

@@ -14,10 +14,12 @@ _register_resolvers()
 def load_encoder(cell_dir, device=None, **options):
     """Rebuild the trained encoder of a finished cell; ``.encode(texts)`` gives (n, d) float32, L2-normalised.
 
-    ``options``: ``trust_remote_code`` / ``allow_checkpoint_from_disk`` opt-ins (embedgrid.model.encoder.load_encoder)."""
+    ``options``: ``trust_remote_code`` / ``allow_checkpoint_from_disk`` opt-ins (embedgrid.model.encoder.load_encoder).
+    ``cell_dir`` may also be a saved encoder's own directory (a cell's ``model/``)."""
+    from embedgrid.grid.celldir import saved_encoder_dir
     from embedgrid.model.encoder import load_encoder as _load
 
-    return _load(cell_dir, device=device, **options)
+    return _load(saved_encoder_dir(cell_dir), device=device, **options)
 
 
 def __getattr__(name):

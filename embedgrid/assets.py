@@ -184,14 +184,28 @@ def _extract_smollm2_tokenizer(target: Path) -> None:
     publish(tmp, target)
 
 
+def _tiny_config(name: str):
+    def build(**kwargs):
+        import transformers
+
+        return getattr(transformers, name)(**kwargs)
+
+    return build
+
+
+TINY_CONFIGS = {
+    "qwen2": _tiny_config("Qwen2Config"),
+    "mistral": _tiny_config("MistralConfig"),
+    "llama": _tiny_config("LlamaConfig"),
+}
+
+
 def tiny_checkpoint(arch: str = "qwen2", hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
                     num_kv_heads: int = 2, intermediate_size: int = 128, seed: int = 0) -> str:
     """A tiny decoder of a real family (qwen2 | mistral | llama), random init from ``seed``, with a real tokenizer.
 
     Deterministic: the same arguments give bit-identical weights, so the checkpoint is cached by its arguments.
     """
-    from embedgrid.model.backbone import TINY_CONFIGS
-
     if arch not in TINY_CONFIGS:
         raise ValueError(f"unknown tiny arch '{arch}'; valid: {sorted(TINY_CONFIGS)}")
     key = f"tiny-{arch}-h{hidden_size}-l{num_layers}-a{num_heads}-kv{num_kv_heads}-f{intermediate_size}-s{seed}"
@@ -208,8 +222,6 @@ def _build_tiny(target: Path, arch: str, hidden_size: int, num_layers: int, num_
                 intermediate_size: int, seed: int) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
-
-    from embedgrid.model.backbone import TINY_CONFIGS
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
     config = TINY_CONFIGS[arch](

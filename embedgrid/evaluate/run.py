@@ -1,6 +1,6 @@
 """Run a suite of MTEB tasks on one cell's encoder, task by task, through mteb's own evaluator and cache.
 
-mteb's ``ResultCache`` in ``<cell>/mteb`` with ``overwrite_strategy="only-missing"`` makes re-evaluation skip
+mteb's ``ResultCache`` in the results directory the caller gives (a cell's ``mteb/``) with ``overwrite_strategy="only-missing"`` makes re-evaluation skip
 finished tasks; evaluating one task per call means an interrupted suite resumes at the next unfinished task.
 The model revision written there includes a hash of the evaluation settings that change scores (subset sizes,
 sampling seed, instructions), so results of another subset or instruction set are never reused by mistake.
@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from statistics import fmean
 
-from embedgrid.grid.celldir import CATEGORY_SCORES_FILE, CellDir  # noqa: F401  (re-exported)
 from embedgrid.evaluate.config import EvalConfig
 
 log = logging.getLogger(__name__)
@@ -92,16 +91,17 @@ def scores_cover(scores: dict, eval_cfg: EvalConfig | dict, prompt: dict | None 
     return all(scores.get(t, {}).get("eval_settings") == wanted for t in eval_cfg.tasks)
 
 
-def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_size: int = 32,
+def evaluate_tasks(model, task_names: list[str], results_dir: str | Path, *, batch_size: int = 32,
                    show_progress_bar: bool = True, max_samples: int | None = None, task_samples: dict | None = None,
                    sample_seed: int = 0) -> dict[str, dict]:
-    """Evaluate each task (skipping those cached in ``<cell_dir>/mteb``); returns the ``scores.json`` mapping."""
+    """Evaluate each task (skipping those cached in ``results_dir``, mteb's result cache); returns the
+    ``scores.json`` mapping."""
     import mteb
     from tqdm.auto import tqdm
 
     from embedgrid import console
 
-    cache = mteb.ResultCache(str(CellDir(cell_dir).mteb_dir))
+    cache = mteb.ResultCache(str(results_dir))
     tasks = resolve_tasks(list(task_names), max_samples=max_samples, task_samples=task_samples,
                           sample_seed=sample_seed)
     scores: dict[str, dict] = {}
@@ -156,12 +156,12 @@ def category_scores(scores: dict[str, dict], offline_only: bool) -> dict:
     }
 
 
-def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, cell_dir: str | Path, *, name: str,
+def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, results_dir: str | Path, *, name: str,
                      revision: str, meta: dict | None = None) -> tuple[dict, dict]:
     """Evaluate a cell's encoder on ``eval_cfg`` (the typed ``eval`` group; a plain dict is typed first).
 
-    Returns ``(scores, category_scores)`` and writes ``category_scores.json`` into ``cell_dir``; the caller
-    writes ``scores.json``.
+    ``results_dir`` is mteb's result cache (a cell's ``mteb/``). Returns ``(scores, category_scores)``; the
+    caller records them (the cell writes ``scores.json`` and ``category_scores.json``).
     """
     from embedgrid import console
     from embedgrid.evaluate.model import MtebEncoder
@@ -177,11 +177,10 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, cell_dir: str | Path,
                         batch_tokens=eval_cfg.batch_tokens, compile=eval_cfg.compile,
                         show_progress_bar=eval_cfg.progress_bar and console.is_verbose(),  # per-role bars
                         meta=meta)
-    scores = evaluate_tasks(model, eval_cfg.tasks, cell_dir, batch_size=eval_cfg.batch_size,
+    scores = evaluate_tasks(model, eval_cfg.tasks, results_dir, batch_size=eval_cfg.batch_size,
                             show_progress_bar=eval_cfg.progress_bar, max_samples=eval_cfg.max_samples,
                             task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed)
     for entry in scores.values():
         entry["eval_settings"] = settings  # CellDir.state: a done cell evaluated under other settings is partial
     categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS for n in eval_cfg.tasks))
-    CellDir(cell_dir).write_category_scores(categories)
     return scores, categories

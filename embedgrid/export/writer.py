@@ -25,12 +25,13 @@ def export_cell(cell_dir: str | os.PathLike, out_dir: str | os.PathLike, *, push
     packaged checkpoint, and sentence-transformers 6.2 loads PEFT adapters only with peft >= 0.22, which this
     project's peft pin (0.21) excludes.
     """
+    from embedgrid.grid.celldir import saved_encoder_dir
     from embedgrid.model.encoder import load_encoder
 
     cell_dir, out_dir = Path(cell_dir), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not empty; export into a new directory")
-    encoder = load_encoder(cell_dir, device="cpu")
+    encoder = load_encoder(saved_encoder_dir(cell_dir), device="cpu")
     record = _cell_record(cell_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists()
                                     else None))

@@ -202,12 +202,13 @@ def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict,
     summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
     t1, truncated_before = time.perf_counter(), encoder.truncated
     scores, summary["category_scores"] = evaluate_encoder(
-        encoder, eval_config(cfg), cell.path, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
+        encoder, eval_config(cfg), cell.mteb_dir, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
         meta=cell_model_meta(cfg, encoder))
     summary["timings"]["eval_s"] = round(time.perf_counter() - t1, 2)
     if encoder.truncated > truncated_before:
         log.info("evaluation: %d texts truncated to max_length=%d (per task in launch.log)",
                  encoder.truncated - truncated_before, encoder.spec.max_length)
+    cell.write_category_scores(summary["category_scores"])
     cell.write_scores(scores)
     logger.summary(wandb_summary(scores, summary["category_scores"]))
     cell.record(cfg, status=DONE, finished_at=time.time(), seconds=round(time.time() - started, 2), **summary)

@@ -23,17 +23,25 @@ from pathlib import Path
 
 from embedgrid.errors import CellBusy, CellConflict, CorruptCellRecord
 from embedgrid.io import read_json, write_json
+from embedgrid.model.saved import SPEC_FILE
 
 DONE, PARTIAL, NEW, FAILED, RUNNING = "done", "partial", "new", "failed", "running"
 CORRUPT = "corrupt"  # a planned cell whose cell.json cannot be read (sweeper: reported, not launched)
 
 CELL_FILE, SCORES_FILE, CATEGORY_SCORES_FILE = "cell.json", "scores.json", "category_scores.json"
 MODEL_DIR, CHECKPOINT_DIR, MTEB_DIR, LOCK_FILE = "model", "checkpoints", "mteb", ".lock"
-LAST_CHECKPOINT = "last"  # checkpoints/<LAST_CHECKPOINT>/: the one the next launch resumes from
 # inside model/ (a saved encoder, also outside any cell)
-SPEC_FILE, POOLING_FILE, ADAPTER_DIR, IDENTITY_FILE = "encoder.json", "pooling.safetensors", "adapter", "identity.json"
+IDENTITY_FILE = "identity.json"  # beside the saved encoder (embedgrid.model.saved): the cell it belongs to
 # what may exist in a directory before its first cell.json (Hydra's output subdir, its job log, our lock)
 PRE_RECORD_ENTRIES = (".hydra", LOCK_FILE, MODEL_DIR)
+
+
+def saved_encoder_dir(directory) -> Path:
+    """The saved encoder of a cell directory (its ``model/``), or ``directory`` itself when it is one."""
+    directory = Path(directory)
+    if not (directory / SPEC_FILE).exists() and (directory / MODEL_DIR / SPEC_FILE).exists():
+        return directory / MODEL_DIR
+    return directory
 
 
 class CellDir:

@@ -16,22 +16,6 @@ from embedgrid.errors import AttentionMismatch  # noqa: F401  (re-exported)
 log = logging.getLogger(__name__)
 
 
-def _tiny_config(name: str):
-    def build(**kwargs):
-        import transformers
-
-        return getattr(transformers, name)(**kwargs)
-
-    return build
-
-
-TINY_CONFIGS = {
-    "qwen2": _tiny_config("Qwen2Config"),
-    "mistral": _tiny_config("MistralConfig"),
-    "llama": _tiny_config("LlamaConfig"),
-}
-
-
 def resolve_checkpoint(checkpoint) -> str:
     """A model's ``checkpoint`` is a path/hub id, or a ``_target_`` node that produces one (offline assets)."""
     if isinstance(checkpoint, str):

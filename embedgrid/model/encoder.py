@@ -17,7 +17,8 @@ from torch import nn
 
 from embedgrid.model.attention import Attention
 from embedgrid.model.backbone import hidden_states, load_backbone, load_tokenizer, resolve_checkpoint
-from embedgrid.grid.celldir import ADAPTER_DIR, MODEL_DIR, POOLING_FILE, SPEC_FILE
+from embedgrid.model.batching import length_order, token_budget_batches
+from embedgrid.model.saved import ADAPTER_DIR, POOLING_FILE, SPEC_FILE
 from embedgrid.errors import ConfigError, UntrustedEncoder
 from embedgrid.io import read_json, write_json
 from embedgrid.model.lora import attach_lora, load_lora
@@ -49,17 +50,6 @@ def batch_token_budget(batch_tokens: int | None, batch_size: int, max_length: in
     if torch.device(device).type == "cpu" and width > 0:
         budget = min(budget, max(1, CPU_BATCH_BYTES // (4 * width)))
     return budget
-
-
-def token_budget_batches(lengths: list[int], budget: int) -> list[tuple[int, int]]:
-    """(start, end) slices of ``lengths`` (sorted longest first) whose padded size, texts × the slice's longest,
-    stays within ``budget`` tokens; at least one text per slice."""
-    out, start = [], 0
-    while start < len(lengths):
-        end = min(len(lengths), start + max(1, budget // max(lengths[start], 1)))
-        out.append((start, end))
-        start = end
-    return out
 
 
 class Encoder(nn.Module):
@@ -231,7 +221,7 @@ class Encoder(nn.Module):
                         backbone: nn.Module | None = None) -> None:
         for window in range(0, len(texts), SORT_WINDOW):
             rows, prefix_len = self.token_rows(texts[window:window + SORT_WINDOW], instruction)
-            order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+            order = length_order([len(row) for row in rows], longest_first=True)
             for start, end in token_budget_batches([len(rows[i]) for i in order], budget):
                 index = order[start:end]
                 vectors = self.embed(self.collate([rows[i] for i in index], prefix_len), backbone)
@@ -322,7 +312,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 def load_encoder(directory: str | os.PathLike, device: str | None = None, *, spec: EncoderSpec | None = None,
                  trust_remote_code: bool = False, allow_checkpoint_from_disk: bool = False) -> Encoder:
-    """Rebuild a saved encoder from a cell directory (or its ``model/`` subdirectory).
+    """Rebuild a saved encoder from its directory (``Encoder.save``; a cell's is ``<cell>/model/``).
 
     A saved directory is data, never code: the weights come from it, and the spec too unless the caller passes
     ``spec`` (the runner does: its own config's). A spec read from disk may name only embedgrid's own pooling
@@ -333,8 +323,6 @@ def load_encoder(directory: str | os.PathLike, device: str | None = None, *, spe
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    if not (directory / SPEC_FILE).exists() and (directory / MODEL_DIR / SPEC_FILE).exists():
-        directory = directory / MODEL_DIR
     if spec is None:
         spec = trusted_spec(directory, trust_remote_code=trust_remote_code,
                             allow_checkpoint_from_disk=allow_checkpoint_from_disk)

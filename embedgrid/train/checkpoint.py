@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from embedgrid.grid.celldir import LAST_CHECKPOINT
 from embedgrid.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 
-LAST, PREV = LAST_CHECKPOINT, "prev"
+LAST, PREV = "last", "prev"  # checkpoints/last/: the one the next launch resumes from
+LAST_CHECKPOINT = LAST
 LEGACY_OLD = f".{LAST}.old"  # what older versions left when killed between their two renames
 WEIGHTS = "trainable.safetensors"
 STATE = "state.pt"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from embedgrid.model.batching import fixed_size_chunks, input_order, length_order
 from embedgrid.precision import frozen_weights_in_bf16
 from embedgrid.train.distributed import World
 from embedgrid.train.step import TextBatch, Tokenized, autocast, contrastive_loss, embed_texts
@@ -42,11 +43,8 @@ class _Chunks:
 
     def __init__(self, encoder, texts: list[str], instructions: list[str | None] | None, size: int, sort: bool):
         self.tokenized = Tokenized.of(encoder, texts, instructions) if sort else None
-        if sort:
-            order = sorted(range(len(texts)), key=lambda i: len(self.tokenized.rows[i]))
-        else:
-            order = list(range(len(texts)))
-        self.index = [order[start:start + size] for start in range(0, len(texts), size)]
+        order = length_order([len(row) for row in self.tokenized.rows]) if sort else list(range(len(texts)))
+        self.index = fixed_size_chunks(order, size)
         self.texts, self.instructions = texts, instructions
 
     def embed(self, encoder, chunk: int) -> torch.Tensor:
@@ -79,9 +77,7 @@ def grad_cache_step(encoder, loss_fn, batch: TextBatch, world: World, chunk_size
                     with autocast(encoder, bf16):
                         cached.append(chunks.embed(encoder, chunk))
                 vectors = torch.cat(cached)  # chunk order; back to input order for the loss
-                inverse = torch.empty_like(flat := chunks.flat())
-                inverse[flat] = torch.arange(len(flat))
-                reps.append(vectors[inverse.to(vectors.device)].requires_grad_())
+                reps.append(vectors[input_order(chunks.index).to(vectors.device)].requires_grad_())
         queries, docs = reps
         loss = contrastive_loss(loss_fn, queries, docs, world)
         loss.backward()

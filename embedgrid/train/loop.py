@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from embedgrid.grid.celldir import LAST_CHECKPOINT
+from embedgrid.train.checkpoint import LAST_CHECKPOINT
 from embedgrid.data.rows import Row, require_negatives
 from embedgrid.errors import NonFiniteLoss, Preempted  # noqa: F401  (re-exported)
 from embedgrid.losses import InfoNCELoss, same_text_mask

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from embedgrid.data.rows import Row
+from embedgrid.model.batching import input_order, sorted_chunks
 from embedgrid.precision import autocast as precision_autocast
 from embedgrid.precision import frozen_weights_in_bf16
 from embedgrid.train.distributed import World, gather_with_grad
@@ -87,41 +88,7 @@ class Tokenized:
     def embed_chunks(self, encoder, chunks: list[list[int]]) -> torch.Tensor:
         """Every text's vector, in input order, computed chunk by chunk."""
         vectors = torch.cat([self.embed(encoder, chunk) for chunk in chunks])
-        flat = [i for chunk in chunks for i in chunk]
-        inverse = torch.empty(len(flat), dtype=torch.long)
-        inverse[torch.tensor(flat)] = torch.arange(len(flat))
-        return vectors[inverse.to(vectors.device)]
-
-
-def sorted_chunks(lengths: list[int], overhead_tokens: float) -> list[list[int]]:
-    """Indices in length-sorted chunks minimising padded tokens + ``overhead_tokens`` per chunk (exact DP).
-
-    The cost of a chunk is (texts x its longest text) + the fixed per-call cost in token equivalents. An
-    optimal cut never splits texts of equal length, so the DP runs over distinct lengths (<= max_length).
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    if not order:
-        return []
-    ends, values = [], []  # ends[g]: end (exclusive, in ``order``) of the g-th run of equal lengths
-    for k, i in enumerate(order):
-        if values and values[-1] == lengths[i]:
-            ends[-1] = k + 1
-        else:
-            ends.append(k + 1)
-            values.append(lengths[i])
-    best, cut = [0.0] + [float("inf")] * len(ends), [0] * (len(ends) + 1)
-    for g in range(1, len(ends) + 1):  # chunk = runs (j, g]; its longest text is values[g - 1]
-        for j in range(g):
-            start = ends[j - 1] if j else 0
-            cost = best[j] + (ends[g - 1] - start) * values[g - 1] + overhead_tokens
-            if cost < best[g]:
-                best[g], cut[g] = cost, j
-    chunks, g = [], len(ends)
-    while g:
-        j = cut[g]
-        chunks.append(order[(ends[j - 1] if j else 0):ends[g - 1]])
-        g = j
-    return chunks[::-1]
+        return vectors[input_order(chunks).to(vectors.device)]
 
 
 # Per-call cost of one chunk's forward + backward in tokens of its per-token cost, measured on a 2-core Sapphire

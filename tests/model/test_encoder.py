@@ -352,7 +352,7 @@ def test_encode_returns_input_order_across_batches_and_sort_windows(encoders, mo
 
 
 def test_token_budget_batches_keep_the_budget_and_cover_every_text():
-    from embedgrid.model.encoder import token_budget_batches
+    from embedgrid.model.batching import token_budget_batches
 
     rng = np.random.default_rng(0)
     lengths = sorted(rng.integers(1, 130, size=500).tolist(), reverse=True)

@@ -30,7 +30,7 @@ def brute_force_cost(lengths, overhead):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_sorted_chunks_is_the_cheapest_split(seed):
-    from embedgrid.train.step import sorted_chunks
+    from embedgrid.model.batching import sorted_chunks
 
     rng = random.Random(seed)
     lengths = [rng.choice([3, 4, 4, 7, 9, 15, 30, 31, 60]) for _ in range(rng.randint(1, 11))]
