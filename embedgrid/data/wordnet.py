@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from embedgrid.assets import MissingAsset
+from embedgrid.errors import MissingAsset
 from embedgrid.data.rows import Row
 
 WORDNET_DIR = os.environ.get("WORDNET_DIR", "/usr/share/wordnet")
