@@ -90,13 +90,18 @@ def field_comments(cls: type) -> dict[str, str]:
 
 def yaml_comments(path: Path) -> tuple[str, dict[str, str]]:
     """A conf file's header comment and the trailing comment of each top-level ``key:`` line."""
-    header, keys = [], {}
+    header, keys, last = [], {}, None
     for line in path.read_text().splitlines():
         if line.startswith("#") and not keys and "@package" not in line:
             header.append(line.lstrip("# ").rstrip())
         match = re.match(r"^(\w+):[^#]*#\s*(.*)$", line)
         if match:
-            keys[match.group(1)] = match.group(2).strip()
+            last = match.group(1)
+            keys[last] = match.group(2).strip()
+        elif last and re.match(r"^\s+#", line):  # a comment continued under the key's own comment
+            keys[last] += " " + line.strip().lstrip("# ")
+        else:
+            last = None
     return " ".join(h for h in header if h), keys
 
 
@@ -194,6 +199,7 @@ def pooling_heads() -> list[str]:
 def preset_table(group: str) -> list[str]:
     rows = [f"| `{group}=` | what | sets |", "|---|---|---|"]
     for name, header, data in presets(group):
+        comments = yaml_comments(CONF / group / f"{name}.yaml")[1]
         inherits = []
         for entry in data.get("defaults", []):
             if isinstance(entry, dict):
@@ -202,7 +208,8 @@ def preset_table(group: str) -> list[str]:
             elif entry != "_self_":
                 inherits.append(f"everything of `{group}={entry}`")
         data = {k: v for k, v in data.items() if k != "defaults"}
-        sets = "<br>".join(inherits + [f"`{k}`: {show(v)}" for k, v in flat(data).items() if k]) or "(nothing)"
+        sets = "<br>".join(inherits + [f"`{k}`: {show(v)}" + (f" ({comments[k]})" if k in comments else "")
+                                  for k, v in flat(data).items() if k]) or "(nothing)"
         rows.append(f"| `{name}` | {cell(header)} | {cell(sets)} |")
     return rows
 
