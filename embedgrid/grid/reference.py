@@ -282,7 +282,7 @@ def render() -> str:
     out += ["", "## Other config groups", ""]
     for group in OTHER_GROUPS:
         out += [f"### `{group}`", ""] + preset_table(group) + [""]
-    return "\n".join(out).rstrip() + "\n"
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).rstrip() + "\n"
 
 
 if __name__ == "__main__":
