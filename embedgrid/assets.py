@@ -13,7 +13,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from embedgrid.errors import MissingAsset  # noqa: F401  (re-exported)
+from embedgrid.errors import MissingAsset
 from embedgrid.io import atomic_write
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Every exception a user of embedgrid can meet, in one place (the modules that raise them re-export them).
+"""Every exception a user of embedgrid can meet, in one place: defined here and imported from here only.
 
 Each message names what was wrong (the path, the key, the bad value) and what to do about it.
 """

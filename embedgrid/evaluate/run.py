@@ -23,7 +23,7 @@ FILE_ONLY = {"console": False}  # launch.log only (embedgrid/console.py)
 CATEGORIES = ("STS", "Classification", "Clustering", "Retrieval", "Reranking", "PairClassification",
               "Summarization")
 NO_OFFLINE_SUMMARIZATION = ("no summarization set with human scores is available offline from the package "
-                            "registries (README, Evaluation); never substituted")
+                            "registries (docs/evaluation.md); never substituted")
 SCORE_SETTINGS = ("instructions", "instruction_scope", "max_samples", "task_samples", "sample_seed")
 
 

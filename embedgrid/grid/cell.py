@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from embedgrid.grid.cellid import cell_name, config_hash
 from embedgrid.grid.celldir import (CELL_FILE, CHECKPOINT_DIR, DONE, FAILED, LOCK_FILE, MODEL_DIR,  # noqa: F401
                                NEW, PARTIAL, RUNNING, SCORES_FILE, CellDir)
-from embedgrid.errors import CellBusy, CellConflict, Preempted  # noqa: F401  (re-exported)
+from embedgrid.errors import Preempted
 
 log = logging.getLogger(__name__)
 

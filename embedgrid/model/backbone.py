@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from embedgrid.model.attention import ATTENTION_MODES, Attention  # noqa: F401  (re-exported)
-from embedgrid.errors import AttentionMismatch  # noqa: F401  (re-exported)
+from embedgrid.errors import AttentionMismatch
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
 """A local one-node SLURM cluster (start/stop/status) and the pre-submit controller check."""
-from embedgrid.slurm.cluster import LocalCluster, SlurmError, check_controller
+from embedgrid.slurm.cluster import LocalCluster, check_controller
 
-__all__ = ["LocalCluster", "SlurmError", "check_controller"]
+__all__ = ["LocalCluster", "check_controller"]

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from embedgrid.slurm.cluster import DEFAULT_STATE_DIR, LocalCluster, SlurmError
+from embedgrid.slurm.cluster import DEFAULT_STATE_DIR, LocalCluster
+from embedgrid.errors import SlurmError
 
 
 def main(argv: list[str] | None = None) -> int:

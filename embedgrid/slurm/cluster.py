@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedgrid.errors import SlurmError  # noqa: F401  (re-exported)
+from embedgrid.errors import SlurmError
 from embedgrid.slurm.sockets import Listener, listening_sockets, slurm_processes
 
 DEFAULT_STATE_DIR = Path(os.environ.get("EMBEDGRID_SLURM_DIR", Path.cwd() / ".slurm"))

@@ -11,7 +11,7 @@ class TrainConfig:
     (``train=paper`` is the paper's recipe). ``max_length``: null keeps ``model.max_length``; set, it replaces it
     for the cell's encoder (a recipe's sequence length, e.g. the paper's 512, without a global package)."""
 
-    max_steps: int = 64  # chosen so training shows within the 10-minute budget (README, The default cell)
+    max_steps: int = 64  # chosen so training shows within the 10-minute budget (docs/getting-started.md, "The default cell")
     batch_size: int = 16  # global: every rank's rows of one optimizer step together
     accumulation_steps: int = 1  # micro-batches per step, one InfoNCE each (negatives: that micro-batch)
     lr: float = 3.0e-4
@@ -29,7 +29,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     # false | true | auto (embedgrid.precision): auto = bf16 autocast where the hardware has native bf16 matmuls.
     # Default false: on this project's AMX CPU bf16 did not make the length-sorted steps reliably faster
-    # (README, Training -> Benchmark). Any, not bool | str: OmegaConf structured configs have no unions.
+    # (docs/training.md, "Benchmark"). Any, not bool | str: OmegaConf structured configs have no unions.
     bf16: Any = False
     length_sorted: bool = True  # embed a step's texts in length-sorted chunks (same loss, less padding)
     log_every: int = 1

@@ -15,7 +15,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from embedgrid.errors import RankZeroFailed  # noqa: F401  (re-exported)
+from embedgrid.errors import RankZeroFailed
 
 log = logging.getLogger(__name__)
 

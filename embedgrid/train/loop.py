@@ -17,7 +17,7 @@ import torch
 
 from embedgrid.train.checkpoint import LAST_CHECKPOINT
 from embedgrid.data.rows import Row, require_negatives
-from embedgrid.errors import NonFiniteLoss, Preempted  # noqa: F401  (re-exported)
+from embedgrid.errors import NonFiniteLoss, Preempted
 from embedgrid.losses import InfoNCELoss, same_text_mask
 from embedgrid.train.batches import batch_rows, split_micro_batches
 from embedgrid.train.checkpoint import load_checkpoint, save_checkpoint

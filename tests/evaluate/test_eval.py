@@ -157,7 +157,7 @@ def test_wordnet_tasks_use_only_heldout_synsets():
 def test_missing_data_package_names_the_install_command(monkeypatch):
     import importlib.util
 
-    from embedgrid.assets import MissingAsset
+    from embedgrid.errors import MissingAsset
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
     real = importlib.util.find_spec

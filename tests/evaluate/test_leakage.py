@@ -1,4 +1,4 @@
-"""No evaluation text in training (README, "Offline evaluation data").
+"""No evaluation text in training (docs/evaluation.md, "Offline evaluation data").
 
 Builds the training rows of every shipped data preset that needs no user path, and every offline task at full
 size, then checks that (a) no evaluation text of more than three words (compared case- and whitespace-

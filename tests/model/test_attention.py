@@ -147,7 +147,7 @@ def kernel_ignoring_is_causal():
 
 
 def test_a_kernel_that_ignores_is_causal_is_refused_at_load(kernel_ignoring_is_causal):
-    from embedgrid.model.backbone import AttentionMismatch
+    from embedgrid.errors import AttentionMismatch
 
     path = tiny_checkpoint(arch="qwen2")
     model = load_backbone(path, Attention("causal"), attn_implementation=kernel_ignoring_is_causal)
@@ -164,7 +164,7 @@ def test_a_model_whose_mask_ignores_the_config_is_refused_at_load(monkeypatch):
 
     import transformers.models.qwen2.modeling_qwen2 as modeling_qwen2
 
-    from embedgrid.model.backbone import AttentionMismatch
+    from embedgrid.errors import AttentionMismatch
 
     real = modeling_qwen2.create_causal_mask
 
@@ -179,7 +179,7 @@ def test_a_model_whose_mask_ignores_the_config_is_refused_at_load(monkeypatch):
 
 
 def test_build_encoder_probes_on_the_device_and_stops_the_cell(kernel_ignoring_is_causal):
-    from embedgrid.model.backbone import AttentionMismatch
+    from embedgrid.errors import AttentionMismatch
     from embedgrid.model.encoder import build_encoder
     from embedgrid.model.spec import EncoderSpec
 

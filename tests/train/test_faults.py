@@ -81,7 +81,7 @@ def test_sigusr2_under_submitit_checkpoints_records_partial_then_submitit_requeu
 
 def test_sigusr2_in_a_plain_cell_run_leaves_partial_not_running(compose, tmp_path, monkeypatch):
     from embedgrid.grid.cell import PARTIAL, run
-    from embedgrid.train.loop import Preempted
+    from embedgrid.errors import Preempted
 
     _signal_at_step(monkeypatch, 1, signal.SIGUSR2)
     with pytest.raises(Preempted, match="stopped at step 1/4"):

@@ -118,7 +118,8 @@ def test_fit_learns_and_logs(tmp_path):
 
 
 def test_resume_in_process_matches_uninterrupted(tmp_path):
-    from embedgrid.train.loop import Preempted, fit
+    from embedgrid.train.loop import fit
+    from embedgrid.errors import Preempted
 
     rows, cfg = word_rows(16), train_config(max_steps=5, checkpoint_every=10)
     straight = tiny_encoder(dropout=0.1)
@@ -191,7 +192,8 @@ def test_sigkill_mid_run_then_relaunch_ends_with_the_same_weights(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2])
 def test_stop_signal_checkpoints_then_raises_preempted(tmp_path, signum):
-    from embedgrid.train.loop import Preempted, fit
+    from embedgrid.train.loop import fit
+    from embedgrid.errors import Preempted
     from embedgrid.train.signals import StopSignals
 
     class SignalAtStep2:
@@ -211,6 +213,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     from safetensors.torch import load_file
 
     import embedgrid.train.loop as loop
+    from embedgrid.errors import NonFiniteLoss
 
     real_step = loop.train_step
     calls = {"n": 0}
@@ -222,7 +225,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 
     monkeypatch.setattr(loop, "train_step", poisoned)
     encoder = tiny_encoder()
-    with pytest.raises(loop.NonFiniteLoss, match=r"step 3/6: loss=nan.*last good checkpoint kept in"):
+    with pytest.raises(NonFiniteLoss, match=r"step 3/6: loss=nan.*last good checkpoint kept in"):
         loop.fit(encoder, word_rows(8), train_config(max_steps=6, checkpoint_every=2), seed=0,
                  checkpoint_dir=tmp_path)
     assert json.loads((tmp_path / "last" / "meta.json").read_text())["step"] == 2
@@ -305,7 +308,8 @@ def test_no_readable_checkpoint_restarts_from_zero_with_the_model_untouched(tmp_
 
 
 def test_fit_resumes_exactly_from_prev_when_last_is_torn(tmp_path):
-    from embedgrid.train.loop import Preempted, fit
+    from embedgrid.train.loop import fit
+    from embedgrid.errors import Preempted
 
     rows, cfg = word_rows(16), train_config(max_steps=6, checkpoint_every=2)
     straight = tiny_encoder(dropout=0.1)
@@ -382,7 +386,8 @@ def test_atomic_write_on_a_full_disk_leaves_no_temp_file_and_raises_the_original
 def test_sigusr2_checkpoints_first_then_hands_over_to_the_previous_handler(tmp_path):
     """Under submitit, SIGUSR2's handler (requeue + exit) was installed before ours: it must run once, after
     the checkpoint, when the cell calls hand_over -- never in the middle of a step."""
-    from embedgrid.train.loop import Preempted, fit
+    from embedgrid.train.loop import fit
+    from embedgrid.errors import Preempted
     from embedgrid.train.signals import StopSignals, hand_over
 
     calls = []
@@ -409,7 +414,8 @@ def test_sigusr2_checkpoints_first_then_hands_over_to_the_previous_handler(tmp_p
 
 
 def test_sigusr2_in_a_plain_run_has_nothing_to_hand_over(tmp_path):
-    from embedgrid.train.loop import Preempted, fit
+    from embedgrid.train.loop import fit
+    from embedgrid.errors import Preempted
     from embedgrid.train.signals import StopSignals
 
     class SignalAtStep1:

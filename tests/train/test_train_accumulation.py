@@ -67,7 +67,8 @@ def test_micro_batches_partition_the_global_batch_over_ranks():
 
 
 def test_resume_with_accumulation_matches_uninterrupted(tmp_path):
-    from embedgrid.train.loop import Preempted, fit
+    from embedgrid.train.loop import fit
+    from embedgrid.errors import Preempted
 
     rows, cfg = word_rows(16), train_config(max_steps=4, batch_size=8, accumulation_steps=2, checkpoint_every=10)
     straight = tiny_encoder(dropout=0.1)

@@ -14,6 +14,7 @@ from tests.helpers import TINY
 def test_sigterm_during_a_cell_checkpoints_and_the_relaunch_resumes(compose, tmp_path, monkeypatch):
     import embedgrid.train.loop as loop
     from embedgrid.grid.cell import PARTIAL, run
+    from embedgrid.errors import Preempted
 
     cfg = compose([*TINY, "train.max_steps=8", "train.checkpoint_every=2"])
     real_save = loop.save_checkpoint
@@ -25,7 +26,7 @@ def test_sigterm_during_a_cell_checkpoints_and_the_relaunch_resumes(compose, tmp
 
     monkeypatch.setattr(loop, "save_checkpoint", save_then_sigterm)
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(loop.Preempted, match="stopped at step 3/8"):
+    with pytest.raises(Preempted, match="stopped at step 3/8"):
         run(cfg, tmp_path)
     assert signal.getsignal(signal.SIGTERM) is before
     assert json.loads((tmp_path / "checkpoints" / "last" / "meta.json").read_text())["step"] == 3
@@ -42,7 +43,8 @@ def test_sigterm_during_a_cell_checkpoints_and_the_relaunch_resumes(compose, tmp
 def test_a_cell_run_by_another_process_is_refused_untouched(compose, tmp_path):
     import fcntl
 
-    from embedgrid.grid.cell import LOCK_FILE, CellBusy, run
+    from embedgrid.grid.cell import LOCK_FILE, run
+    from embedgrid.errors import CellBusy
 
     cfg = compose(TINY)
     with open(tmp_path / LOCK_FILE, "w") as held:  # what a second sweep over the same directory would meet
@@ -58,7 +60,7 @@ def test_preempted_cell_stops_an_in_process_sweep(monkeypatch):
     """Hydra's basic launcher records an Exception and moves to the next cell; a preemption must end the sweep."""
     import embedgrid.grid.cell
     import embedgrid.grid.launcher as launcher
-    from embedgrid.train.loop import Preempted
+    from embedgrid.errors import Preempted
 
     from omegaconf import OmegaConf
 

@@ -119,7 +119,8 @@ def test_local_rows_partition_the_global_batch():
 def _hand_off_worker(rank: int, init_file: str, out: str) -> None:
     import torch.distributed as dist
 
-    from embedgrid.train.distributed import RankZeroFailed, current_world, run_on_main
+    from embedgrid.train.distributed import current_world, run_on_main
+    from embedgrid.errors import RankZeroFailed
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     world, seen = current_world(), {}

@@ -1,4 +1,4 @@
-"""Offline MTEB tasks built from real, human-labelled text that registry packages ship (README, "Evaluation").
+"""Offline MTEB tasks built from real, human-labelled text that registry packages ship (docs/evaluation.md).
 
 Every task is a real mteb ``AbsTask*`` subclass with full metadata, evaluated by mteb's own evaluators. Tasks whose
 text comes from a training source carry ``in_domain = True`` (the WordNet tasks); the runner writes the flag into
