@@ -1,12 +1,17 @@
-"""Atomic file writes: a reader never sees a half-written result."""
+"""Atomic file writes (a reader never sees a half-written result) and checked reads (a torn file is named)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
+
+from embedgrid.errors import TornFile
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -47,8 +52,56 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
+    """The file's JSON, ``default`` if it does not exist; a truncated or undecodable file raises TornFile."""
     path = Path(path)
     if not path.exists():
         return default
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise TornFile(f"{path} is not valid JSON ({error})", path) from None
+
+
+def atomic_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_dir)`` then rename the temp directory to ``path`` (which must not exist): the
+    directory is there complete or not at all. The temp directory is removed if anything fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def move_aside(path: str | os.PathLike) -> Path:
+    """Rename a torn file or directory to ``<name>.corrupt-<UTC time>`` beside it (kept for inspection)."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists() or aside.is_symlink():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.rename(path, aside)
+    return aside
+
+
+def file_integrity(directory: str | os.PathLike, skip: tuple[str, ...] = ()) -> dict[str, dict]:
+    """``{relative path: {"size", "sha256"}}`` of every regular file under ``directory`` (sorted)."""
+    directory = Path(directory)
+    files = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and not p.is_symlink()):
+        rel = path.relative_to(directory).as_posix()
+        if rel in skip:
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        files[rel] = {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+    return files

@@ -4,6 +4,8 @@ mteb's ``ResultCache`` in ``<cell>/mteb`` with ``overwrite_strategy="only-missin
 finished tasks; evaluating one task per call means an interrupted suite resumes at the next unfinished task.
 The model revision written there includes a hash of the evaluation settings that change scores (subset sizes,
 sampling seed, instructions), so results of another subset or instruction set are never reused by mistake.
+mteb's result files are written atomically here (``atomic_task_results``) and read back through
+``cached_result``: a torn one is named, moved aside (``<file>.corrupt-<time>``) and its task re-evaluated.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from statistics import fmean
 
 from embedgrid.grid.celldir import CATEGORY_SCORES_FILE, CellDir  # noqa: F401  (re-exported)
 from embedgrid.evaluate.config import EvalConfig
+from embedgrid.io import atomic_write, move_aside
 
 log = logging.getLogger(__name__)
 FILE_ONLY = {"console": False}  # launch.log only (embedgrid/console.py)
@@ -101,6 +104,7 @@ def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_
 
     from embedgrid import console
 
+    atomic_task_results()
     cache = mteb.ResultCache(str(CellDir(cell_dir).mteb_dir))
     tasks = resolve_tasks(list(task_names), max_samples=max_samples, task_samples=task_samples,
                           sample_seed=sample_seed)
@@ -127,10 +131,39 @@ def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_
     return scores
 
 
+def atomic_task_results() -> None:
+    """mteb writes a result with ``open(path, "w")``: a full disk leaves a torn file. Route ``TaskResult.to_disk``
+    through embedgrid's atomic write (temp file + rename), once per process."""
+    from mteb.results.task_result import TaskResult
+
+    if getattr(TaskResult.to_disk, "atomic", False):
+        return
+    plain = TaskResult.to_disk
+
+    def to_disk(self, path) -> None:
+        atomic_write(path, lambda tmp: plain(self, Path(tmp)))
+
+    to_disk.atomic = True
+    TaskResult.to_disk = to_disk
+
+
+def cached_result(cache, task_name: str, model, revision: str | None = None):
+    """The cached result of a task (``model``: mteb's ModelMeta, or a name with ``revision``), None if absent;
+    a torn or unreadable one is named, moved aside and None returned, so the task is evaluated again."""
+    try:
+        return cache.load_task_result(task_name, model, revision)
+    except (ValueError, OSError) as error:  # JSONDecodeError, UnicodeDecodeError and pydantic's are ValueErrors
+        path = Path(cache.get_task_result_path(task_name, model, revision))
+        aside = move_aside(path) if path.exists() else None
+        log.warning("%s: cached result %s is unreadable (%s: %s); moved to %s, re-evaluating", task_name, path,
+                    type(error).__name__, str(error).splitlines()[0][:200], aside)
+        return None
+
+
 def _strategy(cache, model, task) -> str:
     """``only-missing`` reuses a complete cached result whatever data it scored; a cached result of another
     dataset revision (another subset of an offline task) is re-evaluated instead."""
-    cached = cache.load_task_result(task.metadata.name, model.mteb_model_meta)
+    cached = cached_result(cache, task.metadata.name, model.mteb_model_meta)
     if cached is not None and cached.dataset_revision != task.metadata.revision:
         log.warning("%s: cached result scored dataset revision %s, not %s; re-evaluating", task.metadata.name,
                     cached.dataset_revision, task.metadata.revision)

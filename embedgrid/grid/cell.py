@@ -186,10 +186,22 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
         else:
             summary["train"] = {"steps": 0, "note": "zero-shot: untrained backbone with this pooling"}
         if world.is_main:
-            encoder.save(cell.model_dir)
-            cell.write_model_identity(cfg)
+            save_model(cfg, cell, encoder)
     summary["timings"] = {"build_and_train_s": round(time.perf_counter() - t0, 2)}
     return encoder, summary
+
+
+def save_model(cfg: DictConfig, cell: CellDir, encoder) -> None:
+    """``model/`` written whole or not at all (a temp directory renamed), with the integrity of each file."""
+    from embedgrid.io import atomic_dir, move_aside
+
+    def write(tmp: Path) -> None:
+        encoder.save(tmp)
+        cell.write_model_identity(cfg, tmp)
+
+    if cell.model_dir.exists():  # an unfinished model (no encoder.json): kept aside, never mixed in
+        log.warning("%s holds no complete model; moved to %s", cell.model_dir, move_aside(cell.model_dir))
+    atomic_dir(cell.model_dir, write)
 
 
 def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict, logger, started: float) -> dict:

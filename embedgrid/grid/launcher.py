@@ -16,7 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 import embedgrid.grid.schema  # noqa: F401  (registers the config schema before Hydra composes)
-from embedgrid.errors import CellBusy, CellConflict, ConfigError, CorruptCellRecord, Preempted
+from embedgrid.errors import CellBusy, CellConflict, ConfigError, CorruptCellRecord, Preempted, TornFile
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,10 @@ class CellGuard(Callback):
             HydraConfig.instance().set_config(config)  # ${hydra:...} in hydra.run.dir resolves as in the job
             embedgrid.grid.schema.check(config)
             if not config.dry_run:
-                CellDir(Path(str(config.hydra.run.dir))).preflight(config)
+                try:
+                    CellDir(Path(str(config.hydra.run.dir))).preflight(config)
+                except TornFile as error:  # the run moves it aside and rebuilds it
+                    log.warning("%s", error)
         except (ConfigError, CellConflict, CellBusy, CorruptCellRecord) as error:
             raise SystemExit(f"{type(error).__name__}: {error}") from None
         finally:
@@ -66,7 +69,7 @@ def run_cell(cfg: DictConfig):
     if cfg.dry_run:
         try:
             state = CellDir(cell_dir).state(cfg)
-        except CorruptCellRecord as error:
+        except (CorruptCellRecord, TornFile) as error:
             state, cell_dir = CORRUPT, f"{cell_dir}  -- {error}"
         print(f"[{state:>7}] {cell_dir}")
         return {"cell_dir": cell_dir, "status": state}

@@ -28,7 +28,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus, filter_overrides
 
 from embedgrid.errors import (CellBusy, CellConflict, CorruptCellRecord, GridFailed, SweepConflict,  # noqa: F401
-                              SweepDirUnwritable)
+                              SweepDirUnwritable, TornFile)
 from embedgrid.secrets import redact, redact_text
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,11 @@ class PlannedCell:
     state: str                  # done | partial | failed | new, or REFUSED / corrupt (not launched; see error)
     status: str | None = None   # after the launch: done | partial | failed | skipped
     error: str | None = None
+    repair: bool = False        # corrupt but repairable: a torn file the run moves aside and rebuilds
 
     @property
     def runnable(self) -> bool:
-        return self.state in ("new", "partial", "failed")
+        return self.state in ("new", "partial", "failed") or self.repair
 
 
 REFUSED = "refused"
@@ -143,6 +144,9 @@ def plan_cell(overrides: list[str], cell, cfg, corrupt: str) -> PlannedCell:
         return PlannedCell(overrides, str(cell.path), cell.preflight(cfg))
     except CorruptCellRecord as error:
         return PlannedCell(overrides, str(cell.path), corrupt, error=f"{type(error).__name__}: {error}")
+    except TornFile as error:  # repaired when the cell runs; a dry run only reports it
+        return PlannedCell(overrides, str(cell.path), corrupt, error=f"{type(error).__name__}: {error}",
+                           repair=True)
     except (CellConflict, CellBusy) as error:
         return PlannedCell(overrides, str(cell.path), REFUSED, error=f"{type(error).__name__}: {error}")
 
