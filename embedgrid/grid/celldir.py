@@ -207,6 +207,7 @@ class CellDir:
     # ---- guards -----------------------------------------------------------------------------------------------
     def check_is_cell_dir(self) -> None:
         """Refuse a directory that is not (yet) a cell directory: see the module docstring for what counts."""
+        self.check_no_links()
         if not self.path.exists() or self.record_file.exists():
             return
         if not self.path.is_dir():
@@ -219,6 +220,23 @@ class CellDir:
             raise CellConflict(f"{self.path} is not a cell directory (no {CELL_FILE}, and it holds "
                                f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}); nothing was "
                                "written. Choose another hydra.run.dir / hydra.sweep.dir, or empty it")
+
+    def check_no_links(self) -> None:
+        """Nothing is written through a symbolic link inside the cell directory (a ``launch.log`` linked to
+        another file would have the log appended there): refuse, naming the link."""
+        if not self.path.is_dir() or self.path.is_symlink():
+            return
+        for parent in (self.path, self.path / ".hydra", self.model_dir, self.checkpoint_dir):
+            if parent.is_symlink():
+                links = [parent]
+            elif parent.is_dir():
+                links = [p for p in parent.iterdir() if p.is_symlink()]
+            else:
+                continue
+            if links:
+                raise CellConflict(f"{links[0]} is a symbolic link (to {os.readlink(links[0])}); embedgrid never "
+                                   "writes through a link in a cell directory. Remove the link (or choose another "
+                                   "hydra.run.dir / hydra.sweep.dir); nothing was written")
 
     def check_same_config(self, cfg) -> None:
         """Refuse a directory whose record or saved model belongs to another config."""

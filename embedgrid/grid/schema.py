@@ -117,6 +117,9 @@ def check(cfg) -> None:
     """Every value of every group that compose time cannot check; raises ConfigError naming the key."""
     from omegaconf import OmegaConf
 
+    from embedgrid.grid.cellid import check_path_names
+
+    check_path_names(cfg)
     missing = sorted(f"{key}.{k}" for key in cfg if key != "hydra" and OmegaConf.is_config(cfg[key])
                      for k in OmegaConf.missing_keys(cfg[key]))
     if missing:

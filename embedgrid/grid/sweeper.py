@@ -82,8 +82,9 @@ class GridSweeper(BasicSweeper):
             for job in jobs:
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
                 HydraConfig.instance().set_config(cfg)  # ${hydra:...} and ${cell_name:} resolve as in the job
+                check(cfg)  # first: a name that would leave the sweep is refused before it becomes a path
                 cell_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
-                check(cfg)
+                check_inside(Path(cell_dir), Path(cfg.hydra.sweep.dir))
                 cells.append(plan_cell(list(job), CellDir(cell_dir), cfg, CORRUPT))
         finally:
             if previous is not None:
@@ -92,6 +93,9 @@ class GridSweeper(BasicSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        from embedgrid.grid.cellid import check_path_name
+
+        check_path_name("grid", self.config.grid)  # before it becomes the sweep directory
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         tic = time.perf_counter()
         cells = self.plan(arguments)
@@ -136,6 +140,15 @@ class GridSweeper(BasicSweeper):
             raise GridFailed(redact_text(f"{len(failed)} of {len(cells)} cells failed (error + traceback in each "
                                          "cell.json): " + "; ".join(f"{c.cell_dir}: {c.error}" for c in failed)))
         return returns
+
+
+def check_inside(cell_dir: Path, sweep_dir: Path) -> None:
+    """The cell directory, links resolved, lies inside the sweep directory (checked before anything is written)."""
+    from embedgrid.errors import ConfigError
+
+    if not cell_dir.resolve().is_relative_to(sweep_dir.resolve()) or cell_dir.resolve() == sweep_dir.resolve():
+        raise ConfigError(f"hydra.sweep.subdir={cell_dir.name!r} puts the cell in {cell_dir.resolve()}, outside the "
+                          f"sweep directory {sweep_dir.resolve()}; use the default subdir ${{cell_name:}}")
 
 
 def plan_cell(overrides: list[str], cell, cfg, corrupt: str) -> PlannedCell:
