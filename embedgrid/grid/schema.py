@@ -129,6 +129,10 @@ def check(cfg) -> None:
         raise ConfigError(f"device={cfg.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads={cfg.threads} must be >= 1 or null (torch's default)")
+    if OmegaConf.is_config(cfg.model.checkpoint):
+        from embedgrid.model.backbone import check_checkpoint_target
+
+        check_checkpoint_target(OmegaConf.to_container(cfg.model.checkpoint, resolve=True))
     if cfg.model.dtype not in DTYPES:
         raise ConfigError(f"model.dtype={cfg.model.dtype!r}; valid: {', '.join(DTYPES)}")
     if cfg.model.max_length < 2:
