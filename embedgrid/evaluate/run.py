@@ -9,6 +9,7 @@ mteb's result files are written atomically here (``atomic_task_results``) and re
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ from pathlib import Path
 from statistics import fmean
 
 from embedgrid.grid.celldir import CATEGORY_SCORES_FILE, CellDir  # noqa: F401  (re-exported)
+from embedgrid.errors import ConfigError
 from embedgrid.evaluate.config import EvalConfig
 from embedgrid.io import atomic_write, move_aside
 
@@ -37,8 +39,6 @@ def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samp
 
     Offline tasks are subsampled to ``task_samples[name]`` or else ``max_samples`` (None: whole task).
     """
-    import mteb
-
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
     task_samples = dict(task_samples or {})
@@ -47,17 +47,8 @@ def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samp
         raise ValueError(f"eval.task_samples names {stray}, which are not offline tasks; "
                          f"offline tasks: {sorted(OFFLINE_TASKS)}")
     mocks = _mock_registry() if any(n.startswith(("Mock", "LegacyMock")) for n in names) else {}
-    hub_names = [n for n in names if n not in OFFLINE_TASKS and n not in mocks]
-    hub = {}
-    for name in hub_names:  # one by one: get_tasks raises on the first unknown name, naming only that one
-        try:
-            hub.update({t.metadata.name: t for t in mteb.get_tasks(tasks=[name])})
-        except KeyError:
-            pass
-    unknown = [n for n in hub_names if n not in hub]
-    if unknown:
-        raise ValueError(f"unknown evaluation tasks {unknown}; offline tasks: {sorted(OFFLINE_TASKS)}, "
-                         "mteb mock tasks (eval=mteb_mock), or any name from mteb.get_tasks()")
+    hub = _hub_tasks([n for n in names if n not in OFFLINE_TASKS and n not in mocks])
+    _refuse_unknown([n for n in names if n not in OFFLINE_TASKS and n not in mocks and n not in hub])
     tasks = []
     for name in names:
         if name in OFFLINE_TASKS:
@@ -68,6 +59,39 @@ def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samp
         else:
             tasks.append(hub[name])
     return tasks
+
+
+def _hub_tasks(names: list[str]) -> dict:
+    import mteb
+
+    hub = {}
+    for name in names:  # one by one: get_tasks raises on the first unknown name, naming only that one
+        try:
+            hub.update({t.metadata.name: t for t in mteb.get_tasks(tasks=[name])})
+        except KeyError:
+            pass
+    return hub
+
+
+def _refuse_unknown(unknown: list[str]) -> None:
+    from embedgrid.evaluate.tasks import OFFLINE_TASKS
+
+    if unknown:
+        raise ConfigError(f"eval.tasks: unknown evaluation tasks {unknown}; offline tasks: {sorted(OFFLINE_TASKS)}, "
+                          "mteb mock tasks (eval=mteb_mock), or any name from mteb.get_tasks()")
+
+
+@functools.lru_cache(maxsize=64)
+def check_task_names(names: tuple[str, ...]) -> None:
+    """Every name of ``eval.tasks`` resolves (offline, mock or mteb registry), before any training; raises
+    ConfigError naming the unknown ones. Cached: a sweep resolves each distinct task list once."""
+    from embedgrid.evaluate.tasks import OFFLINE_TASKS
+
+    rest = [n for n in names if n not in OFFLINE_TASKS]
+    mocks = _mock_registry() if any(n.startswith(("Mock", "LegacyMock")) for n in rest) else {}
+    rest = [n for n in rest if n not in mocks]
+    hub = _hub_tasks(rest) if rest else {}
+    _refuse_unknown([n for n in rest if n not in hub])
 
 
 def _mock_registry() -> dict:

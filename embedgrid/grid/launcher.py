@@ -51,6 +51,9 @@ class CellGuard(Callback):
                     log.warning("%s", error)
         except (ConfigError, CellConflict, CellBusy, CorruptCellRecord) as error:
             raise SystemExit(f"{type(error).__name__}: {error}") from None
+        except Exception as error:  # noqa: BLE001 - Hydra would turn it into a warning and train anyway
+            raise SystemExit(f"the config was not checked ({type(error).__name__}: {error}); nothing was run") \
+                from None
         finally:
             if previous is not None:
                 HydraConfig.instance().set_config(previous)

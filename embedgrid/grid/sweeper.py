@@ -169,10 +169,12 @@ def refuse_shared_dirs(cells: list[PlannedCell]) -> None:
     seen: dict[str, PlannedCell] = {}
     for cell in cells:
         if cell.cell_dir in seen:
-            a, b = set(redact(seen[cell.cell_dir].overrides)), set(redact(cell.overrides))
-            raise SweepConflict(f"{' '.join(sorted(a - b))} and {' '.join(sorted(b - a))} map to the same cell "
-                                f"{cell.cell_dir}: they differ only in settings that do not change the trained "
-                                "model (eval, logging, threads); sweep those in separate launches")
+            a, b = set(seen[cell.cell_dir].overrides), set(cell.overrides)
+            keys = sorted({o.split("=", 1)[0].lstrip("+~") for o in a ^ b})  # by key: a secret's value is redacted
+            raise SweepConflict(f"cells differing only in {', '.join(keys)} ({' '.join(sorted(redact(list(a - b))))} "
+                                f"vs {' '.join(sorted(redact(list(b - a))))}) map to the same cell {cell.cell_dir}: "
+                                f"{', '.join(keys)} do{'es' if len(keys) == 1 else ''} not change the trained model "
+                                "(eval, logging, threads, secrets); sweep those in separate launches")
         seen[cell.cell_dir] = cell
 
 

@@ -304,6 +304,10 @@ def build_encoder(spec: EncoderSpec, *, adapter_dir: str | os.PathLike | None = 
     backbone = load_backbone(path, attention, revision=spec.revision, dtype=spec.dtype,
                              attn_implementation=spec.attn_implementation,
                              trust_remote_code=spec.trust_remote_code, device=device)
+    positions = getattr(backbone.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and spec.max_length > positions:
+        raise ConfigError(f"model.max_length={spec.max_length} exceeds the model's maximum {positions} "
+                          f"({path}: max_position_embeddings); set model.max_length <= {positions}")
     tokenizer = load_tokenizer(path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
     pooling = _build_head(spec.pooling, backbone.config, spec.attention)
     if not spec.lora.enabled:
