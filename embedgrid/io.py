@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -11,7 +12,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from embedgrid.errors import TornFile
+from embedgrid.errors import TornFile, WriteFailed
+
+# Below this many free bytes a library's write error (torch's "unexpected pos", safetensors' I/O error) is
+# reported as the full disk it is.
+FULL_DISK_BYTES = 1 << 20
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -22,16 +27,49 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with write_errors(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        write(tmp)
+        with write_errors(path):
+            write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results should be as readable as any file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):  # never let the cleanup hide the original error (e.g. ENOSPC)
             os.unlink(tmp)
         raise
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Bytes available to this user on the file system holding ``path`` (None if unknown)."""
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+@contextlib.contextmanager
+def write_errors(path: str | os.PathLike):
+    """Any error while writing ``path`` leaves as WriteFailed naming the path and the errno, whichever library
+    raised it: an OSError keeps its errno; another error on a full file system (torch's ``unexpected pos``)
+    becomes ENOSPC; other errors pass unchanged."""
+    try:
+        yield
+    except WriteFailed:
+        raise
+    except OSError as error:
+        if error.errno is None:
+            raise
+        raise WriteFailed(error.errno, f"{error.strerror or os.strerror(error.errno)} while writing {path}",
+                          str(path)) from error
+    except Exception as error:  # noqa: BLE001 - a library's own error type for a failed write
+        free = free_bytes(Path(path).parent if not Path(path).is_dir() else path)
+        if free is None or free >= FULL_DISK_BYTES:
+            raise
+        raise WriteFailed(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} while writing {path} ({free} bytes free; "
+                          f"{type(error).__name__}: {error})", str(path)) from error
 
 
 def _umask() -> int:

@@ -295,12 +295,17 @@ class CellDir:
         except OSError:
             return "unknown"
 
+    @property
+    def read_only(self) -> bool:
+        """The directory exists and cannot be written (a read-only file system or mount)."""
+        return self.path.is_dir() and not os.access(self.path, os.W_OK)
+
     def is_locked(self) -> bool:
         import fcntl
 
         if not (self.path / LOCK_FILE).exists():
             return False
-        with open(self.path / LOCK_FILE, "a+") as handle:
+        with open(self.path / LOCK_FILE, "r") as handle:  # flock needs no write access (read-only mounts)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -13,7 +13,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, open_dict, read_write
 
 import embedgrid.grid.schema  # noqa: F401  (registers the config schema before Hydra composes)
 from embedgrid.errors import CellBusy, CellConflict, ConfigError, CorruptCellRecord, Preempted, TornFile
@@ -44,6 +44,9 @@ class CellGuard(Callback):
         try:
             HydraConfig.instance().set_config(config)  # ${hydra:...} in hydra.run.dir resolves as in the job
             embedgrid.grid.schema.check(config)
+            if CellDir(Path(str(config.hydra.run.dir))).read_only:  # a done cell is still skipped: nothing to write
+                with read_write(config.hydra), open_dict(config.hydra):
+                    config.hydra.output_subdir = None
             if not config.dry_run:
                 try:
                     CellDir(Path(str(config.hydra.run.dir))).preflight(config)
@@ -79,6 +82,9 @@ def run_cell(cfg: DictConfig):
     default_threads(cfg, hydra_cfg)
     try:
         outcome = run(cfg, cell_dir)
+    except CellBusy as error:  # another sweep over this directory holds the cell: its run, not a failure here
+        log.warning("cell %s is busy: %s", cell_dir, error)
+        return {"cell_dir": cell_dir, "status": "busy", "error": f"{type(error).__name__}: {error}"}
     except Exception as error:
         if is_preemption(error):
             # Checkpoint written, cell.json says partial. In a submitit job, leave without a result so SLURM's

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 class PlannedCell:
     overrides: list[str]
     cell_dir: str
-    state: str                  # done | partial | failed | new, or REFUSED / corrupt (not launched; see error)
+    state: str                  # done | partial | failed | new, or refused / busy / corrupt (see error)
     status: str | None = None   # after the launch: done | partial | failed | skipped
     error: str | None = None
     repair: bool = False        # corrupt but repairable: a torn file the run moves aside and rebuilds
@@ -48,7 +48,7 @@ class PlannedCell:
         return self.state in ("new", "partial", "failed") or self.repair
 
 
-REFUSED = "refused"
+REFUSED, BUSY = "refused", "busy"
 
 
 def ensure_writable(directory: Path) -> None:
@@ -109,6 +109,8 @@ class GridSweeper(BasicSweeper):
         for cell in cells:
             if cell.state == "done":
                 cell.status = "skipped"
+            elif cell.state == BUSY:
+                cell.status = BUSY
             elif not cell.runnable:
                 cell.status = "failed"
         if todo and is_slurm_launcher(self.launcher):
@@ -160,7 +162,9 @@ def plan_cell(overrides: list[str], cell, cfg, corrupt: str) -> PlannedCell:
     except TornFile as error:  # repaired when the cell runs; a dry run only reports it
         return PlannedCell(overrides, str(cell.path), corrupt, error=f"{type(error).__name__}: {error}",
                            repair=True)
-    except (CellConflict, CellBusy) as error:
+    except CellBusy as error:  # another process (a concurrent sweep) runs it: reported busy, never failed
+        return PlannedCell(overrides, str(cell.path), BUSY, error=f"{type(error).__name__}: {error}")
+    except CellConflict as error:
         return PlannedCell(overrides, str(cell.path), REFUSED, error=f"{type(error).__name__}: {error}")
 
 
@@ -215,7 +219,7 @@ def print_plan(cells: list[PlannedCell], sweep_dir: Path) -> None:
 def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
     from embedgrid.io import write_json
 
-    counts = {s: sum(c.status == s for c in cells) for s in ("done", "skipped", "partial", "failed")}
+    counts = {s: sum(c.status == s for c in cells) for s in ("done", "skipped", "partial", "failed", BUSY)}
     summary = {"sweep_dir": str(sweep_dir), "finished_at": time.time(), "counts": counts,
                "cells": [asdict(c) for c in cells]}
     write_json(sweep_dir / "summary.json", redact(summary))
@@ -224,6 +228,9 @@ def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
         line = f"  [{cell.status:>7}] {cell.cell_dir}"
         print(redact_text(line + (f"  -- {cell.error}" if cell.error else "")))
     print(f"sweep {sweep_dir}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if counts[BUSY]:
+        print(f"{counts[BUSY]} cells are being run by another process (busy); launch the same command again once "
+              "it has finished to pick up any it left unfinished")
     return summary
 
 
