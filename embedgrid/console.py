@@ -7,6 +7,8 @@ the filter off and restores the libraries' own progress bars.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 # warnings the libraries raise on every run that say nothing about the user's run
 ROUTINE_WARNINGS = ("is_gradient_checkpointing", "get_sentence_embedding_dimension", "tokenizer_name_or_path",
@@ -26,6 +28,26 @@ class QuietConsole(logging.Filter):
         if record.levelno >= logging.WARNING:
             return not (record.name == "py.warnings" and any(w in record.getMessage() for w in ROUTINE_WARNINGS))
         return record.name == "embedgrid" or record.name.startswith(("embedgrid.", "__main__"))
+
+
+class LogFile(logging.FileHandler):
+    """The cell's ``launch.log`` (Hydra's file handler). Opened without following a symbolic link; where it
+    cannot be opened (a read-only file system, a link) the records go to stderr, with one line saying why."""
+
+    def _open(self):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if "a" in self.mode else os.O_TRUNC)
+        try:
+            fd = os.open(self.baseFilename, flags, 0o666)
+        except OSError as error:
+            self.fallback = True
+            sys.stderr.write(f"[embedgrid] cannot write {self.baseFilename} ({error.strerror}); logging to stderr\n")
+            return sys.stderr
+        return os.fdopen(fd, self.mode.replace("+", ""), encoding=self.encoding, errors=self.errors)
+
+    def close(self):
+        if getattr(self, "fallback", False):
+            self.stream = None  # never close stderr
+        super().close()
 
 
 def is_verbose() -> bool:

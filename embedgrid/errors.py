@@ -21,6 +21,21 @@ class CorruptCellRecord(RuntimeError):
     """A cell's ``cell.json`` cannot be read (truncated or not a JSON object); the message names the file."""
 
 
+class TornFile(ValueError):
+    """A file read back from disk is truncated or unreadable (a full disk, a killed copy); names the file.
+
+    ``path`` is the file. A cell moves such a file aside (``<file>.corrupt-<time>``) and rebuilds it."""
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = path
+
+
+class WriteFailed(OSError):
+    """Writing a file failed (a full disk, a read-only file system); the message names the path and the errno,
+    whichever library was writing."""
+
+
 class UntrustedEncoder(RuntimeError):
     """A saved encoder asks for code or a path that its directory may not choose (see ``load_encoder``)."""
 
@@ -63,4 +78,4 @@ class SlurmError(RuntimeError):
 
 __all__ = ["AttentionMismatch", "CellBusy", "CellConflict", "ConfigError", "CorruptCellRecord", "GridFailed",
            "MissingAsset", "NonFiniteLoss", "Preempted", "RankZeroFailed", "SlurmError", "SweepConflict", "SweepDirUnwritable",
-           "UntrustedEncoder"]
+           "TornFile", "UntrustedEncoder", "WriteFailed"]

@@ -4,9 +4,12 @@ mteb's ``ResultCache`` in the results directory the caller gives (a cell's ``mte
 finished tasks; evaluating one task per call means an interrupted suite resumes at the next unfinished task.
 The model revision written there includes a hash of the evaluation settings that change scores (subset sizes,
 sampling seed, instructions), so results of another subset or instruction set are never reused by mistake.
+mteb's result files are written atomically here (``atomic_task_results``) and read back through
+``cached_result``: a torn one is named, moved aside (``<file>.corrupt-<time>``) and its task re-evaluated.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -14,7 +17,9 @@ import time
 from pathlib import Path
 from statistics import fmean
 
+from embedgrid.errors import ConfigError
 from embedgrid.evaluate.config import EvalConfig
+from embedgrid.io import atomic_write, move_aside
 
 log = logging.getLogger(__name__)
 FILE_ONLY = {"console": False}  # launch.log only (embedgrid/console.py)
@@ -33,8 +38,6 @@ def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samp
 
     Offline tasks are subsampled to ``task_samples[name]`` or else ``max_samples`` (None: whole task).
     """
-    import mteb
-
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
     task_samples = dict(task_samples or {})
@@ -43,17 +46,8 @@ def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samp
         raise ValueError(f"eval.task_samples names {stray}, which are not offline tasks; "
                          f"offline tasks: {sorted(OFFLINE_TASKS)}")
     mocks = _mock_registry() if any(n.startswith(("Mock", "LegacyMock")) for n in names) else {}
-    hub_names = [n for n in names if n not in OFFLINE_TASKS and n not in mocks]
-    hub = {}
-    for name in hub_names:  # one by one: get_tasks raises on the first unknown name, naming only that one
-        try:
-            hub.update({t.metadata.name: t for t in mteb.get_tasks(tasks=[name])})
-        except KeyError:
-            pass
-    unknown = [n for n in hub_names if n not in hub]
-    if unknown:
-        raise ValueError(f"unknown evaluation tasks {unknown}; offline tasks: {sorted(OFFLINE_TASKS)}, "
-                         "mteb mock tasks (eval=mteb_mock), or any name from mteb.get_tasks()")
+    hub = _hub_tasks([n for n in names if n not in OFFLINE_TASKS and n not in mocks])
+    _refuse_unknown([n for n in names if n not in OFFLINE_TASKS and n not in mocks and n not in hub])
     tasks = []
     for name in names:
         if name in OFFLINE_TASKS:
@@ -64,6 +58,39 @@ def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samp
         else:
             tasks.append(hub[name])
     return tasks
+
+
+def _hub_tasks(names: list[str]) -> dict:
+    import mteb
+
+    hub = {}
+    for name in names:  # one by one: get_tasks raises on the first unknown name, naming only that one
+        try:
+            hub.update({t.metadata.name: t for t in mteb.get_tasks(tasks=[name])})
+        except KeyError:
+            pass
+    return hub
+
+
+def _refuse_unknown(unknown: list[str]) -> None:
+    from embedgrid.evaluate.tasks import OFFLINE_TASKS
+
+    if unknown:
+        raise ConfigError(f"eval.tasks: unknown evaluation tasks {unknown}; offline tasks: {sorted(OFFLINE_TASKS)}, "
+                          "mteb mock tasks (eval=mteb_mock), or any name from mteb.get_tasks()")
+
+
+@functools.lru_cache(maxsize=64)
+def check_task_names(names: tuple[str, ...]) -> None:
+    """Every name of ``eval.tasks`` resolves (offline, mock or mteb registry), before any training; raises
+    ConfigError naming the unknown ones. Cached: a sweep resolves each distinct task list once."""
+    from embedgrid.evaluate.tasks import OFFLINE_TASKS
+
+    rest = [n for n in names if n not in OFFLINE_TASKS]
+    mocks = _mock_registry() if any(n.startswith(("Mock", "LegacyMock")) for n in rest) else {}
+    rest = [n for n in rest if n not in mocks]
+    hub = _hub_tasks(rest) if rest else {}
+    _refuse_unknown([n for n in rest if n not in hub])
 
 
 def _mock_registry() -> dict:
@@ -101,6 +128,7 @@ def evaluate_tasks(model, task_names: list[str], results_dir: str | Path, *, bat
 
     from embedgrid import console
 
+    atomic_task_results()
     cache = mteb.ResultCache(str(results_dir))
     tasks = resolve_tasks(list(task_names), max_samples=max_samples, task_samples=task_samples,
                           sample_seed=sample_seed)
@@ -127,10 +155,39 @@ def evaluate_tasks(model, task_names: list[str], results_dir: str | Path, *, bat
     return scores
 
 
+def atomic_task_results() -> None:
+    """mteb writes a result with ``open(path, "w")``: a full disk leaves a torn file. Route ``TaskResult.to_disk``
+    through embedgrid's atomic write (temp file + rename), once per process."""
+    from mteb.results.task_result import TaskResult
+
+    if getattr(TaskResult.to_disk, "atomic", False):
+        return
+    plain = TaskResult.to_disk
+
+    def to_disk(self, path) -> None:
+        atomic_write(path, lambda tmp: plain(self, Path(tmp)))
+
+    to_disk.atomic = True
+    TaskResult.to_disk = to_disk
+
+
+def cached_result(cache, task_name: str, model, revision: str | None = None):
+    """The cached result of a task (``model``: mteb's ModelMeta, or a name with ``revision``), None if absent;
+    a torn or unreadable one is named, moved aside and None returned, so the task is evaluated again."""
+    try:
+        return cache.load_task_result(task_name, model, revision)
+    except (ValueError, OSError) as error:  # JSONDecodeError, UnicodeDecodeError and pydantic's are ValueErrors
+        path = Path(cache.get_task_result_path(task_name, model, revision))
+        aside = move_aside(path) if path.exists() else None
+        log.warning("%s: cached result %s is unreadable (%s: %s); moved to %s, re-evaluating", task_name, path,
+                    type(error).__name__, str(error).splitlines()[0][:200], aside)
+        return None
+
+
 def _strategy(cache, model, task) -> str:
     """``only-missing`` reuses a complete cached result whatever data it scored; a cached result of another
     dataset revision (another subset of an offline task) is re-evaluated instead."""
-    cached = cache.load_task_result(task.metadata.name, model.mteb_model_meta)
+    cached = cached_result(cache, task.metadata.name, model.mteb_model_meta)
     if cached is not None and cached.dataset_revision != task.metadata.revision:
         log.warning("%s: cached result scored dataset revision %s, not %s; re-evaluating", task.metadata.name,
                     cached.dataset_revision, task.metadata.revision)

@@ -72,6 +72,8 @@ def run(cfg: DictConfig, cell_dir: str | Path) -> CellOutcome:
     with ExitStack() as held:
         def claim() -> dict:
             cell.check_is_cell_dir()  # before the lock file: a foreign directory gets nothing written
+            if cell.read_only:
+                return read_only_plan(cfg, cell)
             held.enter_context(cell.lock())
             plan = cell.claim(cfg)
             if plan["state"] == DONE:
@@ -84,6 +86,20 @@ def run(cfg: DictConfig, cell_dir: str | Path) -> CellOutcome:
         return _run_claimed(cfg, cell, plan, world)
 
 
+def read_only_plan(cfg: DictConfig, cell: CellDir) -> dict:
+    """A cell directory that cannot be written: a done cell is skipped (nothing to write); anything else stops
+    here, naming the directory, before any work."""
+    import errno
+
+    from embedgrid.errors import WriteFailed
+
+    cell.check_intact()
+    if cell.state(cfg) == DONE:
+        return {"state": DONE, "scores": cell.scores()}
+    raise WriteFailed(errno.EROFS, f"{cell.path} cannot be written (read-only file system?) and the cell is not "
+                      "done; run it where its directory is writable", str(cell.path))
+
+
 def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutcome:
     from embedgrid.logger import NullLogger
     from embedgrid.train.distributed import run_on_main
@@ -93,7 +109,10 @@ def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutco
         device = _setup_runtime(cfg)
         logger = _make_logger(cfg, cell) if world.is_main else NullLogger()
         encoder, summary = _trained_encoder(cfg, cell, device, logger, world, trained=plan["trained"])
-        scores = run_on_main(lambda: _evaluate_and_record(cfg, cell, encoder, summary, logger, started), world)
+        from embedgrid.train.signals import StopNow
+
+        with StopNow():  # SIGTERM while evaluating: Preempted, so the cell is recorded partial, not left running
+            scores = run_on_main(lambda: _evaluate_and_record(cfg, cell, encoder, summary, logger, started), world)
         return CellOutcome(cell.path, DONE, scores, rank=world.rank)
     except BaseException as error:
         from embedgrid.train.signals import hand_over
@@ -186,10 +205,23 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
         else:
             summary["train"] = {"steps": 0, "note": "zero-shot: untrained backbone with this pooling"}
         if world.is_main:
-            encoder.save(cell.model_dir)
-            cell.write_model_identity(cfg)
+            save_model(cfg, cell, encoder)
     summary["timings"] = {"build_and_train_s": round(time.perf_counter() - t0, 2)}
     return encoder, summary
+
+
+def save_model(cfg: DictConfig, cell: CellDir, encoder) -> None:
+    """``model/`` written whole or not at all (a temp directory renamed), with the integrity of each file."""
+    from embedgrid.io import atomic_dir, move_aside, write_errors
+
+    def write(tmp: Path) -> None:
+        with write_errors(cell.model_dir):
+            encoder.save(tmp)
+        cell.write_model_identity(cfg, tmp)
+
+    if cell.model_dir.exists():  # an unfinished model (no encoder.json): kept aside, never mixed in
+        log.warning("%s holds no complete model; moved to %s", cell.model_dir, move_aside(cell.model_dir))
+    atomic_dir(cell.model_dir, write)
 
 
 def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict, logger, started: float) -> dict:

@@ -7,6 +7,7 @@
   checkpoints/last/      training state for resume
   mteb/                  mteb's own result cache
   .lock                  held (flock) by the process running the cell
+  *.corrupt-<time>       a torn file (or model/) moved aside when the cell rebuilt it
 
 A directory is a cell directory when it has a ``cell.json``, or holds nothing but what Hydra and the launcher
 write before the first record (``.hydra/``, ``*.log``, ``.lock``) plus, optionally, a ``model/`` (whose
@@ -15,18 +16,21 @@ This module stays light (no torch, no Hydra): the sweeper's plan step uses it fo
 """
 from __future__ import annotations
 
-import json
+import logging
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from embedgrid.errors import CellBusy, CellConflict, CorruptCellRecord
-from embedgrid.io import read_json, write_json
+from embedgrid.errors import CellBusy, CellConflict, CorruptCellRecord, TornFile
+from embedgrid.io import file_integrity, move_aside, read_json, write_json
 from embedgrid.model.saved import SPEC_FILE
 
+log = logging.getLogger(__name__)
+
 DONE, PARTIAL, NEW, FAILED, RUNNING = "done", "partial", "new", "failed", "running"
-CORRUPT = "corrupt"  # a planned cell whose cell.json cannot be read (sweeper: reported, not launched)
+CORRUPT = "corrupt"  # a planned cell with a torn file: rebuilt when it runs (a torn cell.json: not launched)
 
 CELL_FILE, SCORES_FILE, CATEGORY_SCORES_FILE = "cell.json", "scores.json", "category_scores.json"
 MODEL_DIR, CHECKPOINT_DIR, MTEB_DIR, LOCK_FILE = "model", "checkpoints", "mteb", ".lock"
@@ -70,8 +74,8 @@ class CellDir:
         """``cell.json`` as a dict, None if absent; a truncated or malformed one raises, naming the file."""
         try:
             record = read_json(self.record_file)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise CorruptCellRecord(f"{self.record_file} is not valid JSON ({error}); move it away (the cell then "
+        except TornFile as error:
+            raise CorruptCellRecord(f"{error}; move it away (the cell then "
                                     "reruns, resuming from its checkpoints) or restore it") from None
         if record is not None and not isinstance(record, dict):
             raise CorruptCellRecord(f"{self.record_file} holds a {type(record).__name__}, not a cell record; move "
@@ -102,6 +106,81 @@ class CellDir:
     def scores(self) -> dict | None:
         return read_json(self.scores_file)
 
+    # ---- torn files -------------------------------------------------------------------------------------------
+    def torn_files(self, verify_hashes: bool = True) -> list[tuple[Path, str]]:
+        """Every file the cell reads back that is torn, as ``(path to move aside, why)``: ``scores.json``,
+        ``category_scores.json``, mteb's result files, and ``model/`` as a whole when its ``identity.json`` is
+        unreadable or a file differs from the size (and, with ``verify_hashes``, the sha256) recorded there."""
+        torn = []
+        for path in (self.scores_file, self.category_scores_file, *sorted(self.mteb_dir.rglob("*.json"))):
+            try:
+                data = read_json(path)
+            except (TornFile, OSError) as error:
+                torn.append((path, str(error)))
+                continue
+            if data is not None and not isinstance(data, dict):
+                torn.append((path, f"{path} holds a {type(data).__name__}, not a JSON object"))
+        model_problem = self.model_problem(verify_hashes)
+        if model_problem:
+            torn.append((self.model_dir, model_problem))
+        return torn
+
+    def model_problem(self, verify_hashes: bool = True) -> str | None:
+        """Why the saved model cannot be trusted (None when it is intact or absent)."""
+        if not self.model_dir.is_dir() or not self.has_model:
+            return None
+        try:
+            identity = read_json(self.model_dir / IDENTITY_FILE)
+        except (TornFile, OSError) as error:
+            return str(error)
+        if identity is not None and not isinstance(identity, dict):
+            return f"{self.model_dir / IDENTITY_FILE} holds a {type(identity).__name__}, not a JSON object"
+        recorded = (identity or {}).get("files")
+        if not isinstance(recorded, dict):  # saved before integrity was recorded: nothing to compare
+            return None
+        for rel, expected in recorded.items():
+            path = self.model_dir / rel
+            if not path.is_file():
+                return f"{path} is missing"
+            if path.stat().st_size != expected.get("size"):
+                return f"{path} has {path.stat().st_size} bytes, {expected.get('size')} were written"
+        if verify_hashes:
+            actual = file_integrity(self.model_dir, skip=(IDENTITY_FILE,))
+            for rel, expected in recorded.items():
+                if actual.get(rel, {}).get("sha256") != expected.get("sha256"):
+                    return f"{self.model_dir / rel} differs from the sha256 recorded in {IDENTITY_FILE}"
+        return None
+
+    def check_intact(self, verify_hashes: bool = False) -> None:
+        """Raise TornFile naming every torn file (the plan's check; ``heal`` repairs them)."""
+        torn = self.torn_files(verify_hashes)
+        if torn:
+            raise TornFile("; ".join(why for _, why in torn) + " (rebuilt when the cell runs: moved aside, then "
+                           "re-evaluated or rebuilt from the checkpoints)", torn[0][0])
+
+    def heal(self) -> list[Path]:
+        """Under the lock: move every torn file aside (``<name>.corrupt-<time>``), so what depends on it is
+        rebuilt: an mteb result re-evaluated, ``scores.json`` / ``category_scores.json`` from the mteb cache,
+        ``model/`` from ``checkpoints/last`` (or retrained from the last good checkpoint)."""
+        moved = []
+        for path, why in self.torn_files(verify_hashes=True):
+            if path.exists():
+                aside = move_aside(path)
+                log.warning("%s; moved to %s and rebuilt", why, aside)
+                moved.append(aside)
+        return moved
+
+    def remove_stale_temps(self) -> None:
+        """Under the lock: temp files and directories a killed writer left (``.<name>.*.tmp``)."""
+        for parent in (self.path, self.model_dir, self.checkpoint_dir):
+            if not parent.is_dir():
+                continue
+            for stale in parent.glob(".*.tmp*"):
+                if stale.is_dir() and not stale.is_symlink():
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink(missing_ok=True)
+
     def write_scores(self, scores: dict) -> None:
         write_json(self.scores_file, scores)
 
@@ -110,12 +189,16 @@ class CellDir:
 
     # ---- states -----------------------------------------------------------------------------------------------
     def state(self, cfg=None) -> str:
-        """done | partial | failed | new (done only if every requested task is scored under these settings)."""
+        """done | partial | failed | new (done only if every requested task is scored under these settings).
+
+        A torn file the cell reads back raises TornFile (``heal`` moves it aside; the cell is then partial)."""
         record = self.read_record()
+        self.check_intact()
         if record is None:
             return NEW
         status = record.get("status")
-        if status == DONE and cfg is not None and not self.scores_cover(cfg):
+        if status == DONE and cfg is not None and (not self.scores_cover(cfg)
+                                                   or not self.category_scores_file.exists()):
             return PARTIAL
         if status in (DONE, FAILED):
             return status
@@ -132,17 +215,36 @@ class CellDir:
     # ---- guards -----------------------------------------------------------------------------------------------
     def check_is_cell_dir(self) -> None:
         """Refuse a directory that is not (yet) a cell directory: see the module docstring for what counts."""
+        self.check_no_links()
         if not self.path.exists() or self.record_file.exists():
             return
         if not self.path.is_dir():
             raise CellConflict(f"{self.path} is a file, not a cell directory; choose another hydra.run.dir / "
                                "hydra.sweep.dir")
         foreign = sorted(p.name for p in self.path.iterdir()
-                         if p.name not in PRE_RECORD_ENTRIES and not p.name.endswith(".log"))
+                         if p.name not in PRE_RECORD_ENTRIES and not p.name.endswith(".log")
+                         and not p.name.startswith(f"{MODEL_DIR}.corrupt-"))
         if foreign:
             raise CellConflict(f"{self.path} is not a cell directory (no {CELL_FILE}, and it holds "
                                f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}); nothing was "
                                "written. Choose another hydra.run.dir / hydra.sweep.dir, or empty it")
+
+    def check_no_links(self) -> None:
+        """Nothing is written through a symbolic link inside the cell directory (a ``launch.log`` linked to
+        another file would have the log appended there): refuse, naming the link."""
+        if not self.path.is_dir() or self.path.is_symlink():
+            return
+        for parent in (self.path, self.path / ".hydra", self.model_dir, self.checkpoint_dir):
+            if parent.is_symlink():
+                links = [parent]
+            elif parent.is_dir():
+                links = [p for p in parent.iterdir() if p.is_symlink()]
+            else:
+                continue
+            if links:
+                raise CellConflict(f"{links[0]} is a symbolic link (to {os.readlink(links[0])}); embedgrid never "
+                                   "writes through a link in a cell directory. Remove the link (or choose another "
+                                   "hydra.run.dir / hydra.sweep.dir); nothing was written")
 
     def check_same_config(self, cfg) -> None:
         """Refuse a directory whose record or saved model belongs to another config."""
@@ -163,23 +265,31 @@ class CellDir:
 
     def model_owner(self) -> dict:
         """``{"cell", "config_hash"}`` of the saved model (``identity.json``; older models: encoder.json's name)."""
-        identity = read_json(self.model_dir / IDENTITY_FILE)
+        try:
+            identity = read_json(self.model_dir / IDENTITY_FILE)
+        except TornFile:
+            identity = None
         if isinstance(identity, dict):
             return identity
         try:
             spec = read_json(self.model_dir / SPEC_FILE) or {}
-        except json.JSONDecodeError:
+        except TornFile:
             spec = {}
         return {"cell": spec.get("name") if isinstance(spec, dict) else None}
 
-    def write_model_identity(self, cfg) -> None:
+    def write_model_identity(self, cfg, directory: Path | None = None) -> None:
+        """``identity.json``: whose model this is, and the size + sha256 of each of its files (checked before
+        the model is loaded). ``directory``: where the model is being written (default ``model/``)."""
         from embedgrid.grid.cellid import cell_name, config_hash
 
-        write_json(self.model_dir / IDENTITY_FILE, {"cell": cell_name(cfg), "config_hash": config_hash(cfg)})
+        directory = Path(directory or self.model_dir)
+        write_json(directory / IDENTITY_FILE, {"cell": cell_name(cfg), "config_hash": config_hash(cfg),
+                                               "files": file_integrity(directory, skip=(IDENTITY_FILE,))})
 
     def preflight(self, cfg) -> str:
         """Every check that needs no lock, for the sweeper's plan and a single run's start: returns the state."""
         self.check_is_cell_dir()
+        self.check_intact()
         self.check_same_config(cfg)
         if self.is_locked():
             raise CellBusy(f"{self.path} is being run by another process (pid {self.lock_holder()}); wait for it "
@@ -193,12 +303,17 @@ class CellDir:
         except OSError:
             return "unknown"
 
+    @property
+    def read_only(self) -> bool:
+        """The directory exists and cannot be written (a read-only file system or mount)."""
+        return self.path.is_dir() and not os.access(self.path, os.W_OK)
+
     def is_locked(self) -> bool:
         import fcntl
 
         if not (self.path / LOCK_FILE).exists():
             return False
-        with open(self.path / LOCK_FILE, "a+") as handle:
+        with open(self.path / LOCK_FILE, "r") as handle:  # flock needs no write access (read-only mounts)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -228,10 +343,15 @@ class CellDir:
 
     # ---- claiming ---------------------------------------------------------------------------------------------
     def claim(self, cfg) -> dict:
-        """Under the lock: refuse a foreign directory, skip a done cell, else mark it running. Returns the plan."""
+        """Under the lock: refuse a foreign directory, remove stale temp files, move torn files aside (they are
+        rebuilt), skip a done cell, else mark it running. Returns the plan."""
         self.check_is_cell_dir()
+        self.remove_stale_temps()
+        moved = self.heal()
         self.check_same_config(cfg)
         state = self.state(cfg)
+        if state == DONE and moved:
+            state = PARTIAL  # a done cell's torn model or mteb result is rebuilt too (the rest comes from caches)
         if state == DONE:
             return {"state": DONE, "scores": self.scores()}
         record = self.read_record() or {}

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+
+from embedgrid.errors import ConfigError
 
 IDENTITY_KEYS = ("model", "pooling", "attention", "train", "data", "lora", "seed", "instruction_in_pooling")
 # Identity keys added later: they enter the hash only when set away from their default, so every cell hashed
@@ -94,15 +97,43 @@ def config_hash(cfg) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
+# A value that becomes a path component (a cell or sweep directory's name): never a separator, never "..".
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]{0,127}$")
+PATH_NAME_KEYS = ("model.name", "pooling.name", "attention.name", "seed", "grid")
+
+
+def check_path_name(key: str, value) -> None:
+    """Refuse a value that would leave its directory or be no plain name (ConfigError naming key and value)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or \
+            (isinstance(value, str) and not SAFE_NAME.match(value)):
+        raise ConfigError(f"{key}={value!r} becomes part of a directory name and must match {SAFE_NAME.pattern} "
+                          "(letters, digits, _ . + = -; no / and no leading dot); rename it")
+
+
+def check_path_names(cfg) -> None:
+    """Every value that becomes a path component (``cell_name`` and the sweep's ``grid``)."""
+    for key in PATH_NAME_KEYS:
+        group, _, name = key.rpartition(".")
+        try:
+            value = cfg[group][name] if group else cfg[name]
+        except Exception:  # noqa: BLE001 - a group the config does not have (cell_name writes "na")
+            continue
+        check_path_name(key, value)
+
+
 def cell_name(cfg) -> str:
-    """``<model>-<pooling>-<attention>-seed<seed>-<hash>``."""
+    """``<model>-<pooling>-<attention>-seed<seed>-<hash>``; each part checked by ``check_path_name``."""
     def pick(node, key="name"):
         try:
             return node[key]
         except Exception:  # noqa: BLE001
             return "na"
 
-    return (f"{pick(cfg['model'])}-{pick(cfg['pooling'])}-{pick(cfg['attention'])}-seed{cfg['seed']}-"
+    parts = {"model.name": pick(cfg['model']), "pooling.name": pick(cfg['pooling']),
+             "attention.name": pick(cfg['attention']), "seed": cfg['seed']}
+    for key, value in parts.items():
+        check_path_name(key, value)
+    return (f"{parts['model.name']}-{parts['pooling.name']}-{parts['attention.name']}-seed{parts['seed']}-"
             f"{config_hash(cfg)}")
 
 

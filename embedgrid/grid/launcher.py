@@ -13,10 +13,10 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, open_dict, read_write
 
 import embedgrid.grid.schema  # noqa: F401  (registers the config schema before Hydra composes)
-from embedgrid.errors import CellBusy, CellConflict, ConfigError, CorruptCellRecord, Preempted
+from embedgrid.errors import CellBusy, CellConflict, ConfigError, CorruptCellRecord, Preempted, TornFile
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,19 @@ class CellGuard(Callback):
         try:
             HydraConfig.instance().set_config(config)  # ${hydra:...} in hydra.run.dir resolves as in the job
             embedgrid.grid.schema.check(config)
+            if CellDir(Path(str(config.hydra.run.dir))).read_only:  # a done cell is still skipped: nothing to write
+                with read_write(config.hydra), open_dict(config.hydra):
+                    config.hydra.output_subdir = None
             if not config.dry_run:
-                CellDir(Path(str(config.hydra.run.dir))).preflight(config)
+                try:
+                    CellDir(Path(str(config.hydra.run.dir))).preflight(config)
+                except TornFile as error:  # the run moves it aside and rebuilds it
+                    log.warning("%s", error)
         except (ConfigError, CellConflict, CellBusy, CorruptCellRecord) as error:
             raise SystemExit(f"{type(error).__name__}: {error}") from None
+        except Exception as error:  # noqa: BLE001 - Hydra would turn it into a warning and train anyway
+            raise SystemExit(f"the config was not checked ({type(error).__name__}: {error}); nothing was run") \
+                from None
         finally:
             if previous is not None:
                 HydraConfig.instance().set_config(previous)
@@ -66,13 +75,16 @@ def run_cell(cfg: DictConfig):
     if cfg.dry_run:
         try:
             state = CellDir(cell_dir).state(cfg)
-        except CorruptCellRecord as error:
+        except (CorruptCellRecord, TornFile) as error:
             state, cell_dir = CORRUPT, f"{cell_dir}  -- {error}"
         print(f"[{state:>7}] {cell_dir}")
         return {"cell_dir": cell_dir, "status": state}
     default_threads(cfg, hydra_cfg)
     try:
         outcome = run(cfg, cell_dir)
+    except CellBusy as error:  # another sweep over this directory holds the cell: its run, not a failure here
+        log.warning("cell %s is busy: %s", cell_dir, error)
+        return {"cell_dir": cell_dir, "status": "busy", "error": f"{type(error).__name__}: {error}"}
     except Exception as error:
         if is_preemption(error):
             # Checkpoint written, cell.json says partial. In a submitit job, leave without a result so SLURM's

@@ -13,9 +13,12 @@ Defaults live here (and in TrainConfig / LoraSpec / EvalConfig); the yaml files 
 """
 from __future__ import annotations
 
+import difflib
 import inspect
+import math
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -32,6 +35,13 @@ DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # embedgrid's own callables a config may name (data loaders, loggers); pooling heads: embedgrid.model.pooling.build
 DATA_PREFIX, LOGGER_TARGETS = "embedgrid.data.", ("embedgrid.logger.NullLogger", "embedgrid.logger.WandbLogger")
 LOGGER_RUNTIME_ARGUMENTS = ("run_id", "name", "group", "run_config", "directory")  # given by the cell
+# No checkpoint's position embeddings reach this: a longer model.max_length is a typo (the model's own maximum is
+# checked too, where its config is known before loading: a local checkpoint's config.json).
+MAX_LENGTH_CAP = 1 << 20
+# Loaders whose ``path`` is one file (a directory is refused by name); hf_rows also reads dataset directories.
+FILE_LOADERS = {"embedgrid.data.jsonl.jsonl_rows": "a .jsonl file", "embedgrid.data.hf.parquet_rows": "a .parquet file"}
+FILE_SOURCE_KINDS = {"jsonl": "a .jsonl file", "parquet": "a .parquet file"}  # data=mixture sources
+POSITIVE_GEOMETRY = ("num_latents", "num_heads", "head_dim", "ff_mult", "output_dim")  # Perceiver / latent heads
 
 
 @dataclass
@@ -117,19 +127,32 @@ def check(cfg) -> None:
     """Every value of every group that compose time cannot check; raises ConfigError naming the key."""
     from omegaconf import OmegaConf
 
+    from embedgrid.grid.cellid import check_path_names
+
+    check_path_names(cfg)
     missing = sorted(f"{key}.{k}" for key in cfg if key != "hydra" and OmegaConf.is_config(cfg[key])
                      for k in OmegaConf.missing_keys(cfg[key]))
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set (the config leaves {'them' if len(missing) > 1 else 'it'}"
                           " as ???), e.g. data.loader.path=/path/to/train.jsonl")
+    check_known_keys(cfg)
+    check_finite(OmegaConf.to_container(cfg, resolve=True) if "hydra" not in cfg else
+                 {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+                  for k in cfg if k != "hydra"})
+    check_design(cfg)
     if not DEVICE.match(str(cfg.device)):
         raise ConfigError(f"device={cfg.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads={cfg.threads} must be >= 1 or null (torch's default)")
+    if OmegaConf.is_config(cfg.model.checkpoint):
+        from embedgrid.model.backbone import check_checkpoint_target
+
+        check_checkpoint_target(OmegaConf.to_container(cfg.model.checkpoint, resolve=True))
     if cfg.model.dtype not in DTYPES:
         raise ConfigError(f"model.dtype={cfg.model.dtype!r}; valid: {', '.join(DTYPES)}")
     if cfg.model.max_length < 2:
         raise ConfigError(f"model.max_length={cfg.model.max_length} must be >= 2")
+    check_max_length(cfg)
     train = train_config(cfg)
     if train.max_length is not None and train.max_length < 2:
         raise ConfigError(f"train.max_length={train.max_length} must be >= 2 or null (model.max_length)")
@@ -143,10 +166,102 @@ def check(cfg) -> None:
     from embedgrid.model.pooling.build import check_pooling
 
     check_pooling(OmegaConf.to_container(cfg.pooling.head, resolve=True), cfg.attention.name, known_shape(cfg))
+    check_geometry(OmegaConf.to_container(cfg.perceiver, resolve=True), "perceiver")
+    check_geometry(OmegaConf.to_container(cfg.pooling.head, resolve=True), "pooling.head")
     loader = OmegaConf.to_container(cfg.data.loader, resolve=True)
     check_call(loader, "data.loader", allowed=lambda t: t.startswith(DATA_PREFIX))
+    check_data_paths(loader)
     check_call(OmegaConf.to_container(cfg.logger, resolve=True), "logger", allowed=lambda t: t in LOGGER_TARGETS,
                given_by_caller=LOGGER_RUNTIME_ARGUMENTS)
+    from embedgrid.evaluate.run import check_task_names
+
+    check_task_names(tuple(EvalConfig.of(cfg.eval).tasks))  # cached: a sweep resolves each task list once
+
+
+# The typed groups: a key the dataclass does not have (``+train.max_stepz=4``) is refused, not warned about.
+TYPED_GROUPS = {"model": ModelConfig, "pooling": PoolingConfig, "attention": AttentionConfig, "train": TrainConfig,
+                "lora": LoraSpec, "data": DataConfig, "eval": EvalConfig, "perceiver": PerceiverConfig}
+
+
+def check_known_keys(cfg) -> None:
+    for group, schema in TYPED_GROUPS.items():
+        if group not in cfg or not hasattr(cfg[group], "keys"):
+            continue
+        known = [f.name for f in fields(schema)]
+        for key in cfg[group].keys():
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"; did you mean {group}.{close[0]}?" if close else ""
+                raise ConfigError(f"unknown key {group}.{key} (given as +{group}.{key}=...){hint} valid keys of "
+                                  f"{group}: {', '.join(known)}")
+
+
+def check_finite(node, key: str = "") -> None:
+    """No float anywhere in the config is NaN or infinite (``train.lr=nan`` would train a step, then fail)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{key}={node} is not a finite number; set a finite value")
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for name, value in items:
+        check_finite(value, f"{key}.{name}" if key else str(name))
+
+
+def check_design(cfg) -> None:
+    """``design=<preset>`` sets pooling and attention together: a pooling=/attention= beside it that changes
+    them is refused (the cell would run another design than the one named)."""
+    from omegaconf import OmegaConf
+
+    from embedgrid.grid.designs import PAPER_DESIGNS
+
+    design = OmegaConf.select(cfg, "hydra.runtime.choices.design", default=None) if "hydra" in cfg else None
+    if design in (None, "null"):
+        return
+    wanted = {name: pair for pair, (_, name) in PAPER_DESIGNS.items()}.get(str(design))
+    if wanted is None:
+        return
+    got = (cfg.pooling.name, cfg.attention.name)
+    if got != wanted:
+        raise ConfigError(f"design={design} means pooling={wanted[0]} attention={wanted[1]}, but the overrides set "
+                          f"pooling={got[0]} attention={got[1]}. Drop design= to run {got[0]}/{got[1]}, or drop "
+                          "pooling=/attention= to run the design")
+
+
+def check_geometry(node: dict, key: str) -> None:
+    for name in POSITIVE_GEOMETRY:
+        value = node.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{key}.{name}={value!r} must be an integer >= 1{' or null' if name != 'num_latents' else ''}")
+
+
+def check_max_length(cfg) -> None:
+    """``model.max_length`` (and ``train.max_length``) against the model's own maximum when a local checkpoint's
+    config.json says it, else against MAX_LENGTH_CAP."""
+    from embedgrid.io import read_json
+
+    lengths = {"model.max_length": cfg.model.max_length, "train.max_length": cfg.train.get("max_length")}
+    limit, source = MAX_LENGTH_CAP, "no checkpoint has more positions"
+    checkpoint = cfg.model.checkpoint
+    if isinstance(checkpoint, str) and os.path.isfile(os.path.join(checkpoint, "config.json")):
+        positions = (read_json(os.path.join(checkpoint, "config.json")) or {}).get("max_position_embeddings")
+        if isinstance(positions, int) and positions > 0:
+            limit, source = positions, f"{checkpoint}/config.json: max_position_embeddings"
+    for key, value in lengths.items():
+        if value is not None and value > limit:
+            raise ConfigError(f"{key}={value} exceeds the model's maximum {limit} ({source}); set it <= {limit}")
+
+
+def check_data_paths(loader: dict, key: str = "data.loader") -> None:
+    """``limit`` >= 1 (or null); a file loader's ``path`` that is a directory is named."""
+    limit = loader.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"{key}.limit={limit!r} must be an integer >= 1 (rows to read) or null (all rows)")
+    target = loader.get("_target_")
+    path = loader.get("path")
+    wants = FILE_LOADERS.get(target) or FILE_SOURCE_KINDS.get(loader.get("kind"))
+    if wants and isinstance(path, str) and os.path.isdir(os.path.expanduser(path)):
+        raise ConfigError(f"{key}.path={path!r} is a directory; {key}.path must name {wants}")
+    for name, source in (loader.get("sources") or {}).items():
+        if isinstance(source, dict):
+            check_data_paths(source, f"{key}.sources.{name}")
 
 
 def train_config(cfg) -> TrainConfig:
@@ -155,7 +270,7 @@ def train_config(cfg) -> TrainConfig:
 
     try:
         return TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         raise ConfigError(str(error)) from None
 
 

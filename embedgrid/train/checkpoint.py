@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from embedgrid.io import read_json, write_json
+from embedgrid.io import read_json, write_errors, write_json
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,12 @@ def save_checkpoint(directory: Path, model, optimizer, scheduler, step: int, ext
     tmp = directory / f".{LAST}.tmp{os.getpid()}"
     try:
         tmp.mkdir()
-        save_file({k: v.detach().cpu().contiguous() for k, v in trainable_parameters(model).items()}, tmp / WEIGHTS)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
-                   tmp / STATE)
+        with write_errors(tmp / WEIGHTS):
+            save_file({k: v.detach().cpu().contiguous() for k, v in trainable_parameters(model).items()},
+                      tmp / WEIGHTS)
+        with write_errors(tmp / STATE):
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "rng": rng_state()}, tmp / STATE)
         write_json(tmp / META, {"step": step, **(extra or {})})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

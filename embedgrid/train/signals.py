@@ -71,6 +71,33 @@ class StopSignals:
             chained()
 
 
+class StopNow:
+    """Outside training (evaluation, saving): SIGTERM raises Preempted where the program is, so the cell records
+    ``partial`` (by default the process would die with ``cell.json`` still saying ``running``). Finished
+    evaluation tasks are in the mteb cache; the next launch resumes at the next one."""
+
+    def __init__(self, signals=(signal.SIGTERM,), during: str = "evaluation"):
+        self.signals, self.during = tuple(signals), during
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame):
+        from embedgrid.errors import Preempted
+
+        raise Preempted(f"received {signal.Signals(signum).name} during {self.during}; finished work is kept and "
+                        "the next launch resumes")
+
+    def __enter__(self) -> "StopNow":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.signals:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
 def hand_over(error: BaseException) -> None:
     """Run the chained handler attached by StopSignals (submitit: requeue, then exit), if any."""
     chained = getattr(error, "hand_over", None)
