@@ -16,6 +16,7 @@ from analysis.designs import (DEFAULT_BASELINE, DEFAULT_FAMILY, DEFAULT_PRESETS,
                               resolve_presets)
 from analysis.errors import OptionError
 from analysis.family import Family
+from analysis.long_scores import LONG_FILE, write_long
 from analysis.report import category_text_table, compact, render
 from analysis.stats import WilcoxonSettings, friedman
 from analysis.tables import (category_table, imputed_seed_scores, label_domains, ordered_categories, score_matrix,
@@ -155,6 +156,7 @@ def _write(result: AnalysisResult) -> None:
     long = coll.scores.assign(design=coll.scores["design"].map(lambda d: result.labels[d]))
     files["tables"] = write_csv(out / "tables.csv", long[["design", "model", "pooling", "attention", "seed", "task",
                                                           "category", "in_domain", "score", "cell", "grid"]])
+    files["scores_long"] = write_long(out / LONG_FILE, coll.scores, result.labels)
     table = result.table.assign(design=result.table["design"].map(lambda d: result.labels[d]))
     files["categories"] = write_csv(out / "categories.csv", table)
     files["stats"] = write_csv(out / "stats.csv", result.stats.drop(columns=["reference_design",
