@@ -11,6 +11,7 @@ import pandas as pd
 from analysis import plots
 from analysis.atomic import write_csv, write_text
 from analysis.collect import Collection, Problem, collect
+from analysis.cost_plan import cost_section
 from analysis.compare import run_comparisons
 from analysis.designs import (DEFAULT_BASELINE, DEFAULT_FAMILY, DEFAULT_PRESETS, Design, parse_twin,
                               resolve_presets)
@@ -166,7 +167,7 @@ def _write(result: AnalysisResult) -> None:
     files["plots"] = []
     if result.config.plots:
         _plots(result)
-    result.report = render(result)
+    result.report = render(result) + cost_section(result.collection.roots)
     files["report"] = write_text(out / "report.md", result.report)
 
 
