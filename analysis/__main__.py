@@ -60,6 +60,10 @@ def main(argv=None) -> int:
         from analysis.plan_cli import main as plan_main
 
         return plan_main(argv[1:])
+    if argv[:1] == ["promote"]:    # python -m analysis promote ...: the promotion sweeper's selection and report
+        from analysis.promote import main as promote_main
+
+        return promote_main(argv[1:])
     args = parser().parse_args(argv)
     baseline = tuple(args.baseline.split(","))
     if len(baseline) != 2:

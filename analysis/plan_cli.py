@@ -113,8 +113,8 @@ def _run(args) -> int:
         print()
         print(cost_table(costs))
         files = write_cost(costs, out)
-        print(f"cost plan: {files['json']} (copy it to a sweep directory as cost_estimate.json to see estimate "
-              f"and actual side by side in its report)")
+        print(f"cost plan: {files['json']} (written into a sweep directory before it runs, its report shows "
+              f"estimate and actual side by side)")
     elif args.no_power or grid:
         print("cost plan: no finished cells to price the grid from (give --cost-from SWEEP_DIR)")
     return 0

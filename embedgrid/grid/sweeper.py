@@ -41,6 +41,7 @@ class PlannedCell:
     state: str                  # done | partial | failed | new, or REFUSED / corrupt (not launched; see error)
     status: str | None = None   # after the launch: done | partial | failed | skipped
     error: str | None = None
+    design: tuple = ()          # (model, pooling, attention) of the composed config
 
     @property
     def runnable(self) -> bool:
@@ -84,16 +85,21 @@ class GridSweeper(BasicSweeper):
                 cell_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
                 check(cfg)
                 cells.append(plan_cell(list(job), CellDir(cell_dir), cfg, CORRUPT))
+                cells[-1].design = (str(cfg.model.name), str(cfg.pooling.name), str(cfg.attention.name))
         finally:
             if previous is not None:
                 HydraConfig.instance().set_config(previous)
+        return cells
+
+    def select_cells(self, cells: list[PlannedCell]) -> list[PlannedCell]:
+        """The cells this sweep runs (all; a subclass may keep some, e.g. the promoted designs)."""
         return cells
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         tic = time.perf_counter()
-        cells = self.plan(arguments)
+        cells = self.select_cells(self.plan(arguments))
         log.info("planned %d cells in %.2f s", len(cells), time.perf_counter() - tic)
         refuse_shared_dirs(cells)
         if self.config.get("dry_run", False):
