@@ -2,7 +2,8 @@
 
 A cell's cost comes from its cell.json: the ``cost`` record (phases build/train/save/evaluate, each with wall_s and
 device_hours) where the cell wrote one; otherwise its timings (``build_and_train_s`` covers build, train and save,
-``eval_s`` the evaluation; device-hours = wall × one device). Each planned cell is priced by the mean of the
+``eval_s`` the evaluation; device-hours = wall × one device), plus one launch's own time (start-up and planning,
+from the pilots' summary.json). Each planned cell is priced by the mean of the
 finished cells of its own design (same model and recipe), else of every design of that model and recipe; the
 basis is stated per design. "Recipe" is everything in the cell's config under model, train, data and eval.
 """
@@ -77,6 +78,47 @@ def record_cost(record: dict) -> tuple[str, dict, float, float, str] | None:
     return "timings", phases, wall, wall / 3600, ""
 
 
+def read_summary(root: Path) -> dict | None:
+    """summary.json of a sweep's last launch when it records the launch's start and end."""
+    try:
+        summary = read_json(root / "summary.json")
+    except Unreadable:
+        return None
+    if not isinstance(summary, dict):
+        return None
+    start, end = _number(summary.get("launched_at")), _number(summary.get("finished_at"))
+    return summary if start is not None and end is not None and end >= start else None
+
+
+def launch_overheads(sweep_dirs) -> list[float]:
+    """Per sweep directory whose summary.json records when its last launch's process started: that launch's wall
+    time minus the recorded seconds of the cells it ran (interpreter start-up, composing and planning the grid,
+    the launcher's own work)."""
+    out = []
+    for root in sweep_dirs:
+        summary = read_summary(Path(root))
+        if summary is None:
+            continue
+        start, end = summary["launched_at"], summary["finished_at"]
+        cells = summary.get("cells") if isinstance(summary.get("cells"), list) else []
+        ran = 0.0
+        for cell in cells:
+            if not isinstance(cell, dict) or cell.get("status") not in ("done", "partial", "failed"):
+                continue
+            try:
+                record = read_json(Path(str(cell.get("cell_dir"))) / "cell.json")
+            except Unreadable:
+                record = None
+            seconds = _number(record.get("seconds")) if isinstance(record, dict) else None
+            if seconds is None:
+                break
+            ran += seconds
+        else:
+            if end - start - ran >= 0:
+                out.append(end - start - ran)
+    return out
+
+
 def load_records(sweep_dirs) -> list[CostRecord]:
     """Finished cells with a cost or timings under ``sweep_dirs`` (unreadable records are skipped)."""
     out = []
@@ -109,7 +151,7 @@ class DesignCost:
     cells: int
     basis: str
     phases: dict[str, tuple[float, float]]   # per cell
-    wall_s: float                            # per cell
+    wall_s: float                            # per cell: the sum of its phases
     device_hours: float
 
 
@@ -120,6 +162,8 @@ class CostPlan:
     parallel: int
     recipe: str
     notes: list[str] = field(default_factory=list)
+    launch_s: float = 0.0                    # one launch's own time (start-up, planning), measured on the pilots
+    setup_s: float = 0.0                     # a process's first-cell set-up outside the phases (imports)
 
     @property
     def cells(self) -> int:
@@ -140,11 +184,13 @@ class CostPlan:
 
     @property
     def wall_s(self) -> float:
-        """Sequential sum with one cell at a time; with N at once, the longer of the longest cell and sum / N."""
+        """One cell at a time (the local launcher, one process): launch + set-up once + the cells' sum. N at once
+        (a process per cell): launch + the longer of the longest cell and the sum / N, set-up in every cell."""
         total = sum(d.wall_s * d.cells for d in self.designs)
         if self.parallel <= 1:
-            return total
-        return max(max((d.wall_s for d in self.designs), default=0.0), total / self.parallel)
+            return self.launch_s + self.setup_s + total
+        longest = max((d.wall_s for d in self.designs), default=0.0) + self.setup_s
+        return self.launch_s + max(longest, (total + self.cells * self.setup_s) / self.parallel)
 
 
 def _mean(records: list[CostRecord]) -> tuple[dict, float, float]:
@@ -155,11 +201,18 @@ def _mean(records: list[CostRecord]) -> tuple[dict, float, float]:
             acc[0] += wall
             acc[1] += hours
     n = len(records)
-    return ({k: (v[0] / n, v[1] / n) for k, v in phases.items()}, sum(r.wall_s for r in records) / n,
-            sum(r.device_hours for r in records) / n)
+    return ({k: (v[0] / n, v[1] / n) for k, v in phases.items()},
+            sum(sum(w for w, _ in r.phases.values()) for r in records) / n, sum(r.device_hours for r in records) / n)
 
 
-def cost_plan(records: list[CostRecord], designs: list[Design], seeds: int, parallel: int = 1) -> CostPlan:
+def setup_seconds(records: list[CostRecord]) -> float:
+    """A cell's wall time beyond its phases is mostly the process's one-time imports (paid by the first cell a
+    process runs): the largest such remainder among the records."""
+    return max((max(0.0, r.wall_s - sum(w for w, _ in r.phases.values())) for r in records), default=0.0)
+
+
+def cost_plan(records: list[CostRecord], designs: list[Design], seeds: int, parallel: int = 1,
+              overheads: list[float] | None = None) -> CostPlan:
     if not records:
         raise OptionError("no finished cell with a cost record or timings to price the grid from")
     notes = []
@@ -185,7 +238,11 @@ def cost_plan(records: list[CostRecord], designs: list[Design], seeds: int, para
                  + ", ".join(f"{n} {k}" for k, n in kinds.items()) + ")")
         phases, wall, hours = _mean(used)
         out.append(DesignCost(design, seeds, basis, phases, wall, hours))
-    return CostPlan(out, seeds, parallel, recipe, notes)
+    launch = sum(overheads) / len(overheads) if overheads else 0.0
+    if not overheads:
+        notes.append("no pilot summary.json records its launch's start: the launcher's own start-up and planning "
+                     "time is not included")
+    return CostPlan(out, seeds, parallel, recipe, notes, launch, setup_seconds(records))
 
 
 def _hms(seconds: float) -> str:
@@ -204,8 +261,13 @@ def cost_table(plan: CostPlan) -> str:
     lines += ["", f"{'phase':<20} {'wall (sum)':>11} {'device-h':>9}"]
     for phase, (wall, hours) in plan.phase_totals().items():
         lines.append(f"{phase:<20} {_hms(wall):>11} {hours:>9.3f}")
-    lines.append(f"{'total':<20} {_hms(sum(d.wall_s * d.cells for d in plan.designs)):>11} "
+    lines.append(f"{'total (cells)':<20} {_hms(sum(d.wall_s * d.cells for d in plan.designs)):>11} "
                  f"{plan.device_hours:>9.3f}")
+    if plan.setup_s:
+        lines.append(f"{'process set-up':<20} {_hms(plan.setup_s):>11}  (imports before the first cell's phases; "
+                     f"{'once' if plan.parallel <= 1 else 'per cell'})")
+    if plan.launch_s:
+        lines.append(f"{'launch (start-up)':<20} {_hms(plan.launch_s):>11}  (measured on the pilot's launches)")
     lines.append(f"Estimated wall time: {_hms(plan.wall_s)} ({plan.parallel} at a time); device-hours "
                  f"{plan.device_hours:.3f}.")
     lines += [f"Note: {n}" for n in plan.notes]
@@ -214,7 +276,7 @@ def cost_table(plan: CostPlan) -> str:
 
 def as_json(plan: CostPlan) -> dict:
     return {"cells": plan.cells, "seeds": plan.seeds, "parallel": plan.parallel, "recipe": plan.recipe,
-            "wall_s": plan.wall_s, "device_hours": plan.device_hours,
+            "wall_s": plan.wall_s, "launch_s": plan.launch_s, "setup_s": plan.setup_s, "device_hours": plan.device_hours,
             "phases": {k: {"wall_s": w, "device_hours": h} for k, (w, h) in plan.phase_totals().items()},
             "designs": [{"design": d.design.label(), "model": d.design.model, "pooling": d.design.pooling,
                          "attention": d.design.attention, "cells": d.cells, "basis": d.basis,
@@ -263,6 +325,13 @@ def cost_section(roots) -> str:
         rows.append(_row("total (sum over cells)", sum(float(p.get("wall_s", 0)) for p in estimate["phases"].values()),
                          sum(r.wall_s for r in actual) if actual else None, estimate.get("device_hours"),
                          sum(r.device_hours for r in actual) if actual else None))
+        launches = launch_overheads([root])
+        summary = read_summary(Path(root))
+        if summary and isinstance(estimate.get("wall_s"), (int, float)):
+            rows.append(_row("launch, start to end (cells one at a time + start-up)", estimate["wall_s"],
+                             summary["finished_at"] - summary["launched_at"], None, None))
+        if launches and isinstance(estimate.get("launch_s"), (int, float)):
+            rows.append(_row("of which start-up and planning", estimate["launch_s"], launches[0], None, None))
         blocks.append(f"`{path}`: {estimate.get('cells', '?')} cell(s) estimated, {len(actual)} finished cell(s) "
                       f"with a cost or timings found.\n\n| phase | estimated wall | actual wall | actual / estimated "
                       f"| estimated device-h | actual device-h |\n|---|---|---|---|---|---|\n" + "\n".join(rows))

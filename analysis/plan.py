@@ -68,9 +68,10 @@ def family_pairs(designs: list[Design], presets: tuple[str, ...], baseline=DEFAU
     return list(dict.fromkeys(pairs))
 
 
-def pilot_tests(scores: pd.DataFrame, presets: tuple[str, ...], baseline=DEFAULT_BASELINE,
-                twin=None) -> list[PilotTest]:
-    """The family's tests (pair × out-of-domain category) with their components estimated from the pilot."""
+def pilot_tests(scores: pd.DataFrame, presets: tuple[str, ...], baseline=DEFAULT_BASELINE, twin=None,
+                skipped: list[str] | None = None) -> list[PilotTest]:
+    """The family's tests (pair × out-of-domain category) with their components estimated from the pilot; a
+    category with fewer than 2 shared tasks cannot show task variation and is left out (named in ``skipped``)."""
     per_seed = imputed_seed_scores(label_domains(scores))
     designs = sorted(set(per_seed["design"]))
     tests = []
@@ -84,10 +85,15 @@ def pilot_tests(scores: pd.DataFrame, presets: tuple[str, ...], baseline=DEFAULT
                 continue
             tasks = a.index.intersection(b.index)
             a, b = a.loc[tasks].dropna(axis=1), b.loc[tasks].dropna(axis=1)
-            if len(tasks) < 2 or min(a.shape[1], b.shape[1]) < 2:
+            if len(tasks) < 2:
+                if skipped is not None:
+                    skipped.append(f"{candidate.label(False)} vs {reference.label(False)}: {category} "
+                                   f"({len(tasks)} shared task)")
+                continue
+            if min(a.shape[1], b.shape[1]) < 2:
                 raise OptionError(f"pilot: {candidate.label()} vs {reference.label()} on {category} has "
-                                  f"{len(tasks)} shared task(s) and {a.shape[1]}/{b.shape[1]} seed(s); a pilot needs "
-                                  f"≥ 2 tasks and ≥ 2 seeds per design to separate seed noise from task variation")
+                                  f"{a.shape[1]}/{b.shape[1]} seed(s); a pilot needs ≥ 2 seeds per design to "
+                                  f"separate seed noise from task variation (or plan from the prior: leave PILOT out)")
             tests.append(PilotTest(reference, candidate, category, len(tasks), min(a.shape[1], b.shape[1]),
                                    estimate(a.to_numpy(), b.to_numpy())))
     return tests

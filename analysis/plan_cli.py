@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.cost_plan import CostPlan, cost_plan, cost_table, load_records, write_cost
+from analysis.cost_plan import CostPlan, cost_plan, cost_table, launch_overheads, load_records, write_cost
 from analysis.designs import Design
 from analysis.atomic import write_text
 from analysis.errors import OptionError
@@ -89,7 +89,10 @@ def _run(args) -> int:
     if not args.no_power:
         effect = _effect(args.effect, scores is not None)
         if scores is not None:
-            tests = pilot_tests(scores, family, baseline, twin)
+            skipped: list[str] = []
+            tests = pilot_tests(scores, family, baseline, twin, skipped)
+            if skipped:
+                print(f"not planned (fewer than 2 tasks: no task variation to estimate): {'; '.join(skipped)}")
         else:
             designs = grid_designs(grid) if grid else [Design("model", p, a) for p, a in PAPER_DESIGNS]
             tests = prior_tests(designs, family, args.categories, args.tasks, args.seeds or PRIOR_SEEDS, baseline)
@@ -109,7 +112,7 @@ def _run(args) -> int:
         records = load_records(sources)
         designs = grid_designs(grid) if grid else sorted({r.design for r in records})
         seeds = args.seeds or max(1, len({r.seed for r in records}))
-        costs: CostPlan = cost_plan(records, designs, seeds, args.parallel)
+        costs: CostPlan = cost_plan(records, designs, seeds, args.parallel, launch_overheads(sources))
         print()
         print(cost_table(costs))
         files = write_cost(costs, out)

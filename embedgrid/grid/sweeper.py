@@ -203,7 +203,8 @@ def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
     from embedgrid.io import write_json
 
     counts = {s: sum(c.status == s for c in cells) for s in ("done", "skipped", "partial", "failed")}
-    summary = {"sweep_dir": str(sweep_dir), "finished_at": time.time(), "counts": counts,
+    summary = {"sweep_dir": str(sweep_dir), "launched_at": process_started_at(), "finished_at": time.time(),
+               "counts": counts,
                "cells": [asdict(c) for c in cells]}
     write_json(sweep_dir / "summary.json", redact(summary))
     print()
@@ -212,6 +213,18 @@ def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
         print(redact_text(line + (f"  -- {cell.error}" if cell.error else "")))
     print(f"sweep {sweep_dir}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return summary
+
+
+def process_started_at() -> float | None:
+    """When this process started (Linux /proc; None elsewhere): with finished_at, the launch's whole wall time,
+    start-up and planning included, which the cost plan adds to the cells' own times."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def run_analysis(sweep_dir: Path, summary: dict) -> None:

@@ -47,12 +47,15 @@ def test_cost_records_are_preferred_and_timings_are_the_fallback(tmp_path):
     assert mean.phases["train"][0] == pytest.approx(110) and mean.wall_s == pytest.approx(111.5 + 30)
     assert "this design" in mean.basis and "2 cost record" in mean.basis
     assert eos.phases == {"build+train+save": (50.0, 50 / 3600), "evaluate": (10.0, 10 / 3600)}
-    assert eos.wall_s == 70.0 and "timings" in eos.basis
+    assert eos.wall_s == 60.0 and "timings" in eos.basis
+    assert plan.setup_s == 10.0      # 70 s recorded, 60 s in phases: the process's imports, paid once
     assert "other designs" in other.basis            # no cell of its own design: the model and recipe's mean
+    assert other.wall_s == pytest.approx((121.5 + 161.5 + 60) / 3)
     assert plan.cells == 6
-    assert plan.wall_s == pytest.approx(2 * (mean.wall_s + eos.wall_s + other.wall_s))
-    plan.parallel = 3
-    assert plan.wall_s == pytest.approx(2 * (mean.wall_s + eos.wall_s + other.wall_s) / 3)
+    cells = 2 * (mean.wall_s + eos.wall_s + other.wall_s)
+    assert plan.wall_s == pytest.approx(10 + cells)
+    plan.parallel = 3                                # a process per cell: set-up in each
+    assert plan.wall_s == pytest.approx((cells + 6 * 10) / 3)
 
 
 def test_report_puts_estimate_and_actual_side_by_side(tmp_path, capsys):
@@ -76,6 +79,24 @@ def test_report_puts_estimate_and_actual_side_by_side(tmp_path, capsys):
     assert "Cost: estimate" not in analyze(sweep, plots=False, family="vs_baseline", baseline=("mean", "causal")).report
 
 
+def test_the_launch_start_up_is_measured_on_the_pilot(tmp_path):
+    cells = [priced_cell(tmp_path, "mean", seed, {"cost": _cost(100, 20), "seconds": 121.5}) for seed in (0, 1)]
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "launched_at": 1000.0, "finished_at": 1000.0 + 2 * 121.5 + 30,
+        "cells": [{"cell_dir": str(c), "status": "done"} for c in cells]}))
+    from analysis.cost_plan import launch_overheads
+
+    assert launch_overheads([tmp_path]) == [pytest.approx(30.0)]
+    plan = cost_plan(load_records([tmp_path]), [Design("tiny", "mean", "causal")], seeds=3,
+                     overheads=launch_overheads([tmp_path]))
+    assert plan.launch_s == pytest.approx(30) and plan.wall_s == pytest.approx(30 + 3 * 121.5)
+    assert not plan.notes
+    # a relaunch that skipped every cell measures the start-up alone
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "launched_at": 5.0, "finished_at": 25.0, "cells": [{"cell_dir": str(c), "status": "skipped"} for c in cells]}))
+    assert launch_overheads([tmp_path]) == [pytest.approx(20.0)]
+
+
 def test_no_records_is_said_not_guessed(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["plan", "--no-power", "--grid", "pooling=mean", "--cost-from", str(tmp_path / "empty")]) == 2
@@ -94,9 +115,10 @@ def test_cost_plan_of_a_tiny_grid_is_within_2x_of_its_wall_time(tmp_path, launch
     launch(["-m", *TINY, "pooling=mean", "seed=1,2", "analyze=false", f"hydra.sweep.dir={sweep}"], launch_env)
     actual = time.perf_counter() - started
     error = estimate / actual - 1
+    cells = json.loads((sweep / ESTIMATE_FILE).read_text())
     with capsys.disabled():
-        print(f"\ncost plan of a 2-cell tiny grid: estimated {estimate:.1f} s, actual {actual:.1f} s "
-              f"(launch included), error {error:+.0%}")
+        print(f"\ncost plan of a 2-cell tiny grid: estimated {estimate:.1f} s (of which start-up "
+              f"{cells['launch_s']:.1f} s), actual {actual:.1f} s from launch to exit, error {error:+.0%}")
     assert 0.5 <= estimate / actual <= 2.0
     report = analyze(sweep, plots=False, family="vs_baseline", baseline=("mean", "causal")).report
     assert "## Cost: estimate and actual" in report

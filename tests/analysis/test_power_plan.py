@@ -152,6 +152,12 @@ def test_prior_plan_and_bad_options(tmp_path, capsys):
     assert main(["plan", str(PAPER_REPORT), "--effect", "big"]) == 2
     assert "--effect must be a number" in capsys.readouterr().err
     assert main(["plan", str(tmp_path / "nowhere"), "--effect", "0.01"]) == 2
+    capsys.readouterr()
+    from tests.fixtures.analysis_sweep import paper_sweep
+
+    paper_sweep(tmp_path / "one_seed", seeds=(0,))
+    assert main(["plan", str(tmp_path / "one_seed"), "--effect", "0.01"]) == 2
+    assert "needs ≥ 2 seeds per design" in capsys.readouterr().err
 
 
 def test_a_sweep_pilot_equals_its_report(tmp_path):
