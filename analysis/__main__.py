@@ -1,4 +1,5 @@
-"""python -m analysis SWEEP_DIR [MORE_DIRS ...]: tables, Wilcoxon + Holm statistics, plots and report.md."""
+"""python -m analysis SWEEP_DIR [MORE_DIRS ...]: tables, Wilcoxon + Holm statistics, plots and report.md.
+python -m analysis plan [PILOT] ...: how many seeds and tasks a family needs, and what a grid costs."""
 from __future__ import annotations
 
 import argparse
@@ -54,6 +55,15 @@ def split(value: str) -> tuple[str, ...]:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"]:       # python -m analysis plan ...: power and cost plans (analysis/plan_cli.py)
+        from analysis.plan_cli import main as plan_main
+
+        return plan_main(argv[1:])
+    if argv[:1] == ["promote"]:    # python -m analysis promote ...: the promotion sweeper's selection and report
+        from analysis.promote import main as promote_main
+
+        return promote_main(argv[1:])
     args = parser().parse_args(argv)
     baseline = tuple(args.baseline.split(","))
     if len(baseline) != 2:

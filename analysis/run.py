@@ -11,11 +11,13 @@ import pandas as pd
 from analysis import plots
 from analysis.atomic import write_csv, write_text
 from analysis.collect import Collection, Problem, collect
+from analysis.cost_plan import cost_section
 from analysis.compare import run_comparisons
 from analysis.designs import (DEFAULT_BASELINE, DEFAULT_FAMILY, DEFAULT_PRESETS, Design, parse_twin,
                               resolve_presets)
 from analysis.errors import OptionError
 from analysis.family import Family
+from analysis.long_scores import LONG_FILE, write_long
 from analysis.report import category_text_table, compact, render
 from analysis.stats import WilcoxonSettings, friedman
 from analysis.tables import (category_table, imputed_seed_scores, label_domains, ordered_categories, score_matrix,
@@ -155,6 +157,7 @@ def _write(result: AnalysisResult) -> None:
     long = coll.scores.assign(design=coll.scores["design"].map(lambda d: result.labels[d]))
     files["tables"] = write_csv(out / "tables.csv", long[["design", "model", "pooling", "attention", "seed", "task",
                                                           "category", "in_domain", "score", "cell", "grid"]])
+    files["scores_long"] = write_long(out / LONG_FILE, coll.scores, result.labels)
     table = result.table.assign(design=result.table["design"].map(lambda d: result.labels[d]))
     files["categories"] = write_csv(out / "categories.csv", table)
     files["stats"] = write_csv(out / "stats.csv", result.stats.drop(columns=["reference_design",
@@ -164,7 +167,7 @@ def _write(result: AnalysisResult) -> None:
     files["plots"] = []
     if result.config.plots:
         _plots(result)
-    result.report = render(result)
+    result.report = render(result) + cost_section(result.collection.roots)
     files["report"] = write_text(out / "report.md", result.report)
 
 

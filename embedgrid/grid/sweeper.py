@@ -42,6 +42,7 @@ class PlannedCell:
     status: str | None = None   # after the launch: done | partial | failed | skipped
     error: str | None = None
     repair: bool = False        # corrupt but repairable: a torn file the run moves aside and rebuilds
+    design: tuple = ()          # (model, pooling, attention) of the composed config
 
     @property
     def runnable(self) -> bool:
@@ -86,9 +87,14 @@ class GridSweeper(BasicSweeper):
                 cell_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
                 check_inside(Path(cell_dir), Path(cfg.hydra.sweep.dir))
                 cells.append(plan_cell(list(job), CellDir(cell_dir), cfg, CORRUPT))
+                cells[-1].design = (str(cfg.model.name), str(cfg.pooling.name), str(cfg.attention.name))
         finally:
             if previous is not None:
                 HydraConfig.instance().set_config(previous)
+        return cells
+
+    def select_cells(self, cells: list[PlannedCell]) -> list[PlannedCell]:
+        """The cells this sweep runs (all; a subclass may keep some, e.g. the promoted designs)."""
         return cells
 
     def sweep(self, arguments: list[str]) -> Any:
@@ -98,7 +104,7 @@ class GridSweeper(BasicSweeper):
         check_path_name("grid", self.config.grid)  # before it becomes the sweep directory
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         tic = time.perf_counter()
-        cells = self.plan(arguments)
+        cells = self.select_cells(self.plan(arguments))
         log.info("planned %d cells in %.2f s", len(cells), time.perf_counter() - tic)
         refuse_shared_dirs(cells)
         if self.config.get("dry_run", False):
@@ -220,7 +226,8 @@ def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
     from embedgrid.io import write_json
 
     counts = {s: sum(c.status == s for c in cells) for s in ("done", "skipped", "partial", "failed", BUSY)}
-    summary = {"sweep_dir": str(sweep_dir), "finished_at": time.time(), "counts": counts,
+    summary = {"sweep_dir": str(sweep_dir), "launched_at": process_started_at(), "finished_at": time.time(),
+               "counts": counts,
                "cells": [asdict(c) for c in cells]}
     write_json(sweep_dir / "summary.json", redact(summary))
     print()
@@ -232,6 +239,18 @@ def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
         print(f"{counts[BUSY]} cells are being run by another process (busy); launch the same command again once "
               "it has finished to pick up any it left unfinished")
     return summary
+
+
+def process_started_at() -> float | None:
+    """When this process started (Linux /proc; None elsewhere): with finished_at, the launch's whole wall time,
+    start-up and planning included, which the cost plan adds to the cells' own times."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def run_analysis(sweep_dir: Path, summary: dict) -> None:
