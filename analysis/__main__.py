@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from analysis.designs import DEFAULT_FAMILY, DEFAULT_PRESETS, PRESETS
-from analysis.errors import OptionError
+from analysis.errors import MixedDesigns, OptionError
 from analysis.stats import ALTERNATIVES, METHODS, ZERO_METHODS, WilcoxonSettings
 
 
@@ -22,6 +22,9 @@ def parser() -> argparse.ArgumentParser:
                         "e.g. train.max_steps=0 for trained vs zero-shot")
     p.add_argument("--by", default="", metavar="KEY[,KEY]",
                    help="extra config keys that split designs, comma-separated, e.g. train.lr,grid")
+    p.add_argument("--pool-over", default="", metavar="KEY[,KEY]",
+                   help="keys in which cells of one design may differ and still be averaged as seeds (the report "
+                        "names them); other differences beyond runtime-only keys are refused")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--alternative", choices=ALTERNATIVES, default="two-sided",
                    help="of candidate − reference (one-sided only if pre-registered)")
@@ -64,7 +67,7 @@ def main(argv=None) -> int:
         settings = WilcoxonSettings(alpha=args.alpha, alternative=args.alternative, zero_method=args.zero_method,
                                 method=args.method, correction=args.correction,
                                 decimals=None if args.decimals < 0 else args.decimals)
-        config = AnalysisConfig(by=split(args.by), baseline=baseline, twin=args.twin, presets=split(args.compare),
+        config = AnalysisConfig(by=split(args.by), pool_over=split(args.pool_over), baseline=baseline, twin=args.twin, presets=split(args.compare),
                                 settings=settings, family=split(args.family),
                                 power_screen=not args.no_power_screen, power=args.power, pooled=not args.no_pooled,
                                 include_unfinished=args.include_unfinished, plots=not args.no_plots,
@@ -73,6 +76,9 @@ def main(argv=None) -> int:
                                 wandb_mode=args.wandb_mode)
         result = analyze(args.sweep_dirs, config,
                          command="python -m analysis " + " ".join(argv if argv is not None else sys.argv[1:]))
+    except MixedDesigns as error:
+        print(f"analysis: refused: {error}", file=sys.stderr)
+        return 3
     except (FileNotFoundError, OptionError) as error:
         print(f"analysis: error: {error}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import plots
+from analysis import mixing, plots
 from analysis.atomic import write_csv, write_text
 from analysis.collect import Collection, Problem, collect
 from analysis.compare import run_comparisons
@@ -38,6 +38,8 @@ class AnalysisConfig:
     power: float = 0.8                          # power of the minimum detectable effect
     pooled: bool = True                         # also test over all out-of-domain tasks pooled (not in the family)
     include_unfinished: bool = False            # use scores of cells whose status is not "done"
+    pool_over: tuple[str, ...] = ()             # keys whose differences between cells of one design are averaged
+    #                                             over as seeds (else refused; analysis/mixing.py)
     plots: bool = True
     cd_min_tasks: int = 6                       # fewest shared tasks for a CD diagram (2/2^6 < 0.05)
     out_dir: str | Path | None = None           # default: <first sweep dir>/analysis
@@ -99,12 +101,20 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
     if twin:
         config.by = tuple(config.by) + (() if twin[0] in config.by else (twin[0],))
         config.presets = tuple(config.presets) + (() if "twins" in config.presets else ("twins",))
+    if "twins" in config.presets and twin is None:   # options are checked before any cell is read
+        raise OptionError("comparison preset 'twins' needs the twin setting: --twin KEY=VALUE "
+                          "(e.g. --twin train.max_steps=0)")
     if config.wandb not in (True, False, "auto"):
         raise OptionError(f"wandb must be true, false or 'auto', got {config.wandb!r}")
     if not 0 < config.power < 1:
         raise OptionError(f"power must be in (0, 1), got {config.power}")
     dirs = [sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else list(sweep_dirs)
-    collection = collect(dirs, by=tuple(config.by), include_unfinished=config.include_unfinished)
+    if isinstance(config.pool_over, str):
+        config.pool_over = (config.pool_over,)
+    collection = collect(dirs, by=tuple(config.by), include_unfinished=config.include_unfinished,
+                         pool_over=tuple(config.pool_over))
+    if any(mix.refused for mix in collection.mixes):
+        raise mixing.refusal(collection.mixes)
     out_dir = Path(config.out_dir) if config.out_dir else Path(dirs[0]) / "analysis"
 
     scores = label_domains(collection.scores)
