@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from analysis import reach
 from analysis.designs import DEFAULT_FAMILY, DEFAULT_PRESETS, PRESETS
 from analysis.errors import MixedDesigns, OptionError
+from analysis.report import HOLM_MARK, RAW_MARK, SEED_MARK, UNREACHABLE_MARK, factor_text_table
 from analysis.stats import ALTERNATIVES, METHODS, ZERO_METHODS, WilcoxonSettings
 
 
@@ -33,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--correction", action="store_true", help="continuity correction (asymptotic method only)")
     p.add_argument("--decimals", type=int, default=4, help="round differences before ranking (-1: no rounding)")
     p.add_argument("--family", default=",".join(DEFAULT_FAMILY), metavar="PRESET[,PRESET]",
-                   help="presets whose per-category out-of-domain tests form the one pre-registered Holm family")
+                   help="presets whose per-category out-of-domain tests form the one pre-registered Holm family "
+                        "(auto: the paper's where the sweep has their designs, else the grid's factors)")
     p.add_argument("--no-power-screen", action="store_true",
                    help="keep family tests that cannot reach Holm p < alpha (marked instead of screened out)")
     p.add_argument("--power", type=float, default=0.8, help="power of the minimum detectable effect")
@@ -99,6 +102,14 @@ def main(argv=None) -> int:
           f"{significant} significant at alpha={result.config.settings.alpha:g}"
           + (f"; seed-aware test: {seed_significant} of {seed_tested} significant" if seed_tested else "")
           + (f", {len(family.screened)} screened out (too few tasks)" if family.screen else ""))
+    unreachable = reach.unreachable(result.stats, family, result.config.settings)
+    if len(unreachable):
+        print(f"{reach.summary(unreachable)}: listed with what would make them reachable in report.md")
+    effects = factor_text_table(result)
+    if effects:
+        print(f"\nfactor effects (candidate − reference; {RAW_MARK} p < alpha, {HOLM_MARK} Holm, {SEED_MARK} "
+              f"seed-aware, {UNREACHABLE_MARK} cannot reach alpha):")
+        print(effects)
     print()
     print(result.category_table())   # last, so a sweep's console ends with it
     return 0

@@ -12,8 +12,8 @@ from analysis import mixing, plots
 from analysis.atomic import write_csv, write_text
 from analysis.collect import Collection, Problem, collect
 from analysis.compare import run_comparisons
-from analysis.designs import (DEFAULT_BASELINE, DEFAULT_FAMILY, DEFAULT_PRESETS, Design, parse_twin,
-                              resolve_presets)
+from analysis.designs import (AUTO_FAMILY, DEFAULT_BASELINE, DEFAULT_FAMILY, DEFAULT_PRESETS, Design,
+                              PairContext, parse_twin, resolve_family, resolve_presets)
 from analysis.errors import OptionError
 from analysis.family import Family
 from analysis.report import category_text_table, compact, render
@@ -33,7 +33,8 @@ class AnalysisConfig:
     presets: tuple[str, ...] = DEFAULT_PRESETS
     settings: WilcoxonSettings = field(default_factory=WilcoxonSettings)
     family: tuple[str, ...] = DEFAULT_FAMILY    # presets whose out-of-domain per-category tests form the one
-    #                                             pre-registered Holm family ("paper" = the paper's comparisons)
+    #                                             pre-registered Holm family ("paper" = the paper's comparisons;
+    #                                             "auto": those where the sweep has their designs, else "factors")
     power_screen: bool = True                   # drop family tests that cannot reach Holm p < alpha (by n alone)
     power: float = 0.8                          # power of the minimum detectable effect
     pooled: bool = True                         # also test over all out-of-domain tasks pooled (not in the family)
@@ -96,7 +97,8 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
     if isinstance(config.family, str):
         config.family = (config.family,)
     config.family = tuple(resolve_presets(config.family))
-    config.presets = tuple(resolve_presets(tuple(config.presets) + config.family))   # family tests are run
+    config.presets = tuple(p for p in resolve_presets(tuple(config.presets) + config.family)   # family tests run
+                           if p != AUTO_FAMILY)
     twin = parse_twin(config.twin) if config.twin else None
     if twin:
         config.by = tuple(config.by) + (() if twin[0] in config.by else (twin[0],))
@@ -124,6 +126,9 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
     scored = set(means["design"])
     labels = design_labels(set(collection.designs) | scored)
     per_seed = imputed_seed_scores(scores) if len(scores) else None
+    config.family, family_basis = resolve_family(config.family, sorted(scored),
+                                                 PairContext(tuple(config.baseline), twin))
+    config.presets = tuple(resolve_presets(tuple(config.presets) + config.family))
     stats, comparison_problems, family = run_comparisons(
         means, list(config.presets), tuple(config.baseline), config.settings, config.family, config.pooled, labels,
         per_seed=per_seed, power=config.power, screen=config.power_screen, twin=twin)
@@ -135,6 +140,7 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
     result = AnalysisResult(config, collection, out_dir, means, table, stats, problems, labels,
                             created=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                             command=command or "python -m analysis " + " ".join(str(d) for d in dirs))
+    family.basis = family_basis
     result.family = family
     result.friedman = friedman_rows(means)
     _write(result)
@@ -169,7 +175,7 @@ def _write(result: AnalysisResult) -> None:
     files["categories"] = write_csv(out / "categories.csv", table)
     files["stats"] = write_csv(out / "stats.csv", result.stats.drop(columns=["reference_design",
                                                                              "candidate_design"]))
-    cells = coll.cells.drop(columns=["config", "design"])
+    cells = coll.cells.drop(columns=["config", "design", "provenance"])
     files["cells"] = write_csv(out / "cells.csv", cells)
     files["plots"] = []
     if result.config.plots:

@@ -91,7 +91,7 @@ def test_stats_equal_direct_scipy_and_holm(result, sweep):
     pair = stats[(stats.reference == "last_layer_trainable/bidirectional (#4)")
                  & (stats.candidate == "multi_layer_trainable/bidirectional (#5)")]
     assert set(pair.category) == {"STS", "Classification", "PairClassification", "All out-of-domain tasks"}
-    assert set(pair.comparisons) == {"pooling_bidirectional, all_pairs"}   # one row, both presets named
+    assert set(pair.comparisons) == {"pooling_bidirectional, all_pairs, factors"}   # one row, every preset named
     row = pair[pair.category == "Classification"].iloc[0]
     x = np.array([seed_mean(written, "multi_layer_trainable", "bidirectional", t) for t in TASKS["Classification"]])
     y = np.array([seed_mean(written, "last_layer_trainable", "bidirectional", t) for t in TASKS["Classification"]])
