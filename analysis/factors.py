@@ -140,15 +140,9 @@ def add_marginals(means: pd.DataFrame, per_seed: pd.DataFrame | None, groups: di
         return means, per_seed
     extra_means, extra_seeds = [], []
     for marginal, members in groups.items():
-        rows = means[means["design"].isin(members)]
-        table = rows.pivot_table(index=["category", "in_domain", "task"], columns="design", values="mean",
-                                 aggfunc="mean", dropna=False)
-        table = table.reindex(columns=members)
-        mean = table.to_numpy(float).mean(axis=1) if table.shape[0] else np.zeros(0)
-        extra_means.append(pd.DataFrame({"design": marginal, "category": table.index.get_level_values(0),
-                                         "in_domain": table.index.get_level_values(1),
-                                         "task": table.index.get_level_values(2), "mean": mean, "std": np.nan,
-                                         "n_seeds": 0}))
+        grouped = means[means["design"].isin(members)].groupby(["category", "in_domain", "task"])["mean"]
+        mean = grouped.mean().where(grouped.count() == len(members))   # NaN unless every member has the task
+        extra_means.append(mean.reset_index().assign(design=marginal, std=np.nan, n_seeds=0))
         if per_seed is not None and len(per_seed):
             rows = per_seed[per_seed["design"].isin(members)]
             seeds = set.intersection(*(set(rows.loc[rows["design"] == m, "seed"]) for m in members))
