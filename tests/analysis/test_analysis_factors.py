@@ -20,8 +20,9 @@ CLF = [f"Clf{i}" for i in range(10)]
 GRID = [(p, a) for p in ("eos_last", "mean") for a in ("causal", "bidirectional")]
 
 
-def grid_sweep(root, seeds=(0, 1, 2), tasks=(STS, CLF), effects=None, noise=0.001, extra=None):
-    """2×2 pooling × attention; effects[(pooling, attention)][category] shifts every task of the category."""
+def grid_sweep(root, seeds=(0, 1, 2), tasks=(STS, CLF), effects=None, noise=0.01, extra=None):
+    """2×2 pooling × attention; effects[(pooling, attention)][category] shifts every task of the category (noise
+    wide enough that rounded differences rarely tie, so scipy's exact test runs rather than a permutation test)."""
     rng = np.random.default_rng(0)
     base = {t: float(rng.uniform(0.3, 0.8)) for group in tasks for t in group}
     for pooling, attention in GRID:
@@ -75,8 +76,8 @@ def test_a_by_key_is_a_factor(tmp_path):
 @pytest.fixture(scope="module")
 def two_by_two(tmp_path_factory):
     root = tmp_path_factory.mktemp("grid") / "sweep"
-    effects = {("mean", "causal"): {"STS": 0.03}, ("mean", "bidirectional"): {"STS": 0.03, "Classification": -0.02},
-               ("eos_last", "bidirectional"): {"Classification": -0.02}}
+    effects = {("mean", "causal"): {"STS": 0.06}, ("mean", "bidirectional"): {"STS": 0.06, "Classification": -0.05},
+               ("eos_last", "bidirectional"): {"Classification": -0.05}}
     grid_sweep(root, effects=effects)
     return root
 
@@ -94,8 +95,8 @@ def test_2x2_gets_pooling_only_and_attention_only_tests_in_the_derived_family(tw
     # the paper's presets name no pair here: the family is the factors' (6 pairs × 2 categories), 10 tasks each
     family = stats[stats.family == "primary"]
     assert len(family) == 12 and set(family.comparisons.str.contains("factors")) == {True}
-    np.testing.assert_allclose(pooling.mean_diff, 0.03, atol=0.002)
-    np.testing.assert_allclose(attention.mean_diff, -0.02, atol=0.002)
+    np.testing.assert_allclose(pooling.mean_diff, 0.06, atol=0.01)
+    np.testing.assert_allclose(attention.mean_diff, -0.05, atol=0.01)
     assert pooling.reject_seed_holm.all() and attention.reject_seed_holm.all()
     null = stats[(stats.factor == "pooling") & (stats.category == "Classification")]
     assert not null.reject_seed_holm.any()
@@ -107,10 +108,10 @@ def test_2x2_gets_pooling_only_and_attention_only_tests_in_the_derived_family(tw
     assert len(verdicts) == 6
     for line in verdicts:
         if line.startswith("- pooling"):
-            assert re.search(r"moved STS \+0\.0(29|30|31)", line) and "seed-aware p (Holm)" in line
+            assert re.search(r"moved STS \+0\.0[56]", line) and "seed-aware p (Holm)" in line
             assert "Classification" not in line
         else:
-            assert re.search(r"moved Classification -0\.0(19|20|21)", line) and "STS" not in line
+            assert re.search(r"moved Classification -0\.0[456]", line) and "STS" not in line
 
 
 def test_explicit_family_is_kept_even_when_empty(two_by_two, tmp_path):
