@@ -312,7 +312,8 @@ def provenance_section(result) -> str:
     pooled = [(m.design, d) for m in result.collection.mixes for d in m.pooled]
     lines += ["", "**Within one design** (cells averaged as seeds): "
               + ("no cells differ in code, libraries, device, inputs or model revision." if not flagged else
-                 "these differ, and are averaged as seeds (they do not change what is measured, but say so):")]
+                 "these differ between cells averaged as seeds (code, device or identity format may; named here "
+                 "so that a changed number can be traced):")]
     lines += [f"- {design}: {diff.describe()}" for design, diff in flagged]
     if result.collection.pool_over:
         lines += ["", f"**Pooled over** (`--pool-over {','.join(result.collection.pool_over)}`): "

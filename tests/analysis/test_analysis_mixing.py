@@ -70,7 +70,8 @@ def test_by_splits_and_pool_over_averages_by_name(mixed, tmp_path):
                      pool_over=("train.max_steps", "train.lr", "eval.max_samples"))
     named = [p for p in pooled.problems if p.kind == "pooled over"]
     assert [p.detail.split(":")[0].split()[-1] for p in named] == ["train.lr", "train.max_steps", "eval.max_samples"]
-    assert "pooled over" in pooled.report and "train.max_steps" in pooled.report
+    pooled_section = pooled.report.split("**Pooled over** (`--pool-over train.max_steps,train.lr,eval.max_samples`)")[1]
+    assert "- tiny/eos_last/causal: train.max_steps: 8 (" in pooled_section and "4 (short-seed0)" in pooled_section
     # a key not pooled over is still refused
     with pytest.raises(MixedDesigns, match="train.lr"):
         analyze(mixed, out_dir=tmp_path / "partial", plots=False, pool_over=("train.max_steps", "eval"))
@@ -138,3 +139,24 @@ def test_identical_configs_of_one_seed_are_a_duplicate_not_a_mix(tmp_path):
         write_cell(root, "tiny", "mean", "causal", 0, TASKS, extra_config=steps(8), name=name)
     collection = collect(root)
     assert collection.mixes == [] and [p.kind for p in collection.problems] == ["duplicate"]
+
+
+def test_report_provenance_section_names_values_designs_and_differences(tmp_path):
+    cells = [("mean", 0, steps(8), provenance(commit="aaa"), "m0"),
+             ("mean", 1, steps(8), provenance(commit="bbb"), "m1"),
+             ("eos_last", 0, steps(8), provenance(commit="aaa"), "e0")]
+    root = sweep_of(tmp_path / "sweep", cells)
+    write_cell(root, "tiny", "eos_last", "causal", 1, TASKS, extra_config=steps(8), name="old")   # no provenance
+    result = analyze(root, out_dir=tmp_path / "out", plots=False)
+    section = result.report.split("## Provenance")[1].split("\n## ")[0]
+    assert "3 of 4 cell(s) with scores record a provenance" in section
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "entry" not in line]
+    assert "| code git_commit | `aaa` | eos_last/causal (#1), mean/causal | 2 |" in rows
+    assert "| code git_commit | `bbb` | mean/causal | 1 |" in rows
+    assert "| library transformers | `4.46.0` | all designs | 3 |" in rows
+    assert "| input data | `sha256:1111` | all designs | 3 |" in rows
+    assert "| model revision | `main@0000` | all designs | 3 |" in rows
+    assert "| device type | `cpu` | all designs | 3 |" in rows
+    flagged = section.split("**Within one design**")[1]
+    assert "- tiny/mean/causal: provenance.code.git_commit: \"aaa\" (m0); \"bbb\" (m1)" in flagged
+    assert "eos_last" not in flagged          # the old cell records no commit: nothing to compare
