@@ -71,7 +71,7 @@ def test_by_splits_and_pool_over_averages_by_name(mixed, tmp_path):
     named = [p for p in pooled.problems if p.kind == "pooled over"]
     assert [p.detail.split(":")[0].split()[-1] for p in named] == ["train.lr", "train.max_steps", "eval.max_samples"]
     pooled_section = pooled.report.split("**Pooled over** (`--pool-over train.max_steps,train.lr,eval.max_samples`)")[1]
-    assert "- tiny/eos_last/causal: train.max_steps: 8 (" in pooled_section and "4 (short-seed0)" in pooled_section
+    assert "- tiny/eos_last/causal (#1): train.max_steps: 8 (" in pooled_section and "4 (short-seed0)" in pooled_section
     # a key not pooled over is still refused
     with pytest.raises(MixedDesigns, match="train.lr"):
         analyze(mixed, out_dir=tmp_path / "partial", plots=False, pool_over=("train.max_steps", "eval"))
