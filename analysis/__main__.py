@@ -70,7 +70,8 @@ def main(argv=None) -> int:
         settings = WilcoxonSettings(alpha=args.alpha, alternative=args.alternative, zero_method=args.zero_method,
                                 method=args.method, correction=args.correction,
                                 decimals=None if args.decimals < 0 else args.decimals)
-        config = AnalysisConfig(by=split(args.by), pool_over=split(args.pool_over), baseline=baseline, twin=args.twin, presets=split(args.compare),
+        config = AnalysisConfig(by=split(args.by), pool_over=split(args.pool_over), baseline=baseline,
+                                twin=args.twin, presets=split(args.compare),
                                 settings=settings, family=split(args.family),
                                 power_screen=not args.no_power_screen, power=args.power, pooled=not args.no_pooled,
                                 include_unfinished=args.include_unfinished, plots=not args.no_plots,

@@ -11,10 +11,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis import factors
+from analysis import factors, reach
 from analysis import family as families
 from analysis.collect import Problem
-from analysis import reach
 from analysis.designs import PRESETS, Design, PairContext
 from analysis.power import minimum_detectable_effect
 from analysis.seeds import MIN_TASKS, seed_bootstrap
@@ -23,12 +22,12 @@ from analysis.tables import is_in_domain, ordered_categories
 
 ALL_TASKS = "All out-of-domain tasks"
 STATS_COLUMNS = ["comparisons", "family", "family_note", "family_size", "category", "in_domain", "reference",
-                 "candidate", "factor", "effect", "n", "n_nonzero", "W", "p", "p_holm", "reject_holm", "significant_raw",
-                 "rank_biserial", "median_diff", "median_ci_low", "median_ci_high", "mean_diff", "hodges_lehmann",
-                 "r_plus", "r_minus", "min_p", "min_p_holm", "p_unreachable", "sd_diff", "mde_alpha", "mde_dz",
-                 "mde", "seeds_reference", "seeds_candidate", "p_seed", "p_seed_holm", "reject_seed_holm",
-                 "seed_ci_low", "seed_ci_high", "reachable", "tasks_needed", "seeds_needed", "alternative",
-                 "zero_method", "method", "alpha", "excluded_tasks", "notes"]
+                 "candidate", "factor", "effect", "n", "n_nonzero", "W", "p", "p_holm", "reject_holm",
+                 "significant_raw", "rank_biserial", "median_diff", "median_ci_low", "median_ci_high", "mean_diff",
+                 "hodges_lehmann", "r_plus", "r_minus", "min_p", "min_p_holm", "p_unreachable", "sd_diff",
+                 "mde_alpha", "mde_dz", "mde", "seeds_reference", "seeds_candidate", "p_seed", "p_seed_holm",
+                 "reject_seed_holm", "seed_ci_low", "seed_ci_high", "reachable", "tasks_needed", "seeds_needed",
+                 "alternative", "zero_method", "method", "alpha", "excluded_tasks", "notes"]
 
 
 def paired_scores(means, reference: Design, candidate: Design, category: str | None):

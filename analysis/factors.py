@@ -37,11 +37,11 @@ def dimensions(designs) -> list[str]:
 
 
 def _level_order(name: str, level: str, context: PairContext) -> tuple:
+    """The baseline's level first, then the paper's design order, then by name."""
     baseline = dict(zip(("pooling", "attention"), context.baseline))
-    first = level != baseline.get(name)
-    paper = min((n for (p, a), n in PAPER_DESIGNS.items() if (p if name == "pooling" else a) == level), default=99) \
-        if name in ("pooling", "attention") else 99
-    return (first, paper, level)
+    index = {"pooling": 0, "attention": 1}.get(name)
+    paper = min((n for key, n in PAPER_DESIGNS.items() if index is not None and key[index] == level), default=99)
+    return (level != baseline.get(name), paper, level)
 
 
 def factors(designs, context: PairContext = PairContext()) -> list[Factor]:
