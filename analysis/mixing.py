@@ -157,5 +157,5 @@ def refusal(mixes: list[Mix]) -> MixedDesigns:
     shown = ",".join(keys[:4]) + (",…" if len(keys) > 4 else "")
     lines += [f"fix: --by {shown} (each value its own design), or --pool-over {shown} (average them anyway; the "
               f"report names what was pooled)",
-              "(runtime-only keys never split a design: see RUNTIME_KEYS in analysis/mixing.py)"]
+              "(the runtime-only keys, which may differ between seeds, are listed in docs/analysis.md)"]
     return MixedDesigns("\n".join(lines))
