@@ -145,3 +145,16 @@ def test_unreachable_tests_are_listed_with_what_would_make_them_reachable(tmp_pa
     # Classification has 7 tasks: reachable alone (2/2^7), not in a family of 12 (needs 9): listed, not dropped
     clf = stats[(stats.category == "Classification") & (stats.family != "exploratory")]
     assert len(clf) == 6 and not clf.reachable.any() and "| Classification | 6 | 7 |" in listing
+
+
+def test_main_effect_is_the_difference_of_marginal_means(two_by_two, tmp_path):
+    result = analyze(two_by_two, out_dir=tmp_path, plots=False)
+    tables = pd.read_csv(tmp_path / "tables.csv")
+    task_means = tables[tables.category == "STS"].groupby(["pooling", "attention", "task"])["score"].mean()
+    marginal = task_means.groupby(["pooling", "task"]).mean()          # over attention
+    expected = (marginal["mean"] - marginal["eos_last"]).mean()
+    row = result.stats[(result.stats.factor == "pooling") & (result.stats.category == "STS")
+                       & result.stats.effect.str.startswith("main")]
+    assert row.reference.item() == "eos_last/*" and row.candidate.item() == "mean/*"
+    assert row.mean_diff.item() == pytest.approx(expected, abs=1e-4)   # differences rounded to 4 decimals
+    assert row.seeds_reference.item() == 3 and row.n.item() == len(STS)
