@@ -69,7 +69,8 @@ def provenance_of(record: dict) -> dict:
 
 def comparable(config: dict, provenance: dict) -> dict[str, str]:
     """Everything that must agree between seeds of one design, flattened (runtime keys and the seed removed)."""
-    flat = {k: v for k, v in flatten(config).items() if not covered(k, RUNTIME_KEYS)}
+    flat = ({k: v for k, v in flatten(config).items() if not covered(k, RUNTIME_KEYS)} if config else
+            {"config": "not recorded"})   # nothing to check it against: never taken for a seed of a design
     if provenance:
         flat.update(flatten(provenance, PROVENANCE + "."))
     return flat
@@ -116,6 +117,8 @@ def differences(cells: list[str], flats: list[dict[str, str]]) -> list[Differenc
     difference of config (``absent``), but provenance a cell does not record is compared only among those that do
     (cells written before provenance existed)."""
     keys = sorted(set().union(*flats), key=order) if flats else []
+    if 0 < sum("config" in flat for flat in flats) < len(flats):   # some record no config: that is the difference
+        keys = ["config"] + [k for k in keys if k.startswith(PROVENANCE + ".")]
     out = []
     for key in keys:
         values: dict[str, list[str]] = {}
@@ -123,7 +126,8 @@ def differences(cells: list[str], flats: list[dict[str, str]]) -> list[Differenc
             value = flat.get(key)
             if value is None and key.startswith(PROVENANCE + "."):
                 continue
-            values.setdefault(ABSENT if value is None else value, []).append(cell)
+            missing = "recorded" if key == "config" else ABSENT
+            values.setdefault(missing if value is None else value, []).append(cell)
         if len(values) > 1:
             out.append(Difference(key, values))
     return out

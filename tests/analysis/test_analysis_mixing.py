@@ -160,3 +160,14 @@ def test_report_provenance_section_names_values_designs_and_differences(tmp_path
     flagged = section.split("**Within one design**")[1]
     assert "- tiny/mean/causal: provenance.code.git_commit: \"aaa\" (m0); \"bbb\" (m1)" in flagged
     assert "eos_last" not in flagged          # the old cell records no commit: nothing to compare
+
+
+def test_a_cell_without_a_recorded_config_is_not_taken_for_a_seed(tmp_path):
+    import json
+
+    root = sweep_of(tmp_path / "sweep", [("mean", s, steps(8), None, f"m{s}") for s in (0, 1)])
+    record = json.loads((root / "m1" / "cell.json").read_text())
+    del record["config"]
+    (root / "m1" / "cell.json").write_text(json.dumps(record))
+    with pytest.raises(MixedDesigns, match=r"differ in 1 key\(s\):\n    config: not recorded \(m1\); recorded \(m0\)\n"):
+        analyze(root, out_dir=tmp_path / "out", plots=False)
