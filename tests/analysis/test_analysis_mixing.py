@@ -1,6 +1,8 @@
 """The pooling rule: cells are seeds of one design only if they differ in nothing but the seed and runtime keys."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from analysis import analyze, collect
@@ -114,8 +116,6 @@ def test_older_cells_compare_their_recorded_versions(tmp_path):
     old = write_cell(root, "tiny", "mean", "causal", 0, TASKS, extra_config=steps(8))
     new = write_cell(root, "tiny", "mean", "causal", 1, TASKS, extra_config=steps(8), provenance=provenance())
     assert collect(root).mixes == []        # the old cell records nothing to compare
-    import json
-
     record = json.loads((old / "cell.json").read_text())
     record["versions"] = {"python": "3.11", "torch": "2.4.0", "mteb": LIBS["mteb"]}
     (old / "cell.json").write_text(json.dumps(record))
@@ -163,8 +163,6 @@ def test_report_provenance_section_names_values_designs_and_differences(tmp_path
 
 
 def test_a_cell_without_a_recorded_config_is_not_taken_for_a_seed(tmp_path):
-    import json
-
     root = sweep_of(tmp_path / "sweep", [("mean", s, steps(8), None, f"m{s}") for s in (0, 1)])
     record = json.loads((root / "m1" / "cell.json").read_text())
     del record["config"]
