@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from analysis import reach
 from analysis.designs import DEFAULT_FAMILY, DEFAULT_PRESETS, PRESETS
-from analysis.errors import OptionError
+from analysis.errors import MixedDesigns, OptionError
+from analysis.report import HOLM_MARK, RAW_MARK, SEED_MARK, UNREACHABLE_MARK, factor_text_table
 from analysis.stats import ALTERNATIVES, METHODS, ZERO_METHODS, WilcoxonSettings
 
 
@@ -23,6 +25,9 @@ def parser() -> argparse.ArgumentParser:
                         "e.g. train.max_steps=0 for trained vs zero-shot")
     p.add_argument("--by", default="", metavar="KEY[,KEY]",
                    help="extra config keys that split designs, comma-separated, e.g. train.lr,grid")
+    p.add_argument("--pool-over", default="", metavar="KEY[,KEY]",
+                   help="keys in which cells of one design may differ and still be averaged as seeds (the report "
+                        "names them); other differences beyond runtime-only keys are refused")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--alternative", choices=ALTERNATIVES, default="two-sided",
                    help="of candidate − reference (one-sided only if pre-registered)")
@@ -31,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--correction", action="store_true", help="continuity correction (asymptotic method only)")
     p.add_argument("--decimals", type=int, default=4, help="round differences before ranking (-1: no rounding)")
     p.add_argument("--family", default=",".join(DEFAULT_FAMILY), metavar="PRESET[,PRESET]",
-                   help="presets whose per-category out-of-domain tests form the one pre-registered Holm family")
+                   help="presets whose per-category out-of-domain tests form the one pre-registered Holm family "
+                        "(auto: the paper's where the sweep has their designs, else the grid's factors)")
     p.add_argument("--no-power-screen", action="store_true",
                    help="keep family tests that cannot reach Holm p < alpha (marked instead of screened out)")
     p.add_argument("--power", type=float, default=0.8, help="power of the minimum detectable effect")
@@ -74,7 +80,8 @@ def main(argv=None) -> int:
         settings = WilcoxonSettings(alpha=args.alpha, alternative=args.alternative, zero_method=args.zero_method,
                                 method=args.method, correction=args.correction,
                                 decimals=None if args.decimals < 0 else args.decimals)
-        config = AnalysisConfig(by=split(args.by), baseline=baseline, twin=args.twin, presets=split(args.compare),
+        config = AnalysisConfig(by=split(args.by), pool_over=split(args.pool_over), baseline=baseline,
+                                twin=args.twin, presets=split(args.compare),
                                 settings=settings, family=split(args.family),
                                 power_screen=not args.no_power_screen, power=args.power, pooled=not args.no_pooled,
                                 include_unfinished=args.include_unfinished, plots=not args.no_plots,
@@ -83,6 +90,9 @@ def main(argv=None) -> int:
                                 wandb_mode=args.wandb_mode)
         result = analyze(args.sweep_dirs, config,
                          command="python -m analysis " + " ".join(argv if argv is not None else sys.argv[1:]))
+    except MixedDesigns as error:
+        print(f"analysis: refused: {error}", file=sys.stderr)
+        return 3
     except (FileNotFoundError, OptionError) as error:
         print(f"analysis: error: {error}", file=sys.stderr)
         return 2
@@ -103,6 +113,14 @@ def main(argv=None) -> int:
           f"{significant} significant at alpha={result.config.settings.alpha:g}"
           + (f"; seed-aware test: {seed_significant} of {seed_tested} significant" if seed_tested else "")
           + (f", {len(family.screened)} screened out (too few tasks)" if family.screen else ""))
+    unreachable = reach.unreachable(result.stats, family, result.config.settings)
+    if len(unreachable):
+        print(f"{reach.summary(unreachable)}: listed with what would make them reachable in report.md")
+    effects = factor_text_table(result)
+    if effects:
+        print(f"\nfactor effects (candidate − reference; {RAW_MARK} p < alpha, {HOLM_MARK} Holm, {SEED_MARK} "
+              f"seed-aware, {UNREACHABLE_MARK} cannot reach alpha):")
+        print(effects)
     print()
     print(result.category_table())   # last, so a sweep's console ends with it
     return 0

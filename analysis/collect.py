@@ -2,7 +2,8 @@
 
 Only the files of the cell-directory contract are read; nothing here imports embedgrid. Anything unusual (a
 failed, unfinished or unrecorded cell, a missing seed, a NaN score, two cells for one design and seed) becomes a
-``Problem`` listed in the report instead of an exception.
+``Problem`` listed in the report instead of an exception. Cells of one design whose configurations differ in more
+than the seed and runtime-only keys are collected as ``mixes`` (analysis/mixing.py); ``analyze`` refuses them.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analysis import mixing
 from analysis.contract import Unreadable, cell_record, task_scores
 from analysis.designs import Design
 
@@ -35,6 +37,8 @@ class Collection:
     scores: "pandas.DataFrame"   # long: design, model, pooling, attention, seed, cell, grid, task, category,
     #                              in_domain (false where scores.json does not say), score
     problems: list[Problem] = field(default_factory=list)
+    mixes: list[mixing.Mix] = field(default_factory=list)   # designs whose cells differ beyond runtime keys
+    pool_over: tuple[str, ...] = ()
 
     @property
     def designs(self) -> list[Design]:
@@ -78,10 +82,18 @@ def _design(record: dict, by: tuple[str, ...]) -> tuple[Design, int | None]:
             value = node.get("name") if isinstance(node, dict) else node
         return str(value) if value is not None else "?"
 
-    extra = tuple((key, str(record.get(key) if key in record and key != "config" else _lookup(config, key)))
-                  for key in by)
+    extra = tuple((key, str(_by_value(record, config, key))) for key in by)
     seed = _seed(design.get("seed", config.get("seed")))
     return Design(pick("model"), pick("pooling"), pick("attention"), extra), seed
+
+
+def _by_value(record: dict, config: dict, key: str):
+    """A --by key: a cell.json field (``grid``), a provenance entry (``provenance.libraries.torch``) or a config
+    key (``train.lr``)."""
+    if key.startswith(mixing.PROVENANCE + "."):
+        value = _lookup({mixing.PROVENANCE: mixing.provenance_of(record)}, key)
+        return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+    return record.get(key) if key in record and key != "config" else _lookup(config, key)
 
 
 def _seed(value) -> int | None:
@@ -96,8 +108,10 @@ def _seed(value) -> int | None:
     return None   # absent, or an unresolved interpolation in a Hydra config.yaml
 
 
-def collect(sweep_dirs, by: tuple[str, ...] = (), include_unfinished: bool = False) -> Collection:
-    """Collect every cell under ``sweep_dirs``; ``by`` adds config keys (dotted, e.g. ``train.lr``) to the design.
+def collect(sweep_dirs, by: tuple[str, ...] = (), include_unfinished: bool = False,
+            pool_over: tuple[str, ...] = ()) -> Collection:
+    """Collect every cell under ``sweep_dirs``; ``by`` adds config keys (dotted, e.g. ``train.lr``) to the design;
+    ``pool_over``: keys whose differences between cells of one design are averaged over (stated in the report).
 
     Files that cannot be read or have the wrong shape are listed as problems (kind ``unreadable`` or
     ``malformed``, with the file's path) and the rest of the sweep is still collected."""
@@ -122,11 +136,14 @@ def collect(sweep_dirs, by: tuple[str, ...] = (), include_unfinished: bool = Fal
         for cell_dir in recorded:
             _collect_cell(cell_dir, by, include_unfinished, cells, scores, problems)
     cell_frame = pd.DataFrame(cells, columns=["cell", "path", "grid", "design", "model", "pooling", "attention",
-                                              "seed", "status", "error", "config_hash", "n_scores", "config"])
+                                              "seed", "status", "error", "config_hash", "n_scores", "config",
+                                              "provenance", "provenance_recorded"])
     score_frame = pd.DataFrame(scores, columns=["design", "model", "pooling", "attention", "seed", "cell", "grid",
                                                 "task", "category", "in_domain", "score"])
+    mixes = _mixes(cell_frame, tuple(pool_over))
     problems += _missing_cells(cell_frame) + _duplicate_cells(cell_frame) + _domain_conflicts(score_frame)
-    return Collection(roots, cell_frame, score_frame, problems)
+    problems += _mix_problems(mixes)
+    return Collection(roots, cell_frame, score_frame, problems, mixes, tuple(pool_over))
 
 
 def _collect_cell(cell_dir: Path, by, include_unfinished: bool, cells: list, scores: list, problems: list) -> None:
@@ -188,7 +205,8 @@ def _cell_row(cell_dir: Path, record: dict, design: Design, seed, status: str) -
     return {"cell": record.get("cell") or cell_dir.name, "path": str(cell_dir), "grid": record.get("grid"),
             "design": design, "model": design.model, "pooling": design.pooling, "attention": design.attention,
             "seed": seed, "status": status, "error": record.get("error"), "config_hash": record.get("config_hash"),
-            "n_scores": 0, "config": record.get("config") or {}}
+            "n_scores": 0, "config": record.get("config") or {}, "provenance": mixing.provenance_of(record),
+            "provenance_recorded": isinstance(record.get(mixing.PROVENANCE), dict)}
 
 
 def _hydra_record(cell_dir: Path) -> dict:
@@ -221,32 +239,46 @@ def _missing_cells(cells) -> list[Problem]:
     return problems
 
 
+def _used(cells):
+    """Cells whose scores enter the tables."""
+    return cells[cells["n_scores"] > 0] if len(cells) else cells
+
+
 def _duplicate_cells(cells) -> list[Problem]:
+    """Several cells with equal configurations (runtime keys aside) for one design and seed: averaged as one seed.
+    Cells that differ beyond runtime keys are mixes instead (refused or pooled, see _mixes)."""
     problems = []
-    done = cells[cells["status"] == "done"]
-    for (design, seed), group in done.groupby(["design", "seed"], sort=True):
-        if len(group) > 1:
-            differing = _differing_keys(list(group["config"]))
+    used = _used(cells)
+    for (design, seed), group in used.groupby(["design", "seed"], sort=True):
+        flats = [mixing.comparable(c, p) for c, p in zip(group["config"], group["provenance"])]
+        if len(group) > 1 and not mixing.differences(list(group["cell"]), flats):
             problems.append(Problem(
                 "duplicate", f"{design.label()} seed {seed}",
-                f"{len(group)} cells ({', '.join(group['cell'])}) averaged as one seed; configs differ in: "
-                f"{', '.join(differing[:6]) or 'nothing recorded'} (separate them with --by KEY)"))
+                f"{len(group)} cells ({', '.join(group['cell'])}) with the same configuration (runtime-only keys "
+                f"aside) averaged as one seed"))
     return problems
 
 
-def _flatten(node, prefix="") -> dict:
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: json.dumps(node, sort_keys=True, default=str)}
+def _mixes(cells, pool_over: tuple[str, ...]) -> list[mixing.Mix]:
+    out = []
+    used = _used(cells)
+    for design, group in used.groupby("design", sort=True):
+        if len(group) < 2:
+            continue
+        flats = [mixing.comparable(c, p) for c, p in zip(group["config"], group["provenance"])]
+        mix = mixing.check_design(design.label(), list(group["cell"]), flats, pool_over)
+        if mix is not None:
+            out.append(mix)
+    return out
 
 
-def _differing_keys(configs: list[dict]) -> list[str]:
-    flat = [_flatten(c) for c in configs]
-    keys = sorted(set().union(*flat))
-    return [k for k in keys if len({f.get(k) for f in flat}) > 1]
+def _mix_problems(mixes: list[mixing.Mix]) -> list[Problem]:
+    problems = []
+    for mix in mixes:
+        problems += [Problem("pooled over", mix.design, f"averaged as seeds although {d.describe()} "
+                                                        f"(--pool-over)") for d in mix.pooled]
+        problems += [Problem("provenance differs", mix.design, d.describe()) for d in mix.flagged]
+    return problems
 
 
 def _isnan(value) -> bool:

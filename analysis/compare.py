@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from analysis import factors, reach
 from analysis import family as families
 from analysis.collect import Problem
 from analysis.designs import PRESETS, Design, PairContext
@@ -21,12 +22,12 @@ from analysis.tables import is_in_domain, ordered_categories
 
 ALL_TASKS = "All out-of-domain tasks"
 STATS_COLUMNS = ["comparisons", "family", "family_note", "family_size", "category", "in_domain", "reference",
-                 "candidate", "n", "n_nonzero", "W", "p", "p_holm", "reject_holm", "significant_raw",
-                 "rank_biserial", "median_diff", "median_ci_low", "median_ci_high", "mean_diff", "hodges_lehmann",
-                 "r_plus", "r_minus", "min_p", "min_p_holm", "p_unreachable", "sd_diff", "mde_alpha", "mde_dz",
-                 "mde", "seeds_reference", "seeds_candidate", "p_seed", "p_seed_holm", "reject_seed_holm",
-                 "seed_ci_low", "seed_ci_high", "alternative", "zero_method", "method", "alpha", "excluded_tasks",
-                 "notes"]
+                 "candidate", "factor", "effect", "n", "n_nonzero", "W", "p", "p_holm", "reject_holm",
+                 "significant_raw", "rank_biserial", "median_diff", "median_ci_low", "median_ci_high", "mean_diff",
+                 "hodges_lehmann", "r_plus", "r_minus", "min_p", "min_p_holm", "p_unreachable", "sd_diff",
+                 "mde_alpha", "mde_dz", "mde", "seeds_reference", "seeds_candidate", "p_seed", "p_seed_holm",
+                 "reject_seed_holm", "seed_ci_low", "seed_ci_high", "reachable", "tasks_needed", "seeds_needed",
+                 "alternative", "zero_method", "method", "alpha", "excluded_tasks", "notes"]
 
 
 def paired_scores(means, reference: Design, candidate: Design, category: str | None):
@@ -76,16 +77,18 @@ def seed_matrix(tables: dict, design: Design, tasks: list[str]) -> np.ndarray:
     return matrix
 
 
-def distinct_tests(presets: list[str], designs: list[Design], context: PairContext, label
+def distinct_tests(presets: list[str], designs: list[Design], context: PairContext, label, available=None
                    ) -> tuple[dict, list[Problem]]:
     """{frozenset(pair): [reference, candidate, [presets]]}: the first preset to name a pair sets its direction
-    (vs_baseline first, so differences there are always design − baseline)."""
+    (vs_baseline first, so differences there are always design − baseline). ``available``: designs with scores
+    (default ``designs``; the derived factors add their marginal designs)."""
     tests, problems = {}, []
+    available = set(designs if available is None else available)
     for preset in sorted(presets, key=lambda p: p != "vs_baseline"):
         pairs = PRESETS[preset][1](designs, context)
-        skipped = [(a, b) for a, b in pairs if a not in designs or b not in designs]
+        skipped = [(a, b) for a, b in pairs if a not in available or b not in available]
         if skipped:
-            absent = sorted({label(d) for pair in skipped for d in pair if d not in designs})
+            absent = sorted({label(d) for pair in skipped for d in pair if d not in available})
             problems.append(Problem("comparison skipped", preset,
                                     f"{len(skipped)} of {len(pairs)} pair(s) skipped; no scores for: "
                                     f"{', '.join(absent)}"))
@@ -110,11 +113,18 @@ def run_comparisons(means: pd.DataFrame, presets: list[str], baseline: tuple[str
     def label(design: Design) -> str:
         return (labels or {}).get(design) or design.label()
 
+    context = PairContext(tuple(baseline), twin)
     designs = sorted(set(means["design"])) if len(means) else []
+    factor_names = [f.name for f in factors.factors(designs, context)]
+    marginal = factors.marginals(designs, context) if "factors" in presets else {}
+    means, per_seed = factors.add_marginals(means, per_seed, marginal)
+    if marginal:
+        with_model = not labels or any(text.startswith(d.model + "/") for d, text in labels.items())
+        labels = {**(labels or {}), **{m: m.label(with_model=with_model) for m in marginal}}
     categories = ordered_categories(set(means["category"])) if len(means) else []
     by_design = dict(tuple(means.groupby("design", sort=False))) if len(means) else {}
     seeds = seed_tables(per_seed)
-    tests, problems = distinct_tests(presets, designs, PairContext(tuple(baseline), twin), label)
+    tests, problems = distinct_tests(presets, designs, context, label, available=designs + list(marginal))
     rows = []
     for reference, candidate, names in tests.values():
         pair_categories = set(by_design[reference]["category"]) | set(by_design[candidate]["category"])
@@ -128,7 +138,9 @@ def run_comparisons(means: pd.DataFrame, presets: list[str], baseline: tuple[str
             d = differences(x_cand, x_ref, settings.decimals)
             row = {"comparisons": ", ".join(names), "category": category,
                    "in_domain": category != ALL_TASKS and is_in_domain(category),
-                   "reference": label(reference), "candidate": label(candidate), "reference_design": reference,
+                   "reference": label(reference), "candidate": label(candidate),
+                   **dict(zip(("factor", "effect"), factors.describe(reference, candidate, factor_names))),
+                   "reference_design": reference,
                    "candidate_design": candidate, **result.as_dict(),
                    "significant_raw": bool(result.p < settings.alpha),
                    "sd_diff": float(np.std(d, ddof=1)) if d.size > 1 else math.nan,
@@ -145,6 +157,7 @@ def run_comparisons(means: pd.DataFrame, presets: list[str], baseline: tuple[str
     frame["p_unreachable"] = frame["p_unreachable"] | own_floor_unreachable   # zeros dropped: fewer pairs left
     frame["p_seed_holm"], frame["reject_seed_holm"] = families.adjust_within(frame, "p_seed", settings.alpha)
     _detectable_effects(frame, family, settings, power)
+    reach.needs(frame, family, settings)
     return frame[STATS_COLUMNS + ["reference_design", "candidate_design"]], problems, family
 
 

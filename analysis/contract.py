@@ -41,7 +41,7 @@ def cell_record(path: Path) -> tuple[dict | None, list[Complaint]]:
         if value is not None and not isinstance(value, str):
             complaints.append((where, f"'{key}' is {_type(value)} ({_short(value)}), expected a string; ignored"))
             clean.pop(key)
-    for key in ("config", "design"):
+    for key in ("config", "design", "provenance", "versions"):
         value = record.get(key)
         if value is not None and not isinstance(value, dict):
             complaints.append((where, f"'{key}' is {_type(value)}, expected an object; ignored"))

@@ -114,6 +114,12 @@ def twins(designs: list[Design], context: PairContext) -> list[Pair]:
     return out
 
 
+def derived_factors(designs: list[Design], context: PairContext) -> list[Pair]:
+    from analysis.factors import factor_pairs   # factors builds on Design: a real import cycle
+
+    return factor_pairs(designs, context)
+
+
 # name → (description, pairs(designs, baseline)). Paper presets name designs that may be absent: those pairs are
 # reported as skipped, never silently dropped.
 PRESETS: dict[str, tuple[str, Callable]] = {
@@ -124,13 +130,19 @@ PRESETS: dict[str, tuple[str, Callable]] = {
     "attention_trainable": ("attention under trainable pooling: designs 2 vs 4, 3 vs 5",
                             _paper_pairs([(2, 4), (3, 5)])),
     "all_pairs": ("all pairs of designs (within a model)", all_pairs),
+    "factors": ("the grid's factors, derived from the designs found: each factor's simple effects (pairs that "
+                "differ in that factor only) and, where the designs form a full factorial, its main effects",
+                derived_factors),
     "twins": ("every design vs its twin at the --twin setting (same model, pooling, attention)", twins),
 }
 DEFAULT_PRESETS = tuple(p for p in PRESETS if p != "twins")   # twins needs --twin
 PAPER_PRESETS = ("pooling_causal", "pooling_bidirectional", "attention_trainable")
 # The pre-registered Holm family: the paper's own questions (pooling under each attention, attention under
-# trainable pooling), on out-of-domain categories.
-DEFAULT_FAMILY = ("paper",)
+# trainable pooling), on out-of-domain categories; "auto" (the default) takes them where the sweep has any of their
+# pairs, else the family derived from the grid's factors. Either way it is fixed by which designs exist, before
+# any score is read.
+AUTO_FAMILY = "auto"
+DEFAULT_FAMILY = (AUTO_FAMILY,)
 
 
 def describe_preset(name: str, twin: str | None = None) -> str:
@@ -138,13 +150,31 @@ def describe_preset(name: str, twin: str | None = None) -> str:
 
 
 def resolve_presets(names) -> list[str]:
-    """Expand 'paper' and validate names (error lists the valid ones)."""
+    """Expand 'paper' and validate names (error lists the valid ones); 'auto' is kept for resolve_family."""
     out = []
     for name in names:
         expanded = PAPER_PRESETS if name == "paper" else (name,)
+        if name == AUTO_FAMILY:
+            out += [] if name in out else [name]
+            continue
         for item in expanded:
             if item not in PRESETS:
                 raise OptionError(f"unknown comparison preset '{item}'; valid: paper, {', '.join(PRESETS)}")
             if item not in out:
                 out.append(item)
     return out
+
+
+def resolve_family(names, designs: list[Design], context: PairContext) -> tuple[tuple[str, ...], str]:
+    """(family presets, why) with 'auto' replaced: the paper's presets where at least one of their pairs has both
+    designs in the sweep, else the derived factors."""
+    if AUTO_FAMILY not in names:
+        return tuple(names), ""
+    present = set(designs)
+    paper = [pair for name in PAPER_PRESETS for pair in PRESETS[name][1](designs, context)
+             if set(pair) <= present]
+    chosen = PAPER_PRESETS if paper else ("factors",)
+    why = ("the paper's comparisons (their designs are in the sweep)" if paper else
+           "the grid's own factors: the paper's comparisons name no pair of designs this sweep has")
+    rest = tuple(n for n in names if n != AUTO_FAMILY and n not in chosen)
+    return tuple(chosen) + rest, why

@@ -28,6 +28,7 @@ class Family:
     registered: int = 0                                    # candidates before the power screen
     categories: list[str] = field(default_factory=list)    # categories with at least one member
     screened: list[tuple[str, int, float]] = field(default_factory=list)   # (category, n, best Holm p) dropped
+    basis: str = ""                                        # why these presets, where the family was "auto"
 
 
 def _floors(n: pd.Series, alternative: str) -> np.ndarray:

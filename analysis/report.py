@@ -6,13 +6,15 @@ import math
 import numpy as np
 import pandas as pd
 
+from analysis import mixing, reach
 from analysis.compare import ALL_TASKS
 from analysis.designs import Design, describe_preset, display_order
+from analysis.factors import BASE_DIMENSIONS as BASE_ORDER
 from analysis.family import PRIMARY
 from analysis.stats import min_p_value
 from analysis.tables import IN_DOMAIN, MEAN_CATEGORY, MEAN_TASK, MEANS, is_in_domain, wide
 
-RAW_MARK, HOLM_MARK, UNREACHABLE_MARK = "*", "†", "°"
+RAW_MARK, HOLM_MARK, UNREACHABLE_MARK, SEED_MARK = "*", "†", "°", "‡"
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
@@ -154,7 +156,8 @@ def tests_table(rows: pd.DataFrame, in_family: bool) -> str:
 def family_statement(result) -> str:
     cfg, family, settings = result.config, result.family, result.config.settings
     presets = ", ".join(f"`{p}` ({describe_preset(p, result.config.twin)})" for p in family.presets) or "none"
-    text = [f"Pre-registered before any score is read: the per-category tests of {presets} on out-of-domain "
+    basis = f"The family is {family.basis}. " if family.basis else ""
+    text = [basis + f"Pre-registered before any score is read: the per-category tests of {presets} on out-of-domain "
             f"categories form **one** Holm family (`statsmodels multipletests(method='holm')`, α = "
             f"{settings.alpha:g}). Each test appears once in this report, with one adjusted p. Not in the family, "
             f"reported with their raw p only: the tests pooled over all out-of-domain tasks, in-domain categories, "
@@ -176,6 +179,148 @@ def family_statement(result) -> str:
                 f"independently, so a lucky training run counts once, not once per task); it is Holm-adjusted over "
                 f"the same family.")
     return "".join(text)
+
+
+def reachability_section(result) -> str:
+    """Every test that cannot reach α (or gets no seed-aware test) at these tasks and seeds, with why and what
+    would make it reachable; listed before any result so that an empty family is never a silent outcome."""
+    table = reach.unreachable(result.stats, result.family, result.config.settings)
+    if table.empty:
+        return (f"Every test can reach α = {result.config.settings.alpha:g} with the tasks and seeds it has, and "
+                f"every pair with ≥ 2 seeds per design gets the seed-aware test.")
+    intro = (f"{reach.summary(table)} at α = {result.config.settings.alpha:g} with the tasks and seeds of this "
+             f"sweep. They are still run and reported (raw p), never dropped. *Reachable with* is what the "
+             f"paired test needs per test (in the family: every test of the registered family at that many "
+             f"tasks, Holm's first step m·2/2^n < α) and what the seed-aware test needs (≥ 2 seeds per design, "
+             f"≥ {reach.MIN_TASKS} tasks).")
+    return intro + "\n\n" + markdown_table(list(table.columns[:-1]) + ["pairs"], table.values.tolist())
+
+
+def _moved(row) -> tuple[bool, str]:
+    """Whether a factor test says the category moved: the seed-aware test where it ran (Holm-adjusted in the
+    family), else the paired Wilcoxon (Holm-adjusted in the family)."""
+    member = row["family"] == PRIMARY
+    if not math.isnan(row["p_seed"]):
+        p = row["p_seed_holm"] if member else row["p_seed"]
+        return bool(p < row["alpha"]), f"seed-aware p{' (Holm)' if member else ''} = {fmt_p(p)}"
+    p = row["p_holm"] if member else row["p"]
+    return bool(p < row["alpha"]), f"Wilcoxon p{' (Holm)' if member else ''} = {fmt_p(p)} (no seed-aware test)"
+
+
+def _effect_label(row) -> str:
+    return f"{row['factor']}: {row['candidate']} − {row['reference']} [{row['effect']}]"
+
+
+def factor_rows(stats: pd.DataFrame) -> pd.DataFrame:
+    """The tests of single-factor pairs, grouped by factor (in the order the factors were found), simple effects
+    before main effects."""
+    if not len(stats) or "effect" not in stats:
+        return stats.iloc[0:0]
+    rows = stats[stats["effect"].astype(str) != ""]
+    names = sorted(set(rows["factor"]), key=lambda f: (BASE_ORDER.index(f) if f in BASE_ORDER else len(BASE_ORDER), f))
+    key = rows["factor"].map({f: i for i, f in enumerate(names)}) * 2 + rows["effect"].str.startswith("main")
+    return rows.iloc[np.argsort(key.to_numpy(int), kind="stable")]
+
+
+def factor_section(result) -> str:
+    """Which factor moved which category: mean difference per effect (rows) and category (columns) with the
+    marks of both tests, then one line per factor effect that says what moved."""
+    rows = factor_rows(result.stats)
+    if rows.empty:
+        return "_The designs vary in no single factor: no factor comparisons._"
+    columns = list(dict.fromkeys(c for c in rows["category"] if c != ALL_TASKS))
+    columns += [ALL_TASKS] if (rows["category"] == ALL_TASKS).any() else []
+    table, verdicts = [], []
+    for (label, _), group in rows.groupby([rows.apply(_effect_label, axis=1), rows["effect"].str.startswith("main")],
+                                          sort=False):
+        by_category = {r["category"]: r for _, r in group.iterrows()}
+        line, moved = [label], []
+        for column in columns:
+            r = by_category.get(column)
+            if r is None:
+                line.append("—")
+                continue
+            seed_hit, text = _moved(r)
+            seed_mark = SEED_MARK if not math.isnan(r["p_seed"]) and seed_hit else ""
+            line.append(fmt(r["mean_diff"], signed=True) + marks(r) + seed_mark)
+            if seed_hit and column != ALL_TASKS:
+                moved.append(f"{column} {fmt(r['mean_diff'], signed=True)} ({text})")
+        table.append(line)
+        verdicts.append(f"- {label}: " + ("moved " + "; ".join(moved) if moved else
+                                          "no category moved beyond what these tasks and seeds can detect") + ".")
+    legend = (f"Mean paired difference (candidate − reference) over the tasks of each category, seed-averaged. "
+              f"{RAW_MARK} Wilcoxon p < α; {HOLM_MARK} Holm-adjusted p < α (family); {SEED_MARK} seed-aware p < α "
+              f"(Holm-adjusted for family members); {UNREACHABLE_MARK} the Wilcoxon cannot reach α here. A simple "
+              f"effect holds the other factors fixed; a main effect averages over them (full factorials only).")
+    return "\n\n".join([legend, markdown_table(["factor effect"] + columns, table), "\n".join(verdicts)])
+
+
+def factor_text_table(result, digits: int = 4) -> str:
+    """Plain-text version of the factor table (the console's)."""
+    rows = factor_rows(result.stats)
+    if rows.empty:
+        return ""
+    columns = list(dict.fromkeys(c for c in rows["category"] if c != ALL_TASKS))
+    lines = []
+    for label, group in rows.groupby(rows.apply(_effect_label, axis=1), sort=False):
+        by_category = {r["category"]: r for _, r in group.iterrows()}
+        cells = []
+        for column in columns:
+            r = by_category.get(column)
+            if r is not None:
+                seed_hit, _ = _moved(r)
+                cells.append(f"{column} {fmt(r['mean_diff'], digits, signed=True)}{marks(r)}"
+                             f"{SEED_MARK if seed_hit and not math.isnan(r['p_seed']) else ''}")
+        lines.append(f"{label}: " + ", ".join(cells))
+    return "\n".join(lines)
+
+
+PROVENANCE_NAMES = {"code": "code", "libraries": "library", "device": "device", "inputs": "input",
+                    "model_revision": "model revision", "identity_version": "identity format"}
+
+
+def provenance_section(result) -> str:
+    """Code, libraries, devices, inputs and model revision of the cells whose scores are used, each value with the
+    designs it belongs to; then what differs between cells averaged as seeds of one design, by name."""
+    cells = result.collection.cells
+    used = cells[cells["n_scores"] > 0] if len(cells) else cells
+    if used.empty:
+        return "_No cell with scores._"
+    labels = result.labels
+    values: dict[str, dict[str, list]] = {}
+    recorded = 0
+    for _, cell in used.iterrows():
+        provenance = cell["provenance"] or {}
+        recorded += bool(cell["provenance_recorded"])
+        for key, value in mixing.flatten(provenance).items() if provenance else ():
+            values.setdefault(key, {}).setdefault(value.strip('"'), []).append(cell["design"])
+    lines = [f"From each cell's `cell.json` (`provenance`; cells written before it was recorded give their library "
+             f"versions only): {recorded} of {len(used)} cell(s) with scores record a provenance."]
+    if values:
+        all_designs = set(used["design"])
+        rows = []
+        for key in sorted(values, key=lambda k: (list(PROVENANCE_NAMES).index(k.split(".")[0])
+                                                 if k.split(".")[0] in PROVENANCE_NAMES else 99, k)):
+            group = key.split(".")[0]
+            name = PROVENANCE_NAMES.get(group, group) + (f" {key.split('.', 1)[1]}" if "." in key else "")
+            for value, designs in sorted(values[key].items()):
+                shown = ("all designs" if set(designs) == all_designs and len(values[key]) == 1 else
+                         ", ".join(labels.get(d, d.label()) for d in sorted(set(designs), key=display_order)))
+                rows.append([name, f"`{value}`", shown, len(designs)])
+        lines += ["", markdown_table(["entry", "value", "designs", "cells"], rows)]
+    flagged = [(m.design, d) for m in result.collection.mixes for d in m.flagged]
+    pooled = [(m.design, d) for m in result.collection.mixes for d in m.pooled]
+    lines += ["", "**Within one design** (cells averaged as seeds): "
+              + ("no cells differ in code, libraries, device, inputs or model revision." if not flagged else
+                 "these differ between cells averaged as seeds (code, device or identity format may; named here "
+                 "so that a changed number can be traced):")]
+    lines += [f"- {design}: {diff.describe()}" for design, diff in flagged]
+    if result.collection.pool_over:
+        lines += ["", f"**Pooled over** (`--pool-over {','.join(result.collection.pool_over)}`): "
+                  + ("no cells of one design differed in these." if not pooled else
+                     "cells of one design that differ in these were averaged as seeds:")]
+        lines += [f"- {design}: {diff.describe()}" for design, diff in pooled]
+    return "\n".join(lines)
 
 
 def family_conclusions(result) -> str:
@@ -260,6 +405,10 @@ def render(result) -> str:
         f"An exact two-sided test over n non-zero differences cannot give p below 2/2^n, so n ≤ 5 can never "
         f"reach p < 0.05 (marked {UNREACHABLE_MARK}).",
         "",
+        "## Tests that cannot reach α",
+        "",
+        reachability_section(result),
+        "",
         "## Scores by category",
         "",
         "Mean of the main score over the tasks of each category, then mean ± std over seeds. "
@@ -275,6 +424,10 @@ def render(result) -> str:
         f"`Mean (Task)` is tested over all out-of-domain tasks pooled.",
         "",
         difference_section(table, stats, labels, cfg.baseline) if len(table) else "_No scores._",
+        "",
+        "## Effects of the grid's factors",
+        "",
+        factor_section(result),
         "",
         "## The pre-registered Holm family",
         "",
@@ -300,6 +453,7 @@ def render(result) -> str:
         lines += ["", "## Plots", ""]
         lines += [f"![{p.stem}](plots/{p.name})" for p in result.files.get("plots", [])]
         lines += [""] + [f"- {note}" for note in result.plot_notes]
+    lines += ["", "## Provenance", "", provenance_section(result)]
     lines += ["", "## Problems", "", problems_section(result.problems), ""]
     return "\n".join(lines)
 

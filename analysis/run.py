@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import plots
+from analysis import mixing, plots
 from analysis.atomic import write_csv, write_text
 from analysis.collect import Collection, Problem, collect
 from analysis.cost_plan import cost_section
 from analysis.compare import run_comparisons
-from analysis.designs import (DEFAULT_BASELINE, DEFAULT_FAMILY, DEFAULT_PRESETS, Design, parse_twin,
-                              resolve_presets)
+from analysis.designs import (AUTO_FAMILY, DEFAULT_BASELINE, DEFAULT_FAMILY, DEFAULT_PRESETS, Design,
+                              PairContext, parse_twin, resolve_family, resolve_presets)
 from analysis.errors import OptionError
 from analysis.family import Family
 from analysis.long_scores import LONG_FILE, write_long
@@ -35,11 +35,14 @@ class AnalysisConfig:
     presets: tuple[str, ...] = DEFAULT_PRESETS
     settings: WilcoxonSettings = field(default_factory=WilcoxonSettings)
     family: tuple[str, ...] = DEFAULT_FAMILY    # presets whose out-of-domain per-category tests form the one
-    #                                             pre-registered Holm family ("paper" = the paper's comparisons)
+    #                                             pre-registered Holm family ("paper" = the paper's comparisons;
+    #                                             "auto": those where the sweep has their designs, else "factors")
     power_screen: bool = True                   # drop family tests that cannot reach Holm p < alpha (by n alone)
     power: float = 0.8                          # power of the minimum detectable effect
     pooled: bool = True                         # also test over all out-of-domain tasks pooled (not in the family)
     include_unfinished: bool = False            # use scores of cells whose status is not "done"
+    pool_over: tuple[str, ...] = ()             # keys whose differences between cells of one design are averaged
+    #                                             over as seeds (else refused; analysis/mixing.py)
     plots: bool = True
     cd_min_tasks: int = 6                       # fewest shared tasks for a CD diagram (2/2^6 < 0.05)
     out_dir: str | Path | None = None           # default: <first sweep dir>/analysis
@@ -96,17 +99,26 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
     if isinstance(config.family, str):
         config.family = (config.family,)
     config.family = tuple(resolve_presets(config.family))
-    config.presets = tuple(resolve_presets(tuple(config.presets) + config.family))   # family tests are run
+    config.presets = tuple(p for p in resolve_presets(tuple(config.presets) + config.family)   # family tests run
+                           if p != AUTO_FAMILY)
     twin = parse_twin(config.twin) if config.twin else None
     if twin:
         config.by = tuple(config.by) + (() if twin[0] in config.by else (twin[0],))
         config.presets = tuple(config.presets) + (() if "twins" in config.presets else ("twins",))
+    if "twins" in config.presets and twin is None:   # options are checked before any cell is read
+        raise OptionError("comparison preset 'twins' needs the twin setting: --twin KEY=VALUE "
+                          "(e.g. --twin train.max_steps=0)")
     if config.wandb not in (True, False, "auto"):
         raise OptionError(f"wandb must be true, false or 'auto', got {config.wandb!r}")
     if not 0 < config.power < 1:
         raise OptionError(f"power must be in (0, 1), got {config.power}")
     dirs = [sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else list(sweep_dirs)
-    collection = collect(dirs, by=tuple(config.by), include_unfinished=config.include_unfinished)
+    if isinstance(config.pool_over, str):
+        config.pool_over = (config.pool_over,)
+    collection = collect(dirs, by=tuple(config.by), include_unfinished=config.include_unfinished,
+                         pool_over=tuple(config.pool_over))
+    if any(mix.refused for mix in collection.mixes):
+        raise mixing.refusal(collection.mixes)
     out_dir = Path(config.out_dir) if config.out_dir else Path(dirs[0]) / "analysis"
 
     scores = label_domains(collection.scores)
@@ -116,6 +128,9 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
     scored = set(means["design"])
     labels = design_labels(set(collection.designs) | scored)
     per_seed = imputed_seed_scores(scores) if len(scores) else None
+    config.family, family_basis = resolve_family(config.family, sorted(scored),
+                                                 PairContext(tuple(config.baseline), twin))
+    config.presets = tuple(resolve_presets(tuple(config.presets) + config.family))
     stats, comparison_problems, family = run_comparisons(
         means, list(config.presets), tuple(config.baseline), config.settings, config.family, config.pooled, labels,
         per_seed=per_seed, power=config.power, screen=config.power_screen, twin=twin)
@@ -127,6 +142,7 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
     result = AnalysisResult(config, collection, out_dir, means, table, stats, problems, labels,
                             created=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                             command=command or "python -m analysis " + " ".join(str(d) for d in dirs))
+    family.basis = family_basis
     result.family = family
     result.friedman = friedman_rows(means)
     _write(result)
@@ -162,7 +178,7 @@ def _write(result: AnalysisResult) -> None:
     files["categories"] = write_csv(out / "categories.csv", table)
     files["stats"] = write_csv(out / "stats.csv", result.stats.drop(columns=["reference_design",
                                                                              "candidate_design"]))
-    cells = coll.cells.drop(columns=["config", "design"])
+    cells = coll.cells.drop(columns=["config", "design", "provenance"])
     files["cells"] = write_csv(out / "cells.csv", cells)
     files["plots"] = []
     if result.config.plots:

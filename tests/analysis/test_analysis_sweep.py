@@ -91,7 +91,7 @@ def test_stats_equal_direct_scipy_and_holm(result, sweep):
     pair = stats[(stats.reference == "last_layer_trainable/bidirectional (#4)")
                  & (stats.candidate == "multi_layer_trainable/bidirectional (#5)")]
     assert set(pair.category) == {"STS", "Classification", "PairClassification", "All out-of-domain tasks"}
-    assert set(pair.comparisons) == {"pooling_bidirectional, all_pairs"}   # one row, both presets named
+    assert set(pair.comparisons) == {"pooling_bidirectional, all_pairs, factors"}   # one row, every preset named
     row = pair[pair.category == "Classification"].iloc[0]
     x = np.array([seed_mean(written, "multi_layer_trainable", "bidirectional", t) for t in TASKS["Classification"]])
     y = np.array([seed_mean(written, "last_layer_trainable", "bidirectional", t) for t in TASKS["Classification"]])
@@ -275,8 +275,7 @@ def test_duplicates_are_reported_and_split_by_config_key(tmp_path):
         write_cell(tmp_path, "tiny", "mean", "causal", 0, {"A": ("STS", 0.5 + lr * 1000)},
                    extra_config={"train": {"lr": lr}})
     merged = collect(tmp_path)
-    duplicate = [p for p in merged.problems if p.kind == "duplicate"]
-    assert len(duplicate) == 1 and "train.lr" in duplicate[0].detail
+    assert len(merged.mixes) == 1 and [d.key for d in merged.mixes[0].refused] == ["train.lr"]
     split = collect(tmp_path, by=("train.lr",))
     assert not [p for p in split.problems if p.kind == "duplicate"] and len(split.designs) == 2
     assert "train.lr=0.0001" in split.designs[0].label() + split.designs[1].label()
