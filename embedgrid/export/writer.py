@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 EXPORT_FILE = "embedgrid.json"
 # sentence-transformers' own pooling modes for embedgrid's parameter-free heads
-ST_POOLING_MODES = {"EosLastPooling": "lasttoken", "MeanPooling": "mean"}
+ST_POOLING_MODES = {"EosLastPooling": "lasttoken", "MeanPooling": "mean", "WeightedMeanPooling": "weightedmean"}
 
 
 def export_cell(cell_dir: str | os.PathLike, out_dir: str | os.PathLike, *, push_to_hub: str | None = None,
