@@ -202,7 +202,7 @@ def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict,
     summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
     t1, truncated_before = time.perf_counter(), encoder.truncated
     scores, summary["category_scores"] = evaluate_encoder(
-        encoder, eval_config(cfg), cell.path, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
+        encoder, _with_domains(cfg, eval_config(cfg)), cell.path, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
         meta=cell_model_meta(cfg, encoder))
     summary["timings"]["eval_s"] = round(time.perf_counter() - t1, 2)
     if encoder.truncated > truncated_before:
@@ -213,6 +213,19 @@ def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict,
     cell.record(cfg, status=DONE, finished_at=time.time(), seconds=round(time.time() - started, 2), **summary)
     logger.finish(0)
     return scores
+
+
+def _with_domains(cfg: DictConfig, evaluation):
+    """Custom tasks left at ``in_domain: auto`` marked by their overlap with this cell's training rows."""
+    if not any(node.get("in_domain", "auto") == "auto" for node in evaluation.custom.values()):
+        return evaluation
+    from hydra.utils import instantiate
+
+    from embedgrid.evaluate.leakage import mark_in_domain
+    from embedgrid.grid.schema import train_config
+
+    rows = instantiate(cfg.data.loader) if train_config(cfg).max_steps > 0 else []
+    return mark_in_domain(evaluation, rows)
 
 
 def wandb_summary(scores: dict, category_scores: dict) -> dict:
