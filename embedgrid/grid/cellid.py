@@ -96,7 +96,13 @@ def config_hash(cfg) -> str:
 
 
 def cell_name(cfg) -> str:
-    """``<model>-<pooling>-<attention>-seed<seed>-<hash>``."""
+    """``<model>-<pooling>-<attention>-seed<seed>-<hash>``, plus ``-dim<k>`` for an evaluation at ``eval.truncate_dim=k``
+    (its own directory beside the full evaluation's; the hash, and so the trained model, are the same)."""
+    return base_name(cfg) + eval_suffix(cfg)
+
+
+def base_name(cfg) -> str:
+    """The cell name without the evaluation suffix: shared by every evaluation of one trained model."""
     def pick(node, key="name"):
         try:
             return node[key]
@@ -105,6 +111,14 @@ def cell_name(cfg) -> str:
 
     return (f"{pick(cfg['model'])}-{pick(cfg['pooling'])}-{pick(cfg['attention'])}-seed{cfg['seed']}-"
             f"{config_hash(cfg)}")
+
+
+def eval_suffix(cfg) -> str:
+    try:
+        dim = cfg["eval"]["truncate_dim"]
+    except Exception:  # noqa: BLE001  (no eval group)
+        return ""
+    return "" if dim is None else f"-dim{int(dim)}"
 
 
 def register_resolvers() -> None:
