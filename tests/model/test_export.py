@@ -82,6 +82,28 @@ def test_sentence_transformers_encodes_what_the_cell_encodes(tmp_path, pooling, 
     del backbone
 
 
+def test_the_export_carries_a_truncation_sentence_transformers_applies(tmp_path):
+    """eval.truncate_dim: recorded with the export; sentence-transformers' own truncate_dim (a load argument) then
+    gives the vectors embedgrid evaluated (the renormalised prefix)."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedgrid.evaluate.model import truncate
+    from embedgrid.export import export_cell
+    from embedgrid.io import write_json
+
+    encoder = saved_encoder(tmp_path / "cell", "weighted_mean", "bidirectional")
+    write_json(tmp_path / "cell" / "cell.json", {"cell": "c", "config": {"eval": {"truncate_dim": 16}}})
+    out = export_cell(tmp_path / "cell", tmp_path / "st")
+    assert json.loads((out / "embedgrid.json").read_text())["truncate_dim"] == 16
+    assert "truncate_dim=16" in (out / "README.md").read_text()
+    theirs = SentenceTransformer(str(out), device="cpu", truncate_dim=16).encode(
+        TEXTS, batch_size=3, convert_to_numpy=True, normalize_embeddings=True)
+    assert theirs.shape == (len(TEXTS), 16)
+    assert np.abs(truncate(encoder.encode(TEXTS, batch_size=2), 16) - theirs).max() <= 1e-5
+    with pytest.raises(ValueError, match="truncate_dim=99 is outside 1..64"):
+        export_cell(tmp_path / "cell", tmp_path / "st2", truncate_dim=99)
+
+
 def test_exporting_an_encoder_without_lora_leaves_its_backbone_config_alone(tmp_path):
     from embedgrid.model.encoder import build_encoder
     from embedgrid.export.writer import _backbone_dir
@@ -176,3 +198,13 @@ def test_the_model_card_metadata_is_not_part_of_the_cell_identity(compose):
     from embedgrid.grid.cellid import cell_name
 
     assert cell_name(compose(["model=tiny", "+model.card.extra=1"])) == cell_name(compose(["model=tiny"]))
+
+
+def test_the_cli_prints_how_to_load_the_truncated_export(tmp_path, capsys):
+    from embedgrid.export.__main__ import main
+
+    saved_encoder(tmp_path / "cell", "mean", "causal")
+    main([str(tmp_path / "cell"), str(tmp_path / "st"), "--truncate-dim", "8"])
+    printed = capsys.readouterr().out
+    assert "truncate_dim=8).encode(texts, normalize_embeddings=True)" in printed
+    assert json.loads((tmp_path / "st" / "embedgrid.json").read_text())["truncate_dim"] == 8
