@@ -21,6 +21,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict
@@ -257,8 +258,18 @@ def read_dataset(spec: CustomSpec):
     return READERS[spec.type](spec)
 
 
+def _stamps(spec: CustomSpec) -> tuple:
+    """(size, mtime) of every file: a sweep's plan checks and hashes each task once, not once per cell."""
+    return tuple((os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in spec.files)
+
+
 def fingerprint(spec: CustomSpec) -> str:
     """sha256 of the task's files (name and bytes) and of what else changes its scores (type, score range)."""
+    return _fingerprint(spec, _stamps(spec))
+
+
+@lru_cache(maxsize=64)
+def _fingerprint(spec: CustomSpec, stamps: tuple) -> str:
     digest = hashlib.sha256(json.dumps([spec.type, spec.min_score, spec.max_score]).encode())
     for file in spec.files:
         digest.update(f"\0{file.name}\0".encode())
@@ -288,8 +299,13 @@ def check_custom(custom: dict | None, taken: set[str] = frozenset()) -> list[Cus
         if spec.name in taken:
             raise ConfigError(f"eval.custom.{spec.name}: the suite already has a task of this name (eval.tasks or "
                               "an offline task); rename the custom task")
-        read_dataset(spec)
+        _validate(spec, _stamps(spec))
     return specs
+
+
+@lru_cache(maxsize=64)
+def _validate(spec: CustomSpec, stamps: tuple) -> None:
+    read_dataset(spec)
 
 
 def custom_revisions(custom: dict | None) -> dict[str, str]:
