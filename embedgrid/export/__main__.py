@@ -1,5 +1,5 @@
-"""``python -m embedgrid.export CELL_DIR OUT_DIR [--push-to-hub REPO_ID] [--public] [--truncate-dim K]``: a sentence-transformers model
-directory (LoRA merged into the weights, attention mode in the config) from a trained cell."""
+"""``python -m embedgrid.export CELL_DIR OUT_DIR [--push-to-hub REPO_ID] [--public] [--truncate-dim K]``: a
+sentence-transformers model directory (LoRA merged into the weights, attention mode in the config) from a trained cell."""
 from __future__ import annotations
 
 import argparse

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from embedgrid.grid.cellid import cell_name, config_hash, eval_suffix
 from embedgrid.grid.celldir import (CELL_FILE, CHECKPOINT_DIR, DONE, FAILED, LOCK_FILE, MODEL_DIR,  # noqa: F401
                                NEW, PARTIAL, RUNNING, SCORES_FILE, CellDir)
-from embedgrid.errors import CellBusy, CellConflict, Preempted  # noqa: F401  (re-exported)
+from embedgrid.errors import CellBusy, CellConflict, ConfigError, Preempted  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,7 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
     else:
         log.info("building %s with %s pooling, %s attention", cfg.model.name, cfg.pooling.name, cfg.attention.name)
         encoder = build_encoder(spec, device=device).to(device)  # attention proven on the device
+        _check_dimensions(cfg, encoder.dim)
         train = train_config(cfg)
         if train.max_steps > 0:
             rows = instantiate(cfg.data.loader)
@@ -197,6 +198,14 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
     return encoder, summary
 
 
+def _check_dimensions(cfg: DictConfig, dim: int) -> None:
+    """eval.truncate_dim against the encoder's output size, before training rather than after it."""
+    truncate = cfg.eval.get("truncate_dim")
+    if truncate is not None and not 1 <= truncate <= dim:
+        raise ConfigError(f"eval.truncate_dim={truncate} is outside 1..{dim}, the encoder's dimension; choose a "
+                          "prefix length it has, or null")
+
+
 def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict, logger, started: float) -> dict:
     """Rank 0: evaluate the trained encoder, write scores.json and the finished cell.json; returns the scores."""
     from embedgrid.evaluate.config import eval_config
@@ -207,8 +216,8 @@ def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict,
     summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
     t1, truncated_before = time.perf_counter(), encoder.truncated
     scores, summary["category_scores"] = evaluate_encoder(
-        encoder, _with_domains(cfg, eval_config(cfg)), cell.path, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
-        meta=cell_model_meta(cfg, encoder))
+        encoder, _with_domains(cfg, eval_config(cfg)), cell.path, name=f"embedgrid/{cell_name(cfg)}",
+        revision=config_hash(cfg), meta=cell_model_meta(cfg, encoder))
     summary["timings"]["eval_s"] = round(time.perf_counter() - t1, 2)
     if encoder.truncated > truncated_before:
         log.info("evaluation: %d texts truncated to max_length=%d (per task in launch.log)",

@@ -96,8 +96,8 @@ def config_hash(cfg) -> str:
 
 
 def cell_name(cfg) -> str:
-    """``<model>-<pooling>-<attention>-seed<seed>-<hash>``, plus ``-dim<k>`` for an evaluation at ``eval.truncate_dim=k``
-    (its own directory beside the full evaluation's; the hash, and so the trained model, are the same)."""
+    """``<model>-<pooling>-<attention>-seed<seed>-<hash>``, plus ``-dim<k>`` for an evaluation at
+    ``eval.truncate_dim=k`` (its own directory beside the full evaluation's; the hash, and so the trained model, are the same)."""
     return base_name(cfg) + eval_suffix(cfg)
 
 

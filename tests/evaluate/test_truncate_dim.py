@@ -45,6 +45,15 @@ def test_vectors_are_the_renormalised_prefix():
         MtebEncoder(encoder, name="t/t", revision="r", truncate_dim=65)
 
 
+def test_a_dimension_the_encoder_lacks_fails_before_training(compose, tmp_path):
+    from embedgrid.errors import ConfigError
+    from embedgrid.grid.cell import run
+
+    with pytest.raises(ConfigError, match=r"eval.truncate_dim=65 is outside 1..64"):
+        run(compose([*TINY, "eval.truncate_dim=65"]), tmp_path / "cell")
+    assert not (tmp_path / "cell" / "checkpoints").exists()
+
+
 @pytest.mark.slow
 def test_a_sweep_over_truncate_dim_trains_one_model_per_design(tmp_path, launch_env, compose):
     from analysis.collect import collect

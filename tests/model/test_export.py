@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-POOLINGS = {  # the paper's pooling groups (designs 1-5's heads), the reference's EOS-input design 2, NV-Embed, weighted mean
+POOLINGS = {  # the paper's pooling groups (designs 1-5), the reference's EOS-input design 2, NV-Embed, weighted mean
     "eos_last": {"_target_": "embedgrid.model.pooling.EosLastPooling"},
     "mean": {"_target_": "embedgrid.model.pooling.MeanPooling"},
     "weighted_mean": {"_target_": "embedgrid.model.pooling.WeightedMeanPooling"},
