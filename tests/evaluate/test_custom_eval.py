@@ -187,7 +187,7 @@ def test_a_cell_scores_custom_tasks_as_mteb_scores_the_same_vectors(compose, tmp
     from embedgrid.evaluate.tasks.custom import custom_specs, custom_task
     from embedgrid.grid.cell import run
 
-    cfg = compose([*TINY, "train.max_steps=2", *overrides()])
+    cfg = compose([*TINY, "train.max_steps=2", "data.loader.limit=256", *overrides()])
     outcome = run(cfg, tmp_path)
     assert outcome.status == "done"
     scores = json.loads((tmp_path / "scores.json").read_text())
