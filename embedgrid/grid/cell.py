@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from embedgrid.grid.cellid import cell_name, config_hash, eval_suffix
+from embedgrid.grid.cellid import cell_name, config_hash
 from embedgrid.grid.celldir import (CELL_FILE, CHECKPOINT_DIR, DONE, FAILED, LOCK_FILE, MODEL_DIR,  # noqa: F401
                                NEW, PARTIAL, RUNNING, SCORES_FILE, CellDir)
 from embedgrid.errors import CellBusy, CellConflict, ConfigError, Preempted  # noqa: F401  (re-exported)
@@ -73,7 +73,7 @@ def run(cfg: DictConfig, cell_dir: str | Path) -> CellOutcome:
         def claim() -> dict:
             cell.check_is_cell_dir()  # before the lock file: a foreign directory gets nothing written
             held.enter_context(cell.lock())
-            if eval_suffix(cfg):  # one of several evaluations of one trained model: train it once
+            if cell.shares_model(cfg):  # one of several evaluations of one trained model: train it once
                 held.enter_context(cell.model_family_lock(cfg))
                 sibling = cell.adopt_model(cfg)
                 if sibling is not None:

@@ -165,6 +165,16 @@ class CellDir:
         return {"cell": spec.get("name") if isinstance(spec, dict) else None}
 
     # ---- evaluations of one trained model in several directories (eval.truncate_dim) ------------------------------
+    def shares_model(self, cfg) -> bool:
+        """Whether this cell is one of several evaluations of one trained model: it has an evaluation suffix
+        (``-dim<k>``), or a sibling directory is such an evaluation of it."""
+        from embedgrid.grid.cellid import base_name, eval_suffix
+
+        if eval_suffix(cfg):
+            return True
+        prefix = base_name(cfg) + "-dim"
+        return self.path.parent.is_dir() and any(p.name.startswith(prefix) for p in self.path.parent.iterdir())
+
     @contextmanager
     def model_family_lock(self, cfg):
         """Held while a cell that shares its trained model with siblings (``-dim<k>`` directories) adopts or trains

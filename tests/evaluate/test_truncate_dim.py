@@ -56,27 +56,28 @@ def test_a_dimension_the_encoder_lacks_fails_before_training(compose, tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_over_truncate_dim_trains_one_model_per_design(tmp_path, launch_env, compose):
+    """``eval.truncate_dim=32,64,null``: the first cell launched trains; the other dimension and the full
+    evaluation adopt its model."""
     from analysis.collect import collect
     from embedgrid.grid.celldir import CellDir
 
     sweep = tmp_path / "sweep"
-    args = ["-m", *TINY, "eval.truncate_dim=32,64", f"hydra.sweep.dir={sweep}", "analyze=false"]
+    args = ["-m", *TINY, "eval.truncate_dim=32,64,null", f"hydra.sweep.dir={sweep}", "analyze=false"]
     launch(args, launch_env)
-    cells = sorted(p for p in sweep.iterdir() if (p / "cell.json").exists())
-    assert [p.name.rsplit("-", 1)[1] for p in cells] == ["dim32", "dim64"]
+    cells = sorted(p for p in sweep.iterdir() if (p / "cell.json").exists())  # <name>, <name>-dim32, <name>-dim64
+    assert [p.name for p in cells] == [cells[0].name, cells[0].name + "-dim32", cells[0].name + "-dim64"]
     records = [json.loads((p / "cell.json").read_text()) for p in cells]
     assert {r["status"] for r in records} == {"done"} and len({r["config_hash"] for r in records}) == 1
     trained = [p for p in cells if (p / "checkpoints").exists()]
-    assert len(trained) == 1, "one training for the design, not one per dimension"
-    adopted = next(r for p, r in zip(cells, records) if p not in trained)
-    assert adopted["train"]["model_from"] == trained[0].name
-    assert "adopted the trained model of" in (cells[1] / "launch.log").read_text()
-    scores = [json.loads((p / "scores.json").read_text())["LeeDocumentSTS"] for p in cells]
-    assert scores[0]["eval_settings"] != scores[1]["eval_settings"]
-
-    for cell, dim in zip(cells, (32, 64)):  # what a relaunch's plan sees: both done, nothing to run
+    assert trained == [cells[1]], "one training for the design (the first launched, dim 32), not one per dimension"
+    assert [r["train"].get("model_from") for r in records] == [cells[1].name, None, cells[1].name]
+    assert "adopted the trained model of" in (cells[2] / "launch.log").read_text()
+    settings = {json.loads((p / "scores.json").read_text())["LeeDocumentSTS"]["eval_settings"] for p in cells}
+    assert len(settings) == 3
+    for cell, dim in zip(cells, ("null", "32", "64")):  # what a relaunch's plan sees: all done, nothing to run
         assert CellDir(cell).state(compose([*TINY, f"eval.truncate_dim={dim}"])) == "done"
 
     frame = collect(sweep, by=("eval.truncate_dim",)).scores  # the analysis compares dims like any factor
     assert sorted(str(d.extra) for d in set(frame["design"])) == ["(('eval.truncate_dim', '32'),)",
-                                                                 "(('eval.truncate_dim', '64'),)"]
+                                                                 "(('eval.truncate_dim', '64'),)",
+                                                                 "(('eval.truncate_dim', 'None'),)"]
