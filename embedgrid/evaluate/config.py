@@ -41,6 +41,8 @@ class EvalConfig:
     compile: bool = False  # torch.compile the backbone for encoding: pays off on large corpora (Encoder.encode)
     progress_bar: bool = True
     instructions: Dict[str, str] = field(default_factory=dict)
+    custom: Dict[str, Any] = field(default_factory=dict)  # your own tasks: {name: {type, path, ...}} (tasks/custom.py)
+    truncate_dim: Optional[int] = None  # evaluate the first k dimensions (renormalised); null: all of them
 
     def __post_init__(self):
         self.instruction_scope = check_scope(self.instruction_scope)
@@ -50,12 +52,19 @@ class EvalConfig:
             raise ConfigError(f"eval.batch_tokens={self.batch_tokens} must be >= 1 or null (automatic)")
         if self.max_samples is not None and self.max_samples < 1:
             raise ConfigError(f"eval.max_samples={self.max_samples} must be >= 1 or null (whole task)")
+        if self.truncate_dim is not None and self.truncate_dim < 1:
+            raise ConfigError(f"eval.truncate_dim={self.truncate_dim} must be >= 1 or null (every dimension)")
         bad = {k: v for k, v in self.task_samples.items() if v < 1}
         if bad:
             raise ConfigError(f"eval.task_samples {bad}: every cap must be >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def all_tasks(self) -> list[str]:
+        """``tasks`` then the ``custom`` task names: the suite a cell evaluates."""
+        return list(self.tasks) + [name for name in self.custom if name not in self.tasks]
 
     @classmethod
     def of(cls, value) -> "EvalConfig":
@@ -69,8 +78,9 @@ class EvalConfig:
         stray = sorted(set(data) - known)
         if stray:
             raise ConfigError(f"unknown eval keys {stray}; valid: {', '.join(sorted(known))}")
-        if not data.get("tasks"):
-            raise ConfigError("eval.tasks is empty; name at least one task (e.g. eval=offline_small)")
+        if not data.get("tasks") and not data.get("custom"):
+            raise ConfigError("eval.tasks is empty; name at least one task (e.g. eval=offline_small) or your own "
+                              "in eval.custom")
         return cls(**data)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 
+from embedgrid.errors import ConfigError
 from embedgrid.model.encoder import Encoder
 from embedgrid.evaluate.config import check_scope
 
@@ -32,8 +33,13 @@ class MtebEncoder(AbsEncoder):
     def __init__(self, encoder: Encoder, name: str, revision: str, *, instructions: dict[str, str] | None = None,
                  instruction_scope: str | dict = "query", batch_size: int = 32, show_progress_bar: bool = True,
                  meta: dict | None = None, cache_max_texts: int = 50_000, batch_tokens: int | None = None,
-                 compile: bool = False):
+                 compile: bool = False, truncate_dim: int | None = None):
+        if truncate_dim is not None and not 1 <= truncate_dim <= encoder.dim:
+            raise ConfigError(f"eval.truncate_dim={truncate_dim} is outside 1..{encoder.dim}, the encoder's "
+                              "dimension; choose a prefix length it has, or null")
         self.model = encoder
+        self.truncate_dim = truncate_dim
+        self.dim = truncate_dim or encoder.dim
         self.instructions = dict(instructions or {})
         self.instruction_scope = check_scope(instruction_scope)
         self.batch_size = batch_size
@@ -46,7 +52,7 @@ class MtebEncoder(AbsEncoder):
         self._cache: dict[tuple[str | None, str | None, str], np.ndarray] = {}
         self.mteb_model_meta = ModelMeta.create_empty(overwrites={
             "name": name, "revision": revision, "similarity_fn_name": ScoringFunction.COSINE,
-            "embed_dim": encoder.dim, "max_tokens": encoder.spec.max_length, "framework": ["PyTorch"],
+            "embed_dim": self.dim, "max_tokens": encoder.spec.max_length, "framework": ["PyTorch"],
             "use_instructions": bool(self.instructions), **(meta or {}),
         })
 
@@ -65,7 +71,7 @@ class MtebEncoder(AbsEncoder):
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
         texts = [text for batch in inputs for text in batch["text"]]
         if not texts:
-            return np.zeros((0, self.model.dim), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32)
         role = getattr(prompt_type, "value", prompt_type)
         instruction = self.instruction_for(task_metadata.name, prompt_type, task_metadata.type)
         if self._cache_task != task_metadata.name:
@@ -78,7 +84,7 @@ class MtebEncoder(AbsEncoder):
                   if cacheable and (role, instruction, t) in self._cache}
         missing = [t for t, i in position.items() if i not in cached]
         if cached:
-            vectors = np.empty((len(position), self.model.dim), dtype=np.float32)
+            vectors = np.empty((len(position), self.dim), dtype=np.float32)
             for i, vector in cached.items():
                 vectors[i] = vector
         if missing:
@@ -86,6 +92,8 @@ class MtebEncoder(AbsEncoder):
                                         compile=self.compile, instruction=instruction,
                                         show_progress_bar=self.show_progress_bar,
                                         desc=f"{task_metadata.name}/{role or 'text'}")
+            if self.truncate_dim is not None:
+                encoded = truncate(encoded, self.truncate_dim)
             self.texts_encoded += len(missing)
             if cached:
                 vectors[[position[t] for t in missing]] = encoded
@@ -98,3 +106,10 @@ class MtebEncoder(AbsEncoder):
         if len(position) == len(texts):
             return vectors  # no duplicates: inverse is the identity, so no second copy of the chunk
         return vectors[inverse]
+
+
+def truncate(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """The first ``dim`` dimensions, L2-renormalised: a Matryoshka prefix (sentence-transformers' ``truncate_dim``
+    followed by normalisation)."""
+    prefix = vectors[:, :dim]
+    return prefix / np.maximum(np.linalg.norm(prefix, axis=1, keepdims=True), 1e-12)

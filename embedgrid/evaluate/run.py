@@ -33,24 +33,31 @@ SCORE_SETTINGS = ("instructions", "instruction_scope", "max_samples", "task_samp
 
 
 def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samples: dict | None = None,
-                  sample_seed: int = 0):
-    """Offline tasks by name (embedgrid.evaluate.tasks), then mteb's mock tasks, then ``mteb.get_tasks``.
+                  sample_seed: int = 0, custom: dict | None = None):
+    """Custom tasks (``eval.custom``), offline tasks by name (embedgrid.evaluate.tasks), then mteb's mock tasks,
+    then ``mteb.get_tasks``.
 
     Offline tasks are subsampled to ``task_samples[name]`` or else ``max_samples`` (None: whole task).
     """
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
+    from embedgrid.evaluate.tasks.custom import custom_specs, custom_task
+
+    own = {spec.name: spec for spec in custom_specs(custom)}
     task_samples = dict(task_samples or {})
     stray = sorted(set(task_samples) - set(OFFLINE_TASKS))
     if stray:
         raise ValueError(f"eval.task_samples names {stray}, which are not offline tasks; "
                          f"offline tasks: {sorted(OFFLINE_TASKS)}")
     mocks = _mock_registry() if any(n.startswith(("Mock", "LegacyMock")) for n in names) else {}
-    hub = _hub_tasks([n for n in names if n not in OFFLINE_TASKS and n not in mocks])
-    _refuse_unknown([n for n in names if n not in OFFLINE_TASKS and n not in mocks and n not in hub])
+    external = [n for n in names if n not in OFFLINE_TASKS and n not in mocks and n not in own]
+    hub = _hub_tasks(external)
+    _refuse_unknown([n for n in external if n not in hub])
     tasks = []
     for name in names:
-        if name in OFFLINE_TASKS:
+        if name in own:
+            tasks.append(custom_task(own[name]))
+        elif name in OFFLINE_TASKS:
             tasks.append(OFFLINE_TASKS[name](max_samples=task_samples.get(name, max_samples),
                                              sample_seed=sample_seed))
         elif name in mocks:
@@ -107,20 +114,30 @@ def settings_hash(eval_cfg: EvalConfig | dict, prompt: dict | None = None) -> st
     """
     settings = EvalConfig.of(eval_cfg).to_dict()
     relevant = {key: settings[key] for key in SCORE_SETTINGS}
+    if settings.get("truncate_dim") is not None:  # only when set: hashes of untruncated results stay as they were
+        relevant["truncate_dim"] = settings["truncate_dim"]
     relevant["prompt"] = dict(prompt or {})
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def scores_cover(scores: dict, eval_cfg: EvalConfig | dict, prompt: dict | None = None) -> bool:
-    """Whether ``scores.json`` holds every requested task, scored under these evaluation settings."""
+    """Whether ``scores.json`` holds every requested task, scored under these evaluation settings (and a custom
+    task on the current content of its files)."""
     eval_cfg = EvalConfig.of(eval_cfg)
     wanted = settings_hash(eval_cfg, prompt)
-    return all(scores.get(t, {}).get("eval_settings") == wanted for t in eval_cfg.tasks)
+    revisions = {}
+    if eval_cfg.custom:
+        from embedgrid.evaluate.tasks.custom import custom_revisions
+
+        revisions = custom_revisions(eval_cfg.custom)
+    return all(scores.get(t, {}).get("eval_settings") == wanted
+               and (t not in revisions or scores[t].get("dataset_revision") == revisions[t])
+               for t in eval_cfg.all_tasks)
 
 
 def evaluate_tasks(model, task_names: list[str], results_dir: str | Path, *, batch_size: int = 32,
                    show_progress_bar: bool = True, max_samples: int | None = None, task_samples: dict | None = None,
-                   sample_seed: int = 0) -> dict[str, dict]:
+                   sample_seed: int = 0, custom: dict | None = None) -> dict[str, dict]:
     """Evaluate each task (skipping those cached in ``results_dir``, mteb's result cache); returns the
     ``scores.json`` mapping."""
     import mteb
@@ -131,7 +148,7 @@ def evaluate_tasks(model, task_names: list[str], results_dir: str | Path, *, bat
     atomic_task_results()
     cache = mteb.ResultCache(str(results_dir))
     tasks = resolve_tasks(list(task_names), max_samples=max_samples, task_samples=task_samples,
-                          sample_seed=sample_seed)
+                          sample_seed=sample_seed, custom=custom)
     scores: dict[str, dict] = {}
     bar = tqdm(tasks, desc="evaluate", unit="task", disable=not show_progress_bar)  # explicit: wins over TQDM_DISABLE
     for task in bar:
@@ -148,7 +165,7 @@ def evaluate_tasks(model, task_names: list[str], results_dir: str | Path, *, bat
             "main_metric": task.metadata.main_score,
             "dataset_revision": task_result.dataset_revision,
             "evaluation_time_s": task_result.evaluation_time,
-            "in_domain": bool(getattr(task, "in_domain", False)),  # text from a training source (WordNet)
+            "in_domain": bool(getattr(task, "in_domain", False)),  # text from a training source (WordNet, custom)
         }
         log.info("%s (%s): %s = %.4f  [%.1f s]", name, task.metadata.type, task.metadata.main_score,
                  scores[name]["main_score"], time.perf_counter() - started, extra=FILE_ONLY)
@@ -225,7 +242,7 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, results_dir: str | Pa
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
     eval_cfg = EvalConfig.of(eval_cfg)
-    log.info("evaluating %d tasks (%s)", len(eval_cfg.tasks), eval_cfg.name)
+    log.info("evaluating %d tasks (%s)", len(eval_cfg.all_tasks), eval_cfg.name)
     spec = encoder.spec
     settings = settings_hash(eval_cfg, {"instruction_template": spec.instruction_template,
                                         "instruction_join": spec.instruction_join})
@@ -233,11 +250,13 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, results_dir: str | Pa
                         instruction_scope=eval_cfg.instruction_scope, batch_size=eval_cfg.batch_size,
                         batch_tokens=eval_cfg.batch_tokens, compile=eval_cfg.compile,
                         show_progress_bar=eval_cfg.progress_bar and console.is_verbose(),  # per-role bars
-                        meta=meta)
-    scores = evaluate_tasks(model, eval_cfg.tasks, results_dir, batch_size=eval_cfg.batch_size,
+                        meta=meta, truncate_dim=eval_cfg.truncate_dim)
+    scores = evaluate_tasks(model, eval_cfg.all_tasks, results_dir, batch_size=eval_cfg.batch_size,
                             show_progress_bar=eval_cfg.progress_bar, max_samples=eval_cfg.max_samples,
-                            task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed)
+                            task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed,
+                            custom=eval_cfg.custom)
     for entry in scores.values():
         entry["eval_settings"] = settings  # CellDir.state: a done cell evaluated under other settings is partial
-    categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS for n in eval_cfg.tasks))
+    categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS or n in eval_cfg.custom
+                                                          for n in eval_cfg.all_tasks))
     return scores, categories

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 
-def write_model_card(directory: Path, encoder, record: dict) -> None:
+def write_model_card(directory: Path, encoder, record: dict, truncate_dim: int | None = None) -> None:
     design = record.get("design") or {}
     config = record.get("config") or {}
     scores = record.get("category_scores") or {}
@@ -26,8 +26,12 @@ def write_model_card(directory: Path, encoder, record: dict) -> None:
         "",
         "```python",
         "from sentence_transformers import SentenceTransformer",
-        "model = SentenceTransformer(PATH)  # trainable heads need `pip install embedgrid`",
-        "vectors = model.encode(texts)      # EOS is appended by the tokenizer, vectors are L2-normalised",
+        *(["model = SentenceTransformer(PATH)  # trainable heads need `pip install embedgrid`",
+           "vectors = model.encode(texts)      # EOS is appended by the tokenizer, vectors are L2-normalised"]
+          if truncate_dim is None else
+          [f"model = SentenceTransformer(PATH, truncate_dim={truncate_dim})  # evaluated at its first "
+           f"{truncate_dim} dimensions",
+           "vectors = model.encode(texts, normalize_embeddings=True)  # the prefix, renormalised"]),
         "```",
         "",
         "## Training",

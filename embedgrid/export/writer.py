@@ -13,12 +13,16 @@ log = logging.getLogger(__name__)
 
 EXPORT_FILE = "embedgrid.json"
 # sentence-transformers' own pooling modes for embedgrid's parameter-free heads
-ST_POOLING_MODES = {"EosLastPooling": "lasttoken", "MeanPooling": "mean"}
+ST_POOLING_MODES = {"EosLastPooling": "lasttoken", "MeanPooling": "mean", "WeightedMeanPooling": "weightedmean"}
 
 
 def export_cell(cell_dir: str | os.PathLike, out_dir: str | os.PathLike, *, push_to_hub: str | None = None,
-                private: bool = True) -> Path:
+                private: bool = True, truncate_dim: int | None = None) -> Path:
     """Export ``cell_dir`` (a finished cell or a saved encoder) to ``out_dir``; returns ``out_dir``.
+
+    ``truncate_dim`` (default: the cell's ``eval.truncate_dim``) is recorded in ``embedgrid.json`` and the model
+    card: sentence-transformers applies it as a load argument, ``SentenceTransformer(dir, truncate_dim=k)``, and
+    does not store it in a saved model.
 
     The LoRA adapter is always merged into the backbone weights. A separate adapter would load its base model by
     id, whose hub config cannot carry ``is_causal: false`` (a bidirectional cell would load causal) nor name a
@@ -33,15 +37,19 @@ def export_cell(cell_dir: str | os.PathLike, out_dir: str | os.PathLike, *, push
         raise FileExistsError(f"{out_dir} exists and is not empty; export into a new directory")
     encoder = load_encoder(saved_encoder_dir(cell_dir), device="cpu")
     record = _cell_record(cell_dir)
+    if truncate_dim is None:
+        truncate_dim = ((record.get("config") or {}).get("eval") or {}).get("truncate_dim")
+    if truncate_dim is not None and not 1 <= int(truncate_dim) <= encoder.dim:
+        raise ValueError(f"truncate_dim={truncate_dim} is outside 1..{encoder.dim}, the encoder's dimension")
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists()
                                     else None))
     try:
         model = _sentence_transformer(encoder, staging / "work")
         model.save(str(staging / "model"))
-        _write_export_record(staging / "model", encoder, record)
+        _write_export_record(staging / "model", encoder, record, truncate_dim)
         from embedgrid.export.card import write_model_card
 
-        write_model_card(staging / "model", encoder, record)
+        write_model_card(staging / "model", encoder, record, truncate_dim)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         if out_dir.exists():
             out_dir.rmdir()
@@ -141,7 +149,7 @@ def _pooling_module(encoder):
     return module
 
 
-def _write_export_record(directory: Path, encoder, record: dict) -> None:
+def _write_export_record(directory: Path, encoder, record: dict, truncate_dim: int | None = None) -> None:
     from embedgrid import __version__
     from embedgrid.io import write_json
 
@@ -151,6 +159,7 @@ def _write_export_record(directory: Path, encoder, record: dict) -> None:
         "design": record.get("design"), "attention": encoder.spec.attention, "pooling": encoder.spec.pooling,
         "append_eos": encoder.spec.append_eos, "pool_instruction": encoder.spec.pool_instruction,
         "max_length": encoder.spec.max_length, "lora_merged": encoder.spec.lora.enabled,
+        "truncate_dim": truncate_dim,
         "instructions": (config.get("eval") or {}).get("instructions"),
         "instruction_scope": (config.get("eval") or {}).get("instruction_scope"),
         "how_to_encode": "SentenceTransformer(dir).encode(texts): EOS is appended by the tokenizer; embedgrid "

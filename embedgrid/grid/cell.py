@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from embedgrid.grid.cellid import cell_name, config_hash
 from embedgrid.grid.celldir import (CELL_FILE, CHECKPOINT_DIR, DONE, FAILED, LOCK_FILE, MODEL_DIR,  # noqa: F401
                                NEW, PARTIAL, RUNNING, SCORES_FILE, CellDir)
-from embedgrid.errors import Preempted
+from embedgrid.errors import ConfigError, Preempted
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,11 @@ def run(cfg: DictConfig, cell_dir: str | Path) -> CellOutcome:
             if cell.read_only:
                 return read_only_plan(cfg, cell)
             held.enter_context(cell.lock())
+            if cell.shares_model(cfg):  # one of several evaluations of one trained model: train it once
+                held.enter_context(cell.model_family_lock(cfg))
+                sibling = cell.adopt_model(cfg)
+                if sibling is not None:
+                    log.info("adopted the trained model of %s; evaluation only", sibling.name)
             plan = cell.claim(cfg)
             if plan["state"] == DONE:
                 log.info("cell %s is done; skipping", cell.path)
@@ -190,6 +195,7 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
     else:
         log.info("building %s with %s pooling, %s attention", cfg.model.name, cfg.pooling.name, cfg.attention.name)
         encoder = build_encoder(spec, device=device).to(device)  # attention proven on the device
+        _check_dimensions(cfg, encoder.dim)
         train = train_config(cfg)
         if train.max_steps > 0:
             rows = instantiate(cfg.data.loader)
@@ -224,6 +230,14 @@ def save_model(cfg: DictConfig, cell: CellDir, encoder) -> None:
     atomic_dir(cell.model_dir, write)
 
 
+def _check_dimensions(cfg: DictConfig, dim: int) -> None:
+    """eval.truncate_dim against the encoder's output size, before training rather than after it."""
+    truncate = cfg.eval.get("truncate_dim")
+    if truncate is not None and not 1 <= truncate <= dim:
+        raise ConfigError(f"eval.truncate_dim={truncate} is outside 1..{dim}, the encoder's dimension; choose a "
+                          "prefix length it has, or null")
+
+
 def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict, logger, started: float) -> dict:
     """Rank 0: evaluate the trained encoder, write scores.json and the finished cell.json; returns the scores."""
     from embedgrid.evaluate.config import eval_config
@@ -234,8 +248,8 @@ def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict,
     summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
     t1, truncated_before = time.perf_counter(), encoder.truncated
     scores, summary["category_scores"] = evaluate_encoder(
-        encoder, eval_config(cfg), cell.mteb_dir, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
-        meta=cell_model_meta(cfg, encoder))
+        encoder, _with_domains(cfg, eval_config(cfg)), cell.mteb_dir, name=f"embedgrid/{cell_name(cfg)}",
+        revision=config_hash(cfg), meta=cell_model_meta(cfg, encoder))
     summary["timings"]["eval_s"] = round(time.perf_counter() - t1, 2)
     if encoder.truncated > truncated_before:
         log.info("evaluation: %d texts truncated to max_length=%d (per task in launch.log)",
@@ -246,6 +260,19 @@ def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict,
     cell.record(cfg, status=DONE, finished_at=time.time(), seconds=round(time.time() - started, 2), **summary)
     logger.finish(0)
     return scores
+
+
+def _with_domains(cfg: DictConfig, evaluation):
+    """Custom tasks left at ``in_domain: auto`` marked by their overlap with this cell's training rows."""
+    if not any(node.get("in_domain", "auto") == "auto" for node in evaluation.custom.values()):
+        return evaluation
+    from hydra.utils import instantiate
+
+    from embedgrid.evaluate.leakage import mark_in_domain
+    from embedgrid.grid.schema import train_config
+
+    rows = instantiate(cfg.data.loader) if train_config(cfg).max_steps > 0 else []
+    return mark_in_domain(evaluation, rows)
 
 
 def wandb_summary(scores: dict, category_scores: dict) -> dict:

@@ -17,6 +17,7 @@ This module stays light (no torch, no Hydra): the sweeper's plan step uses it fo
 from __future__ import annotations
 
 import logging
+import json
 import os
 import shutil
 import time
@@ -276,6 +277,69 @@ class CellDir:
         except TornFile:
             spec = {}
         return {"cell": spec.get("name") if isinstance(spec, dict) else None}
+
+    # ---- evaluations of one trained model in several directories (eval.truncate_dim) ------------------------------
+    def shares_model(self, cfg) -> bool:
+        """Whether this cell is one of several evaluations of one trained model: it has an evaluation suffix
+        (``-dim<k>``), or a sibling directory is such an evaluation of it."""
+        from embedgrid.grid.cellid import base_name, eval_suffix
+
+        if eval_suffix(cfg):
+            return True
+        prefix = base_name(cfg) + "-dim"
+        return self.path.parent.is_dir() and any(p.name.startswith(prefix) for p in self.path.parent.iterdir())
+
+    @contextmanager
+    def model_family_lock(self, cfg):
+        """Held while a cell that shares its trained model with siblings (``-dim<k>`` directories) adopts or trains
+        it, so two of them launched together train once: the second waits, then adopts the first's model."""
+        import fcntl
+        import logging
+
+        from embedgrid.grid.cellid import config_hash
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.parent / f".{config_hash(cfg)}.model.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logging.getLogger(__name__).info("waiting for another evaluation of this model to finish training")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def adopt_model(self, cfg) -> Path | None:
+        """Copy the saved model of a sibling cell of the same identity (same base name and config hash) into this
+        cell's ``model/``, with the sibling's training record; returns the sibling, None when there is none."""
+        import shutil
+        import tempfile
+
+        from embedgrid.grid.cellid import base_name, config_hash
+
+        if self.has_model or not self.path.parent.is_dir():
+            return None
+        base, wanted = base_name(cfg), config_hash(cfg)
+        for sibling in sorted(self.path.parent.iterdir()):
+            other = CellDir(sibling)
+            if sibling == self.path or not sibling.name.startswith(base) or not other.has_model:
+                continue
+            try:
+                identity = read_json(other.model_dir / IDENTITY_FILE, None)  # written last: the model is complete
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if not isinstance(identity, dict) or identity.get("config_hash") != wanted:
+                continue
+            self.path.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".model.", dir=self.path))
+            try:
+                shutil.copytree(other.model_dir, staging / MODEL_DIR)
+                os.replace(staging / MODEL_DIR, self.model_dir)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            self.write_model_identity(cfg)
+            record = other.read_record() or {}
+            self.record(cfg, train={**(record.get("train") or {}), "model_from": sibling.name})
+            return sibling
+        return None
 
     def write_model_identity(self, cfg, directory: Path | None = None) -> None:
         """``identity.json``: whose model this is, and the size + sha256 of each of its files (checked before

@@ -20,7 +20,8 @@ LATER_IDENTITY_DEFAULTS = {"append_eos": True}
 # always the key's default: ``train.false_negative_mask`` defaults to true, a change of the objective, so cells
 # trained with it get new names while ``false_negative_mask=false`` keeps the old ones.
 LATER_GROUP_DEFAULTS = {("model", "lora_target_modules"): None, ("train", "max_length"): None,
-                        ("train", "accumulation_steps"): 1, ("train", "false_negative_mask"): False}
+                        ("train", "accumulation_steps"): 1, ("train", "false_negative_mask"): False,
+                        ("train", "matryoshka_dims"): None, ("train", "matryoshka_weights"): None}
 # The same for the Perceiver switches inside ``pooling.head`` (designs 3/5 kept their computation).
 LATER_POOLING_DEFAULTS = {"mask_padding": True, "normalize_layers": True, "layer_embedding_std": 0.02,
                           "latent_init_std": None, "attention_scale": None}
@@ -122,7 +123,14 @@ def check_path_names(cfg) -> None:
 
 
 def cell_name(cfg) -> str:
-    """``<model>-<pooling>-<attention>-seed<seed>-<hash>``; each part checked by ``check_path_name``."""
+    """``<model>-<pooling>-<attention>-seed<seed>-<hash>``, plus ``-dim<k>`` for an evaluation at
+    ``eval.truncate_dim=k`` (its own directory beside the full evaluation's; the hash, and so the trained model, are the same). Each part is
+    checked by ``check_path_name``."""
+    return base_name(cfg) + eval_suffix(cfg)
+
+
+def base_name(cfg) -> str:
+    """The cell name without the evaluation suffix: shared by every evaluation of one trained model."""
     def pick(node, key="name"):
         try:
             return node[key]
@@ -135,6 +143,14 @@ def cell_name(cfg) -> str:
         check_path_name(key, value)
     return (f"{parts['model.name']}-{parts['pooling.name']}-{parts['attention.name']}-seed{parts['seed']}-"
             f"{config_hash(cfg)}")
+
+
+def eval_suffix(cfg) -> str:
+    try:
+        dim = cfg["eval"]["truncate_dim"]
+    except Exception:  # noqa: BLE001  (no eval group)
+        return ""
+    return "" if dim is None else f"-dim{int(dim)}"
 
 
 def register_resolvers() -> None:

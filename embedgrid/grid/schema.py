@@ -162,7 +162,12 @@ def check(cfg) -> None:
                           "0 <= dropout < 1")
     Attention(cfg.attention.name)
     check_instructions(cfg.instruction_template, cfg.instruction_join, cfg.instruction_in_pooling)
-    EvalConfig.of(cfg.eval)
+    evaluation = EvalConfig.of(cfg.eval)
+    if evaluation.custom:
+        from embedgrid.evaluate.tasks import OFFLINE_TASKS
+        from embedgrid.evaluate.tasks.custom import check_custom
+
+        check_custom(evaluation.custom, set(evaluation.tasks) | set(OFFLINE_TASKS))
     from embedgrid.model.pooling.build import check_pooling
 
     check_pooling(OmegaConf.to_container(cfg.pooling.head, resolve=True), cfg.attention.name, known_shape(cfg))

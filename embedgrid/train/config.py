@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, List, Optional
 
 
 @dataclass
@@ -35,6 +35,9 @@ class TrainConfig:
     log_every: int = 1
     progress_bar: bool = True
     max_length: int | None = None
+    # Matryoshka: InfoNCE on the renormalised first k dimensions for every k listed, weighted (null: plain InfoNCE)
+    matryoshka_dims: Optional[List[int]] = None
+    matryoshka_weights: Optional[List[float]] = None  # null: 1 for every dimension
 
     def __post_init__(self):
         positive = ("max_steps", "batch_size", "accumulation_steps", "checkpoint_every", "grad_cache_chunk",
@@ -51,5 +54,11 @@ class TrainConfig:
         from embedgrid.precision import check_bf16_setting
 
         self.bf16 = check_bf16_setting(self.bf16)
+        if self.matryoshka_weights is not None and self.matryoshka_dims is None:
+            raise ValueError("train.matryoshka_weights is set but train.matryoshka_dims is not; set both or neither")
+        if self.matryoshka_dims is not None:
+            from embedgrid.losses import MatryoshkaInfoNCELoss
+
+            MatryoshkaInfoNCELoss(self.matryoshka_dims, self.matryoshka_weights)  # its own checks, as ValueError
         if self.num_negatives < 0 or self.warmup_steps < 0 or self.weight_decay < 0:
             raise ValueError("train.num_negatives, train.warmup_steps and train.weight_decay must be >= 0")

@@ -17,8 +17,8 @@ import torch
 
 from embedgrid.train.checkpoint import LAST_CHECKPOINT
 from embedgrid.data.rows import Row, require_negatives
-from embedgrid.errors import NonFiniteLoss, Preempted
-from embedgrid.losses import InfoNCELoss, same_text_mask
+from embedgrid.errors import ConfigError, NonFiniteLoss, Preempted
+from embedgrid.losses import InfoNCELoss, MatryoshkaInfoNCELoss, same_text_mask
 from embedgrid.train.batches import batch_rows, split_micro_batches
 from embedgrid.train.checkpoint import load_checkpoint, save_checkpoint
 from embedgrid.train.config import TrainConfig
@@ -152,6 +152,16 @@ def _check_world(cfg: TrainConfig, world: World) -> None:
         raise ValueError(f"train.batch_size={cfg.batch_size}{micro} is not divisible by the {world.size} processes")
 
 
+def make_loss(cfg: TrainConfig, dim: int) -> InfoNCELoss:
+    """InfoNCE, or its Matryoshka form over ``train.matryoshka_dims`` (each at most the encoder's ``dim``)."""
+    if cfg.matryoshka_dims is None:
+        return InfoNCELoss(cfg.temperature, cfg.symmetric_loss)
+    if max(cfg.matryoshka_dims) > dim:
+        raise ConfigError(f"train.matryoshka_dims={list(cfg.matryoshka_dims)}: the encoder's vectors have {dim} "
+                          f"dimensions; keep every entry <= {dim}")
+    return MatryoshkaInfoNCELoss(cfg.matryoshka_dims, cfg.matryoshka_weights, cfg.temperature, cfg.symmetric_loss)
+
+
 def candidates_per_query(cfg: TrainConfig) -> int:
     """Documents each query is scored against in one InfoNCE: its micro-batch's positives and hard negatives."""
     return cfg.batch_size // cfg.accumulation_steps * (1 + cfg.num_negatives)
@@ -173,7 +183,7 @@ def fit(encoder, rows: list[Row], cfg: TrainConfig, *, seed: int, checkpoint_dir
     require_negatives(rows, cfg.num_negatives)  # a bad row names its file and line now, not mid-training
     logger = logger if (logger is not None and world.is_main) else NullLogger()
     checkpoint_dir = Path(checkpoint_dir)
-    loss_fn = InfoNCELoss(cfg.temperature, cfg.symmetric_loss)
+    loss_fn = make_loss(cfg, encoder.dim)
     trainable = [p for p in encoder.parameters() if p.requires_grad]
     broadcast_parameters(trainable, world)
     optimizer = make_optimizer(encoder, cfg)

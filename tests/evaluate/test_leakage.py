@@ -127,3 +127,23 @@ def test_every_word_pair_sts_task_is_kept_out_of_training(compose):
 
     listed = set(compose(["data=wordnet"]).data.loader.exclude_pairs_of)
     assert {cls.source for cls in WORD_PAIR_TASKS} <= listed
+
+
+@pytest.mark.parametrize("preset", _presets())
+def test_the_shipped_custom_evaluation_fixture_shares_no_text_with_training(preset):
+    """Custom tasks are held to the same rule at run time (embedgrid.evaluate.leakage marks an overlapping one
+    in-domain); the shipped example must be out-of-domain for every preset."""
+    from embedgrid.evaluate import leakage
+    from embedgrid.evaluate.tasks.custom import custom_specs, read_dataset, texts_of
+
+    assert leakage.MIN_WORDS == MIN_WORDS
+    fixture = ROOT / "tests" / "fixtures" / "custom_eval"
+    specs = custom_specs({"R": {"type": "Retrieval", "path": str(fixture / "retrieval")},
+                          "K": {"type": "Reranking", "path": str(fixture / "reranking.jsonl")},
+                          "S": {"type": "STS", "path": str(fixture / "sts.jsonl")},
+                          "P": {"type": "PairClassification", "path": str(fixture / "pairs.jsonl")},
+                          "C": {"type": "Classification", "path": str(fixture / "classification")},
+                          "U": {"type": "Clustering", "path": str(fixture / "clustering.jsonl")}})
+    train_texts, _ = _training_texts(preset)
+    assert {s.name: leakage.shared_texts(texts_of(read_dataset(s)), train_texts) for s in specs} == \
+        {s.name: set() for s in specs}

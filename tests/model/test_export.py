@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-POOLINGS = {  # the four pooling groups (designs 1-5's heads) plus the reference's EOS-input design 2 and NV-Embed
+POOLINGS = {  # the paper's pooling groups (designs 1-5), the reference's EOS-input design 2, NV-Embed, weighted mean
     "eos_last": {"_target_": "embedgrid.model.pooling.EosLastPooling"},
     "mean": {"_target_": "embedgrid.model.pooling.MeanPooling"},
+    "weighted_mean": {"_target_": "embedgrid.model.pooling.WeightedMeanPooling"},
     "last_layer_trainable": {"_target_": "embedgrid.model.pooling.PerceiverPooling", "input": "tokens", "num_latents": 8,
                              "num_heads": 2, "ff_mult": 2},
     "last_layer_trainable_eos": {"_target_": "embedgrid.model.pooling.PerceiverPooling", "input": "tokens",
@@ -19,6 +20,7 @@ POOLINGS = {  # the four pooling groups (designs 1-5's heads) plus the reference
     "nv_embed": {"_target_": "embedgrid.model.pooling.LatentAttentionPooling", "num_latents": 8, "num_heads": 2,
                  "head_dim": None, "ff_mult": 2, "output_dim": None},
 }
+ST_OWN = {"eos_last": "lasttoken", "mean": "mean", "weighted_mean": "weightedmean"}  # sentence-transformers' modes
 TEXTS = ["a dog", "the cat sat on the mat while the dog slept by the fire", "x",
          "a long text " * 30]  # the last one is truncated to max_length
 
@@ -55,7 +57,7 @@ def test_sentence_transformers_encodes_what_the_cell_encodes(tmp_path, pooling, 
     out = export_cell(tmp_path / "cell", tmp_path / "st")
     # sentence-transformers 6 imports a module class outside its own namespace only with trust_remote_code
     # (here: the installed embedgrid.export.st_modules, for the trainable heads)
-    trainable = pooling not in ("eos_last", "mean")
+    trainable = pooling not in ST_OWN
     if trainable:
         with pytest.raises(ValueError, match="trust_remote_code"):
             SentenceTransformer(str(out), device="cpu")
@@ -67,15 +69,39 @@ def test_sentence_transformers_encodes_what_the_cell_encodes(tmp_path, pooling, 
     backbone = json.loads(next(out.rglob("config.json")).read_text()) if config is None else config
     modules = json.loads((out / "modules.json").read_text())
     st_pooling = [m["type"] for m in modules]
-    if pooling in ("eos_last", "mean"):
+    if pooling in ST_OWN:
         assert "sentence_transformers.sentence_transformer.modules.pooling.Pooling" in st_pooling or any(
             t.endswith("Pooling") and t.startswith("sentence_transformers") for t in st_pooling)
+        pooling_dir = next(m["path"] for m in modules if m["type"].endswith("Pooling"))
+        assert json.loads((out / pooling_dir / "config.json").read_text())["pooling_mode"] == ST_OWN[pooling]
     else:
         assert "embedgrid.export.st_modules.EmbedgridPooling" in st_pooling
     record = json.loads((out / "embedgrid.json").read_text())
     assert record["attention"] == attention and record["lora_merged"] is True
     assert (out / "README.md").exists()
     del backbone
+
+
+def test_the_export_carries_a_truncation_sentence_transformers_applies(tmp_path):
+    """eval.truncate_dim: recorded with the export; sentence-transformers' own truncate_dim (a load argument) then
+    gives the vectors embedgrid evaluated (the renormalised prefix)."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedgrid.evaluate.model import truncate
+    from embedgrid.export import export_cell
+    from embedgrid.io import write_json
+
+    encoder = saved_encoder(tmp_path / "cell", "weighted_mean", "bidirectional")
+    write_json(tmp_path / "cell" / "cell.json", {"cell": "c", "config": {"eval": {"truncate_dim": 16}}})
+    out = export_cell(tmp_path / "cell", tmp_path / "st")
+    assert json.loads((out / "embedgrid.json").read_text())["truncate_dim"] == 16
+    assert "truncate_dim=16" in (out / "README.md").read_text()
+    theirs = SentenceTransformer(str(out), device="cpu", truncate_dim=16).encode(
+        TEXTS, batch_size=3, convert_to_numpy=True, normalize_embeddings=True)
+    assert theirs.shape == (len(TEXTS), 16)
+    assert np.abs(truncate(encoder.encode(TEXTS, batch_size=2), 16) - theirs).max() <= 1e-5
+    with pytest.raises(ValueError, match="truncate_dim=99 is outside 1..64"):
+        export_cell(tmp_path / "cell", tmp_path / "st2", truncate_dim=99)
 
 
 def test_exporting_an_encoder_without_lora_leaves_its_backbone_config_alone(tmp_path):
@@ -172,3 +198,13 @@ def test_the_model_card_metadata_is_not_part_of_the_cell_identity(compose):
     from embedgrid.grid.cellid import cell_name
 
     assert cell_name(compose(["model=tiny", "+model.card.extra=1"])) == cell_name(compose(["model=tiny"]))
+
+
+def test_the_cli_prints_how_to_load_the_truncated_export(tmp_path, capsys):
+    from embedgrid.export.__main__ import main
+
+    saved_encoder(tmp_path / "cell", "mean", "causal")
+    main([str(tmp_path / "cell"), str(tmp_path / "st"), "--truncate-dim", "8"])
+    printed = capsys.readouterr().out
+    assert "truncate_dim=8).encode(texts, normalize_embeddings=True)" in printed
+    assert json.loads((tmp_path / "st" / "embedgrid.json").read_text())["truncate_dim"] == 8

@@ -23,7 +23,7 @@ def make(name, is_causal, **kwargs):
 
 def test_unknown_pooling_names_valid_ones():
     with pytest.raises(ValueError, match=r"unknown pooling 'cls'.*eos_last, mean, last_layer_trainable, "
-                                         r"multi_layer_trainable, nv_embed"):
+                                         r"multi_layer_trainable, nv_embed, weighted_mean"):
         pooling_class("cls")
 
 
@@ -90,6 +90,39 @@ def test_pool_mask_selects_the_mean_and_layer_vectors():
     vectors = multi.layer_vectors(tuple(states), attention_mask, pool_mask)
     expected = torch.nn.functional.layer_norm(states[1:, 0, 2:].mean(1), (HIDDEN,))
     torch.testing.assert_close(vectors[0], expected)
+
+
+def test_weighted_mean_weighs_each_token_by_its_position_among_the_real_tokens():
+    torch.manual_seed(3)
+    states = torch.randn(LAYERS + 1, 1, 5, HIDDEN)
+    ones = torch.ones(1, 5, dtype=torch.long)
+    head = make("weighted_mean", True)
+    expected = (states[-1, 0] * torch.arange(1.0, 6.0)[:, None]).sum(0) / 15
+    torch.testing.assert_close(head(tuple(states), ones, ones)[0], expected)
+    # an excluded prefix: the remaining tokens keep their positions 3, 4, 5
+    prefix = torch.tensor([[0, 0, 1, 1, 1]])
+    expected = (states[-1, 0, 2:] * torch.tensor([3.0, 4.0, 5.0])[:, None]).sum(0) / 12
+    torch.testing.assert_close(head(tuple(states), ones, prefix)[0], expected)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_weighted_mean_equals_sentence_transformers_weightedmean(side):
+    """The exported module (sentence-transformers' own Pooling, mode weightedmean) pools what the head pools,
+    on a batch of mixed lengths, either padding side."""
+    from sentence_transformers.sentence_transformer.modules import Pooling as StPooling
+
+    torch.manual_seed(4)
+    lengths, width = [3, 7, 5], 7
+    states = torch.randn(len(lengths), width, HIDDEN)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, width - n:] = 1 if side == "left" else 0
+        mask[row, :n] = 0 if side == "left" else 1
+    ours = make("weighted_mean", False)((states,), mask, mask)
+    theirs = StPooling(HIDDEN, pooling_mode="weightedmean")({"token_embeddings": states, "attention_mask": mask})
+    torch.testing.assert_close(ours, theirs["sentence_embedding"])
+    alone = [make("weighted_mean", False)((states[r:r + 1],), mask[r:r + 1], mask[r:r + 1]) for r in range(3)]
+    torch.testing.assert_close(ours, torch.cat(alone), atol=0, rtol=0)  # batch-invariant: row by row, bit-equal
 
 
 def test_multi_layer_reduces_by_eos_when_causal_and_mean_when_bidirectional():
