@@ -142,6 +142,7 @@ def _pooling_module(encoder):
 
 def _write_export_record(directory: Path, encoder, record: dict) -> None:
     from embedgrid import __version__
+    from embedgrid.export.card import usage
     from embedgrid.io import write_json
 
     config = record.get("config") or {}
@@ -152,6 +153,6 @@ def _write_export_record(directory: Path, encoder, record: dict) -> None:
         "max_length": encoder.spec.max_length, "lora_merged": encoder.spec.lora.enabled,
         "instructions": (config.get("eval") or {}).get("instructions"),
         "instruction_scope": (config.get("eval") or {}).get("instruction_scope"),
-        "how_to_encode": "SentenceTransformer(dir).encode(texts): EOS is appended by the tokenizer; embedgrid "
-                         "prefixes an instruction (if any) to queries as in `instructions` above",
+        "how_to_encode": f"{usage(encoder).replace('PATH', 'dir')}.encode(texts): EOS is appended by the tokenizer; "
+                         "embedgrid prefixes an instruction (if any) to queries as in `instructions` above",
     })

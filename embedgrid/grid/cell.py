@@ -216,9 +216,15 @@ def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict,
 
 
 def wandb_summary(scores: dict, category_scores: dict) -> dict:
-    """Per-task main scores, ``category/<Category>`` means and ``category/average`` (W&B table columns)."""
+    """Per-task main scores, ``category/<Category>`` means of the out-of-domain tasks, ``category/average`` (of
+    those category means), ``category/average_tasks``, and ``category/<Category> (in-domain)`` apart: the numbers
+    of the console table and of ``category_scores.json``."""
     summary = {f"eval/{task}": entry["main_score"] for task, entry in scores.items()}
     summary.update({f"category/{name}": mean for name, mean in (category_scores.get("means") or {}).items()})
     if category_scores.get("average_of_category_means") is not None:
         summary["category/average"] = category_scores["average_of_category_means"]
+    if category_scores.get("mean_of_tasks") is not None:
+        summary["category/average_tasks"] = category_scores["mean_of_tasks"]
+    own = category_scores.get("in_domain") or {}
+    summary.update({f"category/{name} (in-domain)": mean for name, mean in (own.get("means") or {}).items()})
     return summary
