@@ -7,6 +7,7 @@ Fingerprint strings (stable: they enter cell hashes):
   ``hf:<repo>@<commit>``              a hub model or dataset at the commit its revision resolved to
   ``hf:<repo>@<revision>?unresolved`` a hub repository that could not be resolved (offline, not in the cache)
   ``missing:<path>``                  a local path that does not exist
+  ``unreadable:<path> (<why>)``       a local path that cannot be read
   ``pkg:<dist>==<version> sha256:<hex>``  an asset shipped in a package (provenance only: pinned by code)
 
 A local file is read once, streamed; its digest is cached under the embedgrid cache directory keyed by
@@ -84,11 +85,14 @@ def path_fingerprint(path: str | os.PathLike) -> str:
     local = Path(path).expanduser()
     if not local.exists():
         return f"missing:{local}"
-    if local.is_file():
-        return f"sha256:{file_sha256(local)}"
-    digest = hashlib.sha256()
-    for file in sorted(p for p in local.rglob("*") if p.is_file()):
-        digest.update(f"{file.relative_to(local).as_posix()}\0{file_sha256(file)}\n".encode())
+    try:
+        if local.is_file():
+            return f"sha256:{file_sha256(local)}"
+        digest = hashlib.sha256()
+        for file in sorted(p for p in local.rglob("*") if p.is_file()):
+            digest.update(f"{file.relative_to(local).as_posix()}\0{file_sha256(file)}\n".encode())
+    except OSError as error:  # no permission, an I/O error: the plan names it before any job
+        return f"unreadable:{local} ({error.strerror or error})"
     return f"sha256:{digest.hexdigest()}"
 
 
@@ -148,7 +152,7 @@ def hub_fingerprint(repo_id: str, revision: str | None, repo_type: str = "model"
 
 
 def is_unresolved(fingerprint: str) -> bool:
-    return fingerprint.endswith("?unresolved") or fingerprint.startswith("missing:")
+    return fingerprint.endswith("?unresolved") or fingerprint.startswith(("missing:", "unreadable:"))
 
 
 def package_fingerprint(dist: str, sha256: str) -> str:

@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 import embedgrid.grid.schema  # noqa: F401  (registers the config schema before Hydra composes)
+from embedgrid.grid import readiness
 from embedgrid.errors import CellBusy, CellConflict, ConfigError, CorruptCellRecord, Preempted
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class CellGuard(Callback):
             HydraConfig.instance().set_config(config)  # ${hydra:...} in hydra.run.dir resolves as in the job
             embedgrid.grid.schema.check(config)
             if not config.dry_run:
+                readiness.check(config)  # a dry run shows the cell as blocked instead
                 CellDir(Path(str(config.hydra.run.dir))).preflight(config)
         except (ConfigError, CellConflict, CellBusy, CorruptCellRecord) as error:
             raise SystemExit(f"{type(error).__name__}: {error}") from None
@@ -68,7 +70,12 @@ def run_cell(cfg: DictConfig):
             state = CellDir(cell_dir).state(cfg)
         except CorruptCellRecord as error:
             state, cell_dir = CORRUPT, f"{cell_dir}  -- {error}"
+        blocked = readiness.blockers(cfg)
+        if blocked:
+            state = readiness.BLOCKED
         print(f"[{state:>7}] {cell_dir}")
+        if blocked:
+            print(readiness.describe(blocked))
         return {"cell_dir": cell_dir, "status": state}
     default_threads(cfg, hydra_cfg)
     try:
@@ -83,6 +90,7 @@ def run_cell(cfg: DictConfig):
         if not multirun:
             raise
         log.error("cell %s failed: %s: %s (recorded in cell.json)", cell_dir, type(error).__name__, error)
+        log.error("traceback of the failure of %s", cell_dir, exc_info=True, extra={"console": False})
         return {"cell_dir": cell_dir, "status": "failed", "error": f"{type(error).__name__}: {error}"}
     if outcome.rank == 0:  # several processes: one report, not one per rank
         print(cell_report(outcome), flush=True)

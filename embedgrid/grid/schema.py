@@ -117,11 +117,13 @@ def check(cfg) -> None:
     """Every value of every group that compose time cannot check; raises ConfigError naming the key."""
     from omegaconf import OmegaConf
 
-    missing = sorted(f"{key}.{k}" for key in cfg if key != "hydra" and OmegaConf.is_config(cfg[key])
+    missing = sorted(k if k.startswith(f"{key}.") else f"{key}.{k}"  # missing_keys gives full keys
+                     for key in cfg if key != "hydra" and OmegaConf.is_config(cfg[key])
                      for k in OmegaConf.missing_keys(cfg[key]))
     if missing:
+        example = "data.loader.path=/path/to/train.jsonl" if "data.loader.path" in missing else f"{missing[0]}=..."
         raise ConfigError(f"{', '.join(missing)} must be set (the config leaves {'them' if len(missing) > 1 else 'it'}"
-                          " as ???), e.g. data.loader.path=/path/to/train.jsonl")
+                          f" as ???), e.g. {example}")
     if not DEVICE.match(str(cfg.device)):
         raise ConfigError(f"device={cfg.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
     if cfg.threads is not None and cfg.threads < 1:
