@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from embedgrid.grid.cellid import cell_name, config_hash
+from embedgrid.grid.cellid import cell_name, config_hash, model_commit
 from embedgrid.grid.celldir import (CELL_FILE, CHECKPOINT_DIR, DONE, FAILED, LOCK_FILE, MODEL_DIR,  # noqa: F401
                                NEW, PARTIAL, RUNNING, SCORES_FILE, CellDir)
 from embedgrid.errors import CellBusy, CellConflict, Preempted  # noqa: F401  (re-exported)
@@ -51,7 +51,7 @@ def encoder_spec(cfg: DictConfig):
         checkpoint=OmegaConf.to_container(model.checkpoint, resolve=True) if OmegaConf.is_config(model.checkpoint)
         else model.checkpoint,
         pooling=OmegaConf.to_container(cfg.pooling.head, resolve=True), attention=cfg.attention.name,
-        revision=model.revision, dtype=model.dtype, attn_implementation=model.attn_implementation,
+        revision=model_commit(cfg) or model.revision, dtype=model.dtype, attn_implementation=model.attn_implementation,
         trust_remote_code=model.trust_remote_code, max_length=train_config(cfg).max_length or model.max_length,
         pool_instruction=cfg.instruction_in_pooling, append_eos=cfg.append_eos,
         instruction_template=cfg.instruction_template, instruction_join=cfg.instruction_join, lora=lora,

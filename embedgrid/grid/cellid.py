@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from embedgrid.data.fingerprint import Input, loader_inputs, model_input
+from embedgrid.data.fingerprint import Input, is_unresolved, loader_inputs, model_input
 
 IDENTITY_VERSION = 2
 IDENTITY_KEYS = ("model", "pooling", "attention", "train", "data", "lora", "seed", "instruction_in_pooling")
@@ -125,6 +125,15 @@ def inputs(cfg) -> list[Input]:
 def identity_inputs(cfg) -> dict[str, str]:
     """name -> fingerprint of the inputs that enter the hash (content that can change under the same config)."""
     return {i.name: i.fingerprint for i in inputs(cfg) if i.mutable}
+
+
+def model_commit(cfg) -> str | None:
+    """The commit a hub model's branch or tag resolved to (the one its fingerprint names), else None: the cell
+    loads exactly the weights its identity describes, even if the branch moves during the run."""
+    for source in inputs(cfg):
+        if source.name == "model" and source.fingerprint.startswith("hf:") and not is_unresolved(source.fingerprint):
+            return source.fingerprint.rsplit("@", 1)[1]
+    return None
 
 
 def identity_version(cfg) -> int:

@@ -100,6 +100,7 @@ def test_editing_an_input_changes_the_cell(tmp_path, fresh_fingerprints, kind):
 def test_a_hub_model_is_identified_by_the_commit_its_branch_resolves_to(tmp_path, monkeypatch, fresh_fingerprints):
     from huggingface_hub import constants
 
+    from embedgrid.grid.cell import encoder_spec
     from embedgrid.grid.cellid import cell_name
     from embedgrid.grid.provenance import provenance
 
@@ -117,6 +118,7 @@ def test_a_hub_model_is_identified_by_the_commit_its_branch_resolves_to(tmp_path
         cfg = compose_config(["model=qwen2_0_5b"])
         names.append(cell_name(cfg))
         assert provenance(cfg)["model_revision"] == f"hf:Qwen/Qwen2-0.5B@{commit}"
+        assert encoder_spec(cfg).revision == commit, "the cell loads the commit its identity names"
     assert names[0] != names[1], "main moved to another commit: another cell"
     pinned = compose_config(["model=qwen2_0_5b", f"model.revision={'a' * 40}"])
     assert provenance(pinned)["identity_version"] == 1, "a commit-pinned revision is content pinned by config"
