@@ -5,6 +5,7 @@ Written into ``cell.json`` under ``provenance`` (docs/identity.md); the analysis
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -52,18 +53,31 @@ def libraries() -> dict:
 
 
 def device(requested: str | None) -> dict:
-    """``{type, name, count}`` of the device the cell runs on (torch is asked only once it is loaded)."""
+    """``{type, name, count}``: the device kind and model the cell runs on, and how many (one per rank) it uses.
+    torch is asked only once it is loaded (the plan step never loads it)."""
     torch = sys.modules.get("torch")
     kind = requested if requested and requested != "auto" else None
+    count = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if torch is None:
         return {"type": kind, "name": None, "count": None}
     cuda = torch.cuda.is_available()
     kind = kind or ("cuda" if cuda else "cpu")
     if kind.startswith("cuda") and cuda:
-        return {"type": "cuda", "name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count()}
+        return {"type": "cuda", "name": torch.cuda.get_device_name(), "count": count}
+    return {"type": kind.split(":")[0], "name": _cpu_name() if kind == "cpu" else kind, "count": count}
+
+
+def _cpu_name() -> str:
     import platform
 
-    return {"type": kind, "name": platform.processor() or platform.machine(), "count": 1}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def model_revision(cell_inputs: dict[str, str], cfg) -> str | None:

@@ -169,19 +169,32 @@ def test_cell_json_records_provenance(tmp_path):
 
 
 @pytest.mark.slow
-def test_relaunching_after_editing_the_jsonl_trains_a_new_cell_and_keeps_the_old(tmp_path, launch_env):
-    data = write_jsonl(tmp_path / "train.jsonl", ROWS)
-    args = ["-m", *TINY, "data=jsonl", f"data.loader.path={data}", "train.num_negatives=1",
-            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+@pytest.mark.parametrize("kind", ["jsonl", "parquet", "mixture"])
+def test_relaunching_after_editing_an_input_never_skips_and_keeps_the_old_cell(tmp_path, launch_env, kind):
+    """jsonl: the relaunch trains the new cell; parquet and one mixture source: the relaunch's plan (its dry run)
+    has the edited data as a new cell, the finished one is left as it was."""
+    path = tmp_path / ("train.parquet" if kind == "parquet" else "train.jsonl")
+    write = write_parquet if kind == "parquet" else write_jsonl
+    write(path, ROWS)
+    data = {"jsonl": ["data=jsonl", f"data.loader.path={path}"],
+            "parquet": ["data=hf", f"data.loader.path={path}"],
+            "mixture": ["data=mixture", f"+data.loader.sources.mine={{kind: jsonl, path: {path}, weight: 1}}"]}[kind]
+    args = ["-m", *TINY, *data, "train.num_negatives=1", f"hydra.sweep.dir={tmp_path / 'sweep'}", "analyze=false"]
     launch(args, launch_env)
     (old,) = (tmp_path / "sweep").glob("tiny-*")
     old_record = (old / "cell.json").read_text()
-    write_jsonl(data, ROWS[:-1] + [{**ROWS[-1], "query": "an edited query"}])
-    out = launch(args, launch_env)
-    assert "skipping" not in out.stdout + out.stderr
-    cells = sorted((tmp_path / "sweep").glob("tiny-*"))
-    assert len(cells) == 2 and (old / "cell.json").read_text() == old_record
-    (new,) = [c for c in cells if c != old]
-    assert json.loads((new / "cell.json").read_text())["status"] == "done"
-    assert json.loads((new / "cell.json").read_text())["provenance"]["inputs"]["data"] != \
-        json.loads(old_record)["provenance"]["inputs"]["data"]
+    assert json.loads(old_record)["provenance"]["identity_version"] == 2
+    write(path, ROWS[:-1] + [{**ROWS[-1], "query": "an edited query"}])
+    if kind == "jsonl":
+        out = launch(args, launch_env)
+        assert "skipping" not in out.stdout + out.stderr
+        cells = sorted((tmp_path / "sweep").glob("tiny-*"))
+        assert len(cells) == 2 and (old / "cell.json").read_text() == old_record
+        (new,) = [c for c in cells if c != old]
+        new_record = json.loads((new / "cell.json").read_text())
+        assert new_record["status"] == "done"
+        assert new_record["provenance"]["inputs"]["data"] != json.loads(old_record)["provenance"]["inputs"]["data"]
+    else:
+        plan = launch([*args, "dry_run=true"], launch_env).stdout
+        assert "1 new" in plan and "done" not in plan.split("nothing was run", 1)[1], plan
+        assert str(old) not in plan and (old / "cell.json").read_text() == old_record
