@@ -76,6 +76,9 @@ def category_table(category_scores: dict, title: str = "") -> str:
                          f"{total:>5}")
             if part.get("mean_of_tasks") is not None:
                 lines.append(f"  {'average of tasks':<{width}}  {part['mean_of_tasks']:7.4f}  {total:>5}")
+    by_reason: dict[str, list[str]] = {}
     for name, why in (category_scores.get("not_evaluated") or {}).items():
-        lines.append(f"  not evaluated: {name}: {why}")
+        by_reason.setdefault(why, []).append(name)
+    if by_reason:
+        lines.append("  not evaluated: " + "; ".join(f"{', '.join(names)} ({why})" for why, names in by_reason.items()))
     return "\n".join(lines)

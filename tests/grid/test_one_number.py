@@ -58,8 +58,9 @@ def test_console_names_why_a_category_is_not_evaluated():
     table = category_table({"means": {"STS": 0.5}, "tasks_per_category": {"STS": 1},
                             "average_of_category_means": 0.5, "mean_of_tasks": 0.5,
                             "in_domain": {"means": {"Clustering": 0.9}, "tasks_per_category": {"Clustering": 1}},
-                            "not_evaluated": {"Retrieval": "eval=x has no task of this category"}})
-    assert "not evaluated: Retrieval: eval=x has no task of this category" in table
+                            "not_evaluated": {"Retrieval": "no task of this category in eval.tasks",
+                                              "Reranking": "no task of this category in eval.tasks"}})
+    assert table.splitlines()[-1] == "  not evaluated: Retrieval, Reranking (no task of this category in eval.tasks)"
     assert table_rows(table) == {"STS": "0.5000", "average of categories": "0.5000",
                                  "average of tasks": "0.5000", "Clustering (in-domain)": "0.9000"}
 
