@@ -194,10 +194,29 @@ SOURCE_TARGETS = {"jsonl": "embedgrid.data.jsonl.jsonl_rows", "parquet": "embedg
                   "hf": HF_TARGET, "wordnet": WORDNET_TARGET}
 
 
+def debian_version(package: str, status: str = "/var/lib/dpkg/status") -> str | None:
+    """The installed version of a Debian package, read from dpkg's status file (no subprocess)."""
+    try:
+        with open(status, encoding="utf-8", errors="replace") as f:
+            stanzas = f.read().split("\n\n")
+    except OSError:
+        return None
+    for stanza in stanzas:
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " ")
+        if fields.get("Package") == package and "installed" in fields.get("Status", ""):
+            return fields.get("Version")
+    return None
+
+
 def wordnet_input(name: str) -> Input:
     from embedgrid.data.wordnet import WORDNET_DIR
 
-    return Input(name, f"WordNet ({WORDNET_DIR})", lambda: path_fingerprint(WORDNET_DIR), mutable=False)
+    def fingerprint() -> str:
+        digest = path_fingerprint(WORDNET_DIR)
+        version = debian_version("wordnet-base") if Path(WORDNET_DIR) == Path("/usr/share/wordnet") else None
+        return f"pkg:wordnet-base=={version} {digest}" if version and digest.startswith("sha256:") else digest
+
+    return Input(name, f"WordNet ({WORDNET_DIR})", fingerprint, mutable=False)
 
 
 def loader_inputs(loader: dict, name: str = "data") -> list[Input]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -99,7 +100,16 @@ def provenance(cfg) -> dict:
     }
 
 
+def _content(fingerprint) -> str | None:
+    """What a fingerprint says about content: its sha256 where it has one (a package version that changed
+    around the same bytes is the same input), else the whole string (a hub commit)."""
+    if not isinstance(fingerprint, str):
+        return None
+    digest = re.search(r"sha256:[0-9a-f]{64}", fingerprint)
+    return digest.group(0) if digest else fingerprint
+
+
 def changed_inputs(recorded: dict, today: dict) -> list[str]:
-    """One line per input whose fingerprint differs between a record and today (inputs only one side has count)."""
+    """One line per input whose content differs between a record and today (inputs only one side has count)."""
     return [f"{name}: recorded {recorded.get(name, '(none)')}, now {today.get(name, '(none)')}"
-            for name in sorted(set(recorded) | set(today)) if recorded.get(name) != today.get(name)]
+            for name in sorted(set(recorded) | set(today)) if _content(recorded.get(name)) != _content(today.get(name))]
