@@ -97,6 +97,8 @@ def test_offline_qwen_single_run_prints_a_short_message_and_no_traceback(tmp_pat
     assert proc.returncode != 0 and len(out.splitlines()) <= 15, out
     assert "Qwen/Qwen2-0.5B" in out and "hf download" in out and "model.checkpoint" in out
     assert "Traceback" not in out and not (tmp_path / "cell").exists()
+    dry = launch(["model=qwen2_0_5b", "dry_run=true", f"hydra.run.dir={tmp_path / 'cell'}"], launch_env)
+    assert "[blocked]" in dry.stdout and "model.checkpoint=Qwen/Qwen2-0.5B:" in dry.stdout
 
 
 def test_dry_run_shows_blocked_cells_and_each_cause_once(tmp_path, launch_env):
