@@ -71,6 +71,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     if _stat_key(path) != key:  # written to while we read it: the digest describes no version of the file
         raise RuntimeError(f"{path} changed while its fingerprint was computed; relaunch when it is written")
     cache = _read_cache()  # another process may have added entries meanwhile
+    cache = {p: entry for p, entry in cache.items() if os.path.exists(p)}  # files since deleted: forgotten
     cache[str(path)] = {"stat": key, "sha256": digest}
     try:
         write_json(cache_dir() / CACHE_FILE, cache)

@@ -202,3 +202,32 @@ def test_relaunching_after_editing_an_input_never_skips_and_keeps_the_old_cell(t
         plan = launch([*args, "dry_run=true"], launch_env).stdout
         assert "1 new" in plan and "done" not in plan.split("nothing was run", 1)[1], plan
         assert str(old) not in plan and (old / "cell.json").read_text() == old_record
+
+
+def test_a_local_directory_input_is_fingerprinted_by_its_files(tmp_path, fresh_fingerprints):
+    from embedgrid.grid.cellid import cell_name
+
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "state.json").write_text("{}")
+    (saved / "data-00000-of-00001.arrow").write_bytes(b"rows v1")
+    overrides = ["model=tiny", "data=hf", f"data.loader.path={saved}"]
+    before = cell_name(compose_config(overrides))
+    (saved / "data-00000-of-00001.arrow").write_bytes(b"rows v2")
+    assert cell_name(compose_config(overrides)) != before
+
+
+def test_a_hub_dataset_branch_enters_the_identity_by_commit(tmp_path, monkeypatch, fresh_fingerprints):
+    from huggingface_hub import constants
+
+    from embedgrid.grid.cellid import identity_inputs
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    repo = tmp_path / "hub" / "datasets--yixuantt--ir_data"
+    (repo / "snapshots" / ("c" * 40)).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("c" * 40)
+    assert identity_inputs(compose_config(["model=tiny", "data=ir_data"])) == {"data": f"hf:yixuantt/ir_data@{'c' * 40}"}
+    pinned = compose_config(["model=tiny", "data=ir_data", f"data.loader.revision={'c' * 40}"])
+    assert identity_inputs(pinned) == {}
