@@ -116,14 +116,16 @@ def cached_commit(repo_id: str, revision: str | None, repo_type: str = "model") 
 
     folder = Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}"
     revision = revision or "main"
-    if COMMIT.match(revision):
-        return revision if (folder / "snapshots" / revision).is_dir() else None
-    ref = folder / "refs" / revision
-    try:
-        commit = ref.read_text().strip()
-    except OSError:
-        return None
-    return commit if COMMIT.match(commit) and (folder / "snapshots" / commit).is_dir() else None
+    commit = revision
+    if not COMMIT.match(revision):
+        try:
+            commit = (folder / "refs" / revision).read_text().strip()
+        except OSError:
+            return None
+    snapshot = folder / "snapshots" / commit
+    # a model snapshot without its config.json is a download that never finished
+    usable = (snapshot / "config.json").exists() if repo_type == "model" else snapshot.is_dir()
+    return commit if COMMIT.match(commit) and usable else None
 
 
 def hub_commit(repo_id: str, revision: str | None, repo_type: str = "model") -> str | None:

@@ -112,6 +112,7 @@ def test_a_hub_model_is_identified_by_the_commit_its_branch_resolves_to(tmp_path
     names = []
     for commit in ("a" * 40, "b" * 40):
         (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
         (repo / "refs").mkdir(exist_ok=True)
         (repo / "refs" / "main").write_text(commit)
         fresh_fingerprints._hub_memo.clear()

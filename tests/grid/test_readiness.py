@@ -43,8 +43,13 @@ def empty_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(fingerprint, "_hub_memo", {})
 
 
-def test_an_uncached_hub_model_offline_is_named_with_both_fixes(empty_hub_cache):
+def test_an_uncached_hub_model_offline_is_named_with_both_fixes(empty_hub_cache, tmp_path):
     from embedgrid.grid.readiness import blockers
+
+    partial = tmp_path / "hub" / "models--Qwen--Qwen2-0.5B"  # a download that never finished: no config.json
+    (partial / "snapshots" / ("a" * 40)).mkdir(parents=True)
+    (partial / "refs").mkdir()
+    (partial / "refs" / "main").write_text("a" * 40)
 
     (blocker,) = blockers(compose_config(["model=qwen2_0_5b"]))
     text = blocker.message()
