@@ -67,8 +67,8 @@ def _input_blockers(cfg) -> list[Blocker]:
         key = _key(source.name)
         if fingerprint.startswith("missing:"):
             out.append(Blocker(key, source.source, "does not exist",
-                               f"point {key} at an existing file (relative paths are resolved from the launch "
-                               "directory)"))
+                               f"point {key} at an existing {'file' if key.startswith('data') else 'path'} "
+                               "(relative paths are resolved from the launch directory)"))
         elif fingerprint.startswith("unreadable:"):
             out.append(Blocker(key, source.source, f"cannot be read {fingerprint.rsplit(' (', 1)[-1].rstrip(')')}",
                                "make it readable by the user who launches the sweep"))
