@@ -77,19 +77,30 @@ def configure(verbose: bool) -> None:
 
 
 def category_table(category_scores: dict, title: str = "") -> str:
-    """A compact table from ``category_scores.json``: category, mean of main scores, task count; the average of
-    the category means; one line naming the categories not evaluated."""
-    means = category_scores.get("means") or {}
-    counts = category_scores.get("tasks_per_category") or {}
-    width = max([len(c) for c in means] + [len("average"), len("category")])
+    """A compact table from ``category_scores.json``, split as the analysis reports it: the out-of-domain
+    categories (mean of main scores, task count) and their averages (of the category means, and of the tasks),
+    then the in-domain categories apart, then each category not evaluated with the reason."""
+    own = category_scores.get("in_domain") or {}
+    sections = [("", category_scores), (" (in-domain)", own)]
+    names = [c + suffix for suffix, part in sections for c in (part.get("means") or {})]
+    width = max([len(c) for c in names] + [len("average of categories"), len("category")])
     lines = [title] if title else []
     lines.append(f"  {'category':<{width}}  {'mean':>7}  tasks")
-    for name, value in means.items():
-        lines.append(f"  {name:<{width}}  {value:7.4f}  {counts.get(name, 0):>5}")
-    average = category_scores.get("average_of_category_means")
-    if average is not None:
-        lines.append(f"  {'average':<{width}}  {average:7.4f}  {sum(counts.values()):>5}")
-    skipped = list(category_scores.get("not_evaluated") or {})
-    if skipped:
-        lines.append(f"  not evaluated: {', '.join(skipped)} (why: category_scores.json)")
+    for suffix, part in sections:
+        means, counts = part.get("means") or {}, part.get("tasks_per_category") or {}
+        if suffix and means:
+            lines.append("  in-domain (their text is in the training data; not in the averages above):")
+        for name, value in means.items():
+            lines.append(f"  {name + suffix:<{width}}  {value:7.4f}  {counts.get(name, 0):>5}")
+        if not suffix and part.get("average_of_category_means") is not None:
+            total = sum(counts.values())
+            lines.append(f"  {'average of categories':<{width}}  {part['average_of_category_means']:7.4f}  "
+                         f"{total:>5}")
+            if part.get("mean_of_tasks") is not None:
+                lines.append(f"  {'average of tasks':<{width}}  {part['mean_of_tasks']:7.4f}  {total:>5}")
+    by_reason: dict[str, list[str]] = {}
+    for name, why in (category_scores.get("not_evaluated") or {}).items():
+        by_reason.setdefault(why, []).append(name)
+    if by_reason:
+        lines.append("  not evaluated: " + "; ".join(f"{', '.join(names)} ({why})" for why, names in by_reason.items()))
     return "\n".join(lines)

@@ -78,4 +78,9 @@ class SlurmError(RuntimeError):
 
 __all__ = ["AttentionMismatch", "CellBusy", "CellConflict", "ConfigError", "CorruptCellRecord", "GridFailed",
            "MissingAsset", "NonFiniteLoss", "Preempted", "RankZeroFailed", "SlurmError", "SweepConflict", "SweepDirUnwritable",
-           "TornFile", "UntrustedEncoder", "WriteFailed"]
+           "TornFile", "UntrustedEncoder", "WriteFailed", "InputUnavailable"]
+
+
+class InputUnavailable(ConfigError):
+    """A cell's input (data file, hub model or dataset) is missing, unreadable, unresolvable or does not parse;
+    found before any job starts. The message names the key, the value and the fix."""

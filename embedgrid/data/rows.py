@@ -25,6 +25,10 @@ class Row:
         """Validate one raw record; ``where`` (e.g. ``file.jsonl:12``) goes into every error message."""
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected an object with 'query' and 'positive', got {type(data).__name__}")
+        unknown = set(data) - {"query", "positive", "negatives", "instruction"}
+        if unknown:  # first: a misspelt key would otherwise read as a missing one
+            raise ValueError(f"{where}: unknown fields {sorted(unknown)}; valid: query, positive, negatives, "
+                             "instruction")
         for key in ("query", "positive"):
             if not isinstance(data.get(key), str) or not data[key].strip():
                 raise ValueError(f"{where}: '{key}' must be a non-empty string, got {data.get(key)!r}")
@@ -36,10 +40,6 @@ class Row:
         instruction = data.get("instruction")
         if instruction is not None and not isinstance(instruction, str):
             raise ValueError(f"{where}: 'instruction' must be a string, got {instruction!r}")
-        unknown = set(data) - {"query", "positive", "negatives", "instruction"}
-        if unknown:
-            raise ValueError(f"{where}: unknown fields {sorted(unknown)}; valid: query, positive, negatives, "
-                             "instruction")
         return cls(data["query"], data["positive"], tuple(negatives), instruction)
 
 

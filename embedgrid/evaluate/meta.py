@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import datetime
 
+from omegaconf import OmegaConf
+
+from embedgrid.data.fingerprint import loader_inputs
+
 
 def cell_model_meta(cfg, encoder) -> dict:
     """Overrides for ``ModelMeta`` (name and revision are set by the caller, per cell and eval settings)."""
@@ -22,5 +26,26 @@ def cell_model_meta(cfg, encoder) -> dict:
         "framework": ["PyTorch", "Transformers", "safetensors"],
         "reference": card.get("reference"),
         "adapted_from": card.get("base_model"),
-        "training_datasets": set(),  # no MTEB dataset is trained on (the offline sources are not MTEB tasks)
+        "training_datasets": training_datasets(cfg),
     }
+
+
+def training_datasets(cfg) -> set[str]:
+    """What the cell trained on: hub datasets as ``<id>@<commit>``, local files as ``<path> sha256:<hex>``, and,
+    where WordNet is a source, the offline tasks built from WordNet text (so mteb counts them as not zero-shot).
+    Empty for an untrained (zero-shot) cell."""
+    from embedgrid.evaluate.tasks import OFFLINE_TASKS
+
+    if int(cfg.train.max_steps) <= 0:
+        return set()
+    loader = OmegaConf.to_container(cfg.data.loader, resolve=True)
+    names = set()
+    for source in loader_inputs(loader):
+        if source.fingerprint.startswith("hf:"):
+            names.add(source.fingerprint[len("hf:"):])
+        elif source.source.startswith("WordNet"):
+            names.add(f"WordNet 3.0 {source.fingerprint}")
+            names.update(name for name, task in OFFLINE_TASKS.items() if getattr(task, "in_domain", False))
+        else:
+            names.add(f"{source.source} {source.fingerprint}")
+    return names

@@ -24,8 +24,9 @@ from embedgrid.io import atomic_write, move_aside
 log = logging.getLogger(__name__)
 FILE_ONLY = {"console": False}  # launch.log only (embedgrid/console.py)
 
-# The paper's seven MTEB categories; a category with no task in the suite is reported as not evaluated.
-CATEGORIES = ("STS", "Classification", "Clustering", "Retrieval", "Reranking", "PairClassification",
+# The paper's seven MTEB categories in its column order (the analysis uses the same); a category with no task in
+# the suite is reported as not evaluated.
+CATEGORIES = ("STS", "Classification", "Retrieval", "Clustering", "Reranking", "PairClassification",
               "Summarization")
 NO_OFFLINE_SUMMARIZATION = ("no summarization set with human scores is available offline from the package "
                             "registries (docs/evaluation.md); never substituted")
@@ -212,22 +213,44 @@ def _strategy(cache, model, task) -> str:
     return "only-missing"
 
 
-def category_scores(scores: dict[str, dict], offline_only: bool) -> dict:
-    """Per-category means of main scores, with the categories the suite did not evaluate and why."""
-    by_category: dict[str, list[float]] = {}
+def _ordered(categories) -> list[str]:
+    """The paper's column order (CATEGORIES), then other task types alphabetically (as the analysis orders them)."""
+    categories = set(categories)
+    return [c for c in CATEGORIES if c in categories] + sorted(categories - set(CATEGORIES))
+
+
+def _means(by_category: dict[str, list[float]]) -> dict:
+    order = _ordered(by_category)
+    tasks = [score for c in order for score in by_category[c]]
+    return {"means": {c: fmean(by_category[c]) for c in order},
+            "tasks_per_category": {c: len(by_category[c]) for c in order},
+            "average_of_category_means": fmean(fmean(by_category[c]) for c in order) if order else None,
+            "mean_of_tasks": fmean(tasks) if tasks else None}
+
+
+def category_scores(scores: dict[str, dict], offline_only: bool, suite: str | None = None) -> dict:
+    """Per-category means of main scores, split as the analysis splits them: out-of-domain tasks give ``means``
+    and the two averages (the cell's primary result); tasks whose text is in the training data
+    (``in_domain``) are reported apart under ``in_domain``. ``not_evaluated`` says in words why a category has
+    no out-of-domain mean."""
+    out_domain: dict[str, list[float]] = {}
+    in_domain: dict[str, list[float]] = {}
     for entry in scores.values():
-        by_category.setdefault(entry["category"], []).append(entry["main_score"])
+        (in_domain if entry.get("in_domain") else out_domain).setdefault(entry["category"], []).append(
+            entry["main_score"])
+    suite_words = f" (eval={suite})" if suite else ""
     not_evaluated = {}
-    for category in CATEGORIES:
-        if category not in by_category:
-            offline_summary = offline_only and category == "Summarization"
-            not_evaluated[category] = NO_OFFLINE_SUMMARIZATION if offline_summary else "no task of this category"
-    return {
-        "means": {c: fmean(v) for c, v in sorted(by_category.items())},
-        "tasks_per_category": {c: len(v) for c, v in sorted(by_category.items())},
-        "average_of_category_means": fmean(fmean(v) for v in by_category.values()) if by_category else None,
-        "not_evaluated": not_evaluated,
-    }
+    for category in _ordered(set(CATEGORIES) | set(in_domain)):
+        if category in out_domain:
+            continue
+        if category in in_domain:
+            not_evaluated[category] = ("only in-domain tasks (their text is in the training data), reported "
+                                       "apart")
+        elif offline_only and category == "Summarization":
+            not_evaluated[category] = NO_OFFLINE_SUMMARIZATION
+        else:
+            not_evaluated[category] = f"no task of this category in eval.tasks{suite_words}"
+    return {**_means(out_domain), "in_domain": _means(in_domain), "not_evaluated": not_evaluated}
 
 
 def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, results_dir: str | Path, *, name: str,
@@ -258,5 +281,5 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, results_dir: str | Pa
     for entry in scores.values():
         entry["eval_settings"] = settings  # CellDir.state: a done cell evaluated under other settings is partial
     categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS or n in eval_cfg.custom
-                                                          for n in eval_cfg.all_tasks))
+                                                          for n in eval_cfg.all_tasks), suite=eval_cfg.name)
     return scores, categories

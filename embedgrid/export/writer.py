@@ -151,6 +151,7 @@ def _pooling_module(encoder):
 
 def _write_export_record(directory: Path, encoder, record: dict, truncate_dim: int | None = None) -> None:
     from embedgrid import __version__
+    from embedgrid.export.card import usage
     from embedgrid.io import write_json
 
     config = record.get("config") or {}
@@ -162,6 +163,6 @@ def _write_export_record(directory: Path, encoder, record: dict, truncate_dim: i
         "truncate_dim": truncate_dim,
         "instructions": (config.get("eval") or {}).get("instructions"),
         "instruction_scope": (config.get("eval") or {}).get("instruction_scope"),
-        "how_to_encode": "SentenceTransformer(dir).encode(texts): EOS is appended by the tokenizer; embedgrid "
-                         "prefixes an instruction (if any) to queries as in `instructions` above",
+        "how_to_encode": f"{usage(encoder).replace('PATH', 'dir')}.encode(texts): EOS is appended by the tokenizer; "
+                         "embedgrid prefixes an instruction (if any) to queries as in `instructions` above",
     })

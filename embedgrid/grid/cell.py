@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from embedgrid.grid.cellid import cell_name, config_hash
+from embedgrid.grid.cellid import cell_name, config_hash, model_commit
 from embedgrid.grid.celldir import (CELL_FILE, CHECKPOINT_DIR, DONE, FAILED, LOCK_FILE, MODEL_DIR,  # noqa: F401
                                NEW, PARTIAL, RUNNING, SCORES_FILE, CellDir)
 from embedgrid.errors import ConfigError, Preempted
@@ -51,7 +51,7 @@ def encoder_spec(cfg: DictConfig):
         checkpoint=OmegaConf.to_container(model.checkpoint, resolve=True) if OmegaConf.is_config(model.checkpoint)
         else model.checkpoint,
         pooling=OmegaConf.to_container(cfg.pooling.head, resolve=True), attention=cfg.attention.name,
-        revision=model.revision, dtype=model.dtype, attn_implementation=model.attn_implementation,
+        revision=model_commit(cfg) or model.revision, dtype=model.dtype, attn_implementation=model.attn_implementation,
         trust_remote_code=model.trust_remote_code, max_length=train_config(cfg).max_length or model.max_length,
         pool_instruction=cfg.instruction_in_pooling, append_eos=cfg.append_eos,
         instruction_template=cfg.instruction_template, instruction_join=cfg.instruction_join, lora=lora,
@@ -276,9 +276,15 @@ def _with_domains(cfg: DictConfig, evaluation):
 
 
 def wandb_summary(scores: dict, category_scores: dict) -> dict:
-    """Per-task main scores, ``category/<Category>`` means and ``category/average`` (W&B table columns)."""
+    """Per-task main scores, ``category/<Category>`` means of the out-of-domain tasks, ``category/average`` (of
+    those category means), ``category/average_tasks``, and ``category/<Category> (in-domain)`` apart: the numbers
+    of the console table and of ``category_scores.json``."""
     summary = {f"eval/{task}": entry["main_score"] for task, entry in scores.items()}
     summary.update({f"category/{name}": mean for name, mean in (category_scores.get("means") or {}).items()})
     if category_scores.get("average_of_category_means") is not None:
         summary["category/average"] = category_scores["average_of_category_means"]
+    if category_scores.get("mean_of_tasks") is not None:
+        summary["category/average_tasks"] = category_scores["mean_of_tasks"]
+    own = category_scores.get("in_domain") or {}
+    summary.update({f"category/{name} (in-domain)": mean for name, mean in (own.get("means") or {}).items()})
     return summary

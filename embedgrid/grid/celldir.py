@@ -1,6 +1,7 @@
 """The cell directory: its file names, its states, its record, its lock and the checks that guard it.
 
-  cell.json              record: config (secrets redacted), config hash, status, timings, versions, errors
+  cell.json              record: config (secrets redacted), config hash, provenance (code, libraries, device,
+                         input fingerprints, identity version), status, timings, versions, errors
   scores.json            {task: {category, main_score, eval_settings, ...}}
   category_scores.json   per-category means of the scores
   model/                 encoder.json + identity.json + adapter/ (LoRA) + pooling.safetensors → load_encoder
@@ -88,6 +89,7 @@ class CellDir:
         from omegaconf import OmegaConf
 
         from embedgrid.grid.cellid import cell_name, config_hash
+        from embedgrid.grid.provenance import provenance
         from embedgrid.secrets import redact
         from embedgrid.versions import package_versions
 
@@ -99,6 +101,7 @@ class CellDir:
             "grid": cfg.grid,
             "config": redact(OmegaConf.to_container(cfg, resolve=True)),
             "versions": package_versions(),
+            "provenance": provenance(cfg),
         })
         record.update(fields)
         write_json(self.record_file, redact(record))  # errors and tracebacks too
@@ -253,6 +256,12 @@ class CellDir:
 
         record = self.read_record()
         wanted = config_hash(cfg)
+        changed = self.changed_inputs(record, cfg)
+        if changed:  # a directory pinned by name (hydra.run.dir) or an input pinned by code that changed
+            raise CellConflict(f"{self.path} holds a cell trained on other input content ("
+                               + "; ".join(changed) + "); its results would not describe today's inputs. Launch "
+                               "without a fixed hydra.run.dir (the changed content gets a cell of its own), "
+                               "or restore the input")
         if record and record.get("config_hash") not in (None, wanted):
             raise CellConflict(f"{self.path} holds results of config {record['config_hash']}, not {wanted}; "
                                "choose another hydra.run.dir / hydra.sweep.dir")
@@ -263,6 +272,18 @@ class CellDir:
                                    f"(config {owner.get('config_hash') or 'unknown'}), not of {cell_name(cfg)}; "
                                    "it would be evaluated under the wrong design. Remove it or choose another "
                                    "hydra.run.dir / hydra.sweep.dir")
+
+    @staticmethod
+    def changed_inputs(record: dict | None, cfg) -> list[str]:
+        """Inputs whose fingerprint in ``record`` differs from today's; records without fingerprints (cells named
+        before inputs were fingerprinted) are judged by their config hash alone."""
+        from embedgrid.grid.cellid import inputs
+        from embedgrid.grid.provenance import changed_inputs
+
+        recorded = ((record or {}).get("provenance") or {}).get("inputs")
+        if not isinstance(recorded, dict):
+            return []
+        return changed_inputs(recorded, {i.name: i.fingerprint for i in inputs(cfg)})
 
     def model_owner(self) -> dict:
         """``{"cell", "config_hash"}`` of the saved model (``identity.json``; older models: encoder.json's name)."""

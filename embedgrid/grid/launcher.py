@@ -17,6 +17,7 @@ from omegaconf import DictConfig, open_dict, read_write
 
 import embedgrid.grid.schema  # noqa: F401  (registers the config schema before Hydra composes)
 from embedgrid.errors import CellBusy, CellConflict, ConfigError, CorruptCellRecord, Preempted, TornFile
+from embedgrid.grid import readiness
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class CellGuard(Callback):
                 with read_write(config.hydra), open_dict(config.hydra):
                     config.hydra.output_subdir = None
             if not config.dry_run:
+                readiness.check(config)  # a dry run shows the cell as blocked instead
                 try:
                     CellDir(Path(str(config.hydra.run.dir))).preflight(config)
                 except TornFile as error:  # the run moves it aside and rebuilds it
@@ -77,7 +79,12 @@ def run_cell(cfg: DictConfig):
             state = CellDir(cell_dir).state(cfg)
         except (CorruptCellRecord, TornFile) as error:
             state, cell_dir = CORRUPT, f"{cell_dir}  -- {error}"
+        blocked = readiness.blockers(cfg)
+        if blocked:
+            state = readiness.BLOCKED
         print(f"[{state:>7}] {cell_dir}")
+        if blocked:
+            print(readiness.describe(blocked))
         return {"cell_dir": cell_dir, "status": state}
     default_threads(cfg, hydra_cfg)
     try:
@@ -95,6 +102,7 @@ def run_cell(cfg: DictConfig):
         if not multirun:
             raise
         log.error("cell %s failed: %s: %s (recorded in cell.json)", cell_dir, type(error).__name__, error)
+        log.error("traceback of the failure of %s", cell_dir, exc_info=True, extra={"console": False})
         return {"cell_dir": cell_dir, "status": "failed", "error": f"{type(error).__name__}: {error}"}
     if outcome.rank == 0:  # several processes: one report, not one per rank
         print(cell_report(outcome), flush=True)

@@ -130,11 +130,13 @@ def check(cfg) -> None:
     from embedgrid.grid.cellid import check_path_names
 
     check_path_names(cfg)
-    missing = sorted(f"{key}.{k}" for key in cfg if key != "hydra" and OmegaConf.is_config(cfg[key])
+    missing = sorted(k if k.startswith(f"{key}.") else f"{key}.{k}"  # missing_keys gives full keys
+                     for key in cfg if key != "hydra" and OmegaConf.is_config(cfg[key])
                      for k in OmegaConf.missing_keys(cfg[key]))
     if missing:
+        example = "data.loader.path=/path/to/train.jsonl" if "data.loader.path" in missing else f"{missing[0]}=..."
         raise ConfigError(f"{', '.join(missing)} must be set (the config leaves {'them' if len(missing) > 1 else 'it'}"
-                          " as ???), e.g. data.loader.path=/path/to/train.jsonl")
+                          f" as ???), e.g. {example}")
     check_known_keys(cfg)
     check_finite(OmegaConf.to_container(cfg, resolve=True) if "hydra" not in cfg else
                  {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]

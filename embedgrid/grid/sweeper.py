@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from hydra.core.utils import JobStatus, filter_overrides
 
 from embedgrid.errors import (CellBusy, CellConflict, CorruptCellRecord, GridFailed, SweepConflict,  # noqa: F401
                               SweepDirUnwritable, TornFile)
+from embedgrid.grid import readiness
 from embedgrid.secrets import redact, redact_text
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class PlannedCell:
     error: str | None = None
     repair: bool = False        # corrupt but repairable: a torn file the run moves aside and rebuilds
     design: tuple = ()          # (model, pooling, attention) of the composed config
+    blockers: list = field(default_factory=list, repr=False)  # readiness.Blocker of a blocked cell
 
     @property
     def runnable(self) -> bool:
@@ -86,8 +88,13 @@ class GridSweeper(BasicSweeper):
                 check(cfg)  # first: a name that would leave the sweep is refused before it becomes a path
                 cell_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
                 check_inside(Path(cell_dir), Path(cfg.hydra.sweep.dir))
-                cells.append(plan_cell(list(job), CellDir(cell_dir), cfg, CORRUPT))
-                cells[-1].design = (str(cfg.model.name), str(cfg.pooling.name), str(cfg.attention.name))
+                cell = plan_cell(list(job), CellDir(cell_dir), cfg, CORRUPT)
+                cell.design = (str(cfg.model.name), str(cfg.pooling.name), str(cfg.attention.name))
+                blocked = readiness.blockers(cfg) if cell.state != "done" else []
+                if blocked:
+                    cell.state, cell.blockers = readiness.BLOCKED, blocked
+                    cell.error = "; ".join(b.short() for b in blocked)
+                cells.append(cell)
         finally:
             if previous is not None:
                 HydraConfig.instance().set_config(previous)
@@ -110,6 +117,10 @@ class GridSweeper(BasicSweeper):
         if self.config.get("dry_run", False):
             print_plan(cells, sweep_dir)
             return []
+        blocked = [c for c in cells if c.state == readiness.BLOCKED]
+        if blocked:  # user errors: every cause once, before any job
+            raise SystemExit(readiness.describe([b for c in blocked for b in c.blockers], len(blocked))
+                             + "\n(dry_run=true lists the cells)")
         ensure_writable(sweep_dir)
         todo = [c for c in cells if c.runnable]
         for cell in cells:
@@ -144,9 +155,9 @@ class GridSweeper(BasicSweeper):
             if self.config.get("analyze", False):
                 run_analysis(sweep_dir, summary)
         failed = [c for c in cells if c.status == "failed"]
-        if failed:
-            raise GridFailed(redact_text(f"{len(failed)} of {len(cells)} cells failed (error + traceback in each "
-                                         "cell.json): " + "; ".join(f"{c.cell_dir}: {c.error}" for c in failed)))
+        if failed:  # the table and the resume command; tracebacks are in each cell's launch.log and cell.json
+            print(failure_table(failed, cells), flush=True)
+            raise SystemExit(1)
         return returns
 
 
@@ -211,15 +222,39 @@ def collect(cell: PlannedCell, result) -> None:
         cell.status, cell.error = "failed", f"{type(result._return_value).__name__}: {result._return_value}"
 
 
+def resume_command() -> str:
+    """The command that launched this sweep, to relaunch it (finished cells are skipped, the rest resume)."""
+    import shlex
+    import sys
+
+    return redact_text(" ".join(["python", *(shlex.quote(a) for a in sys.argv)]))
+
+
+def failure_table(failed: list[PlannedCell], cells: list[PlannedCell]) -> str:
+    width = max(len(Path(c.cell_dir).name) for c in failed)
+    lines = [f"\n{len(failed)} of {len(cells)} cells failed (traceback: <cell>/launch.log and cell.json):",
+             f"  {'cell':<{width}}  reason"]
+    for cell in failed:
+        reason = (cell.error or "unknown").strip().splitlines()[0]
+        reason = reason if len(reason) <= 160 else reason[:157] + "..."
+        lines.append(f"  {Path(cell.cell_dir).name:<{width}}  {reason}")
+    lines.append(f"resume (finished cells are skipped): {resume_command()}")
+    return redact_text("\n".join(lines))
+
+
 def print_plan(cells: list[PlannedCell], sweep_dir: Path) -> None:
     counts = {s: sum(c.state == s for c in cells) for s in dict.fromkeys(c.state for c in cells)}
     print(f"dry run: {len(cells)} cells in {sweep_dir} ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
           "nothing was run")
     shared = set.intersection(*(set(c.overrides) for c in cells)) if cells else set()
+    causes = [b for c in cells for b in c.blockers]
     for cell in cells:
         varying = [o for o in filter_overrides(cell.overrides) if o not in shared]
-        print(redact_text(f"  [{cell.state:>7}] {cell.cell_dir}   {' '.join(varying)}"
-                          + (f"  -- {cell.error}" if cell.error else "")))
+        error = f"  -- {cell.error}" if cell.error and not cell.blockers else ""
+        print(redact_text(f"  [{cell.state:>7}] {cell.cell_dir}   {' '.join(varying)}{error}"))
+    if causes:
+        print(redact_text(readiness.describe(causes, sum(bool(c.blockers) for c in cells))
+                          .replace("; nothing was run:", " (blocked: fix before launching):")))
 
 
 def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
@@ -232,8 +267,8 @@ def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
     write_json(sweep_dir / "summary.json", redact(summary))
     print()
     for cell in cells:
-        line = f"  [{cell.status:>7}] {cell.cell_dir}"
-        print(redact_text(line + (f"  -- {cell.error}" if cell.error else "")))
+        line = f"  [{cell.status:>7}] {cell.cell_dir}"  # a failed cell's reason: in the table that follows
+        print(redact_text(line + (f"  -- {cell.error}" if cell.error and cell.status != "failed" else "")))
     print(f"sweep {sweep_dir}: {len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if counts[BUSY]:
         print(f"{counts[BUSY]} cells are being run by another process (busy); launch the same command again once "
