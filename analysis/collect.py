@@ -16,10 +16,10 @@ from pathlib import Path
 from analysis import mixing
 from analysis.contract import Unreadable, cell_record, task_scores
 from analysis.designs import Design
+from cellfiles.layout import CELL_FILE, CHECKPOINT_DIR, HYDRA_CONFIG, HYDRA_DIR, MODEL_DIR, MTEB_DIR, SCORES_FILE
 
-CELL_FILE, SCORES_FILE, HYDRA_CONFIG = "cell.json", "scores.json", os.path.join(".hydra", "config.yaml")
 # Folders inside a sweep that never hold cells (a cell's own sub-folders, our output, W&B files).
-PRUNE = {"analysis", "checkpoints", "mteb", "model", "wandb", ".hydra", "__pycache__", ".submitit"}
+PRUNE = {"analysis", CHECKPOINT_DIR, MTEB_DIR, MODEL_DIR, "wandb", HYDRA_DIR, "__pycache__", ".submitit"}
 DESIGN_KEYS = ("model", "pooling", "attention")
 
 

@@ -17,11 +17,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis.atomic import write_text
 from analysis.collect import find_cell_dirs
 from analysis.contract import Unreadable, read_json
 from analysis.designs import Design
 from analysis.errors import OptionError
+from cellfiles.atomic import write_text
+from cellfiles.layout import CELL_FILE, SUMMARY_FILE
 
 ESTIMATE_FILE = "cost_estimate.json"
 PHASES = ("build", "train", "save", "evaluate")
@@ -81,7 +82,7 @@ def record_cost(record: dict) -> tuple[str, dict, float, float, str] | None:
 def read_summary(root: Path) -> dict | None:
     """summary.json of a sweep's last launch when it records the launch's start and end."""
     try:
-        summary = read_json(root / "summary.json")
+        summary = read_json(root / SUMMARY_FILE)
     except Unreadable:
         return None
     if not isinstance(summary, dict):
@@ -106,7 +107,7 @@ def launch_overheads(sweep_dirs) -> list[float]:
             if not isinstance(cell, dict) or cell.get("status") not in ("done", "partial", "failed"):
                 continue
             try:
-                record = read_json(Path(str(cell.get("cell_dir"))) / "cell.json")
+                record = read_json(Path(str(cell.get("cell_dir"))) / CELL_FILE)
             except Unreadable:
                 record = None
             seconds = _number(record.get("seconds")) if isinstance(record, dict) else None
@@ -128,7 +129,7 @@ def load_records(sweep_dirs) -> list[CostRecord]:
             raise OptionError(f"--cost-from {root}: not a directory")
         for cell_dir in find_cell_dirs(root)[0]:
             try:
-                record = read_json(cell_dir / "cell.json")
+                record = read_json(cell_dir / CELL_FILE)
             except Unreadable:
                 continue
             if not isinstance(record, dict) or record.get("status") != "done":

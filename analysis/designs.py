@@ -6,16 +6,11 @@ from itertools import combinations
 from typing import Callable
 
 from analysis.errors import OptionError
+from cellfiles.designs import PAPER_TABLE
 
-# Tang & Yang 2024, designs 1-5 (pooling, attention).
-PAPER_DESIGNS = {
-    ("eos_last", "causal"): 1,
-    ("last_layer_trainable", "causal"): 2,
-    ("multi_layer_trainable", "causal"): 3,
-    ("last_layer_trainable", "bidirectional"): 4,
-    ("multi_layer_trainable", "bidirectional"): 5,
-}
-DEFAULT_BASELINE = ("eos_last", "causal")
+# Tang & Yang 2024, designs 1-5: (pooling, attention) -> number, from the one table (cellfiles.designs)
+PAPER_DESIGNS = {(d.pooling, d.attention): d.number for d in PAPER_TABLE}
+DEFAULT_BASELINE = (PAPER_TABLE[0].pooling, PAPER_TABLE[0].attention)   # design 1
 
 
 @dataclass(frozen=True, order=True)

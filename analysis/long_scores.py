@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.atomic import write_csv
 from analysis.designs import Design
+from cellfiles.atomic import write_csv
 
 LONG_FILE = "scores_long.csv"
 BASE_COLUMNS = ["design", "seed", "task", "category", "in_domain", "score"]

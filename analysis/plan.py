@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.atomic import write_csv, write_text
 from analysis.collect import collect
 from analysis.designs import DEFAULT_BASELINE, PRESETS, Design, PairContext, resolve_presets
 from analysis.errors import OptionError
 from analysis.long_scores import LONG_FILE, designs_of, read_long
 from analysis.power_plan import Components, Plan, estimate, plan
 from analysis.tables import imputed_seed_scores, is_in_domain, label_domains, ordered_categories
+from cellfiles.atomic import write_csv, write_text
+from cellfiles.designs import PAPER_TABLE
 
 # The prior used without a pilot: medians over the 36 family tests of the 3-seed offline paper grid
 # (docs/reports/paper_grid_smollm2), SmolLM2-135M, 6-7 tasks per category. Standard deviations in score units;
@@ -25,8 +26,7 @@ PRIOR_SD_INTERACTION = 0.0423     # task × design interaction of a pair's diffe
 PRIOR_SD_RUN = 0.0038             # one training run's shift shared by a category's tasks, per design
 PRIOR_SD_NOISE = 0.0220           # run × task residual, per design
 PRIOR_TASKS, PRIOR_SEEDS, PRIOR_CATEGORIES = 6, 3, 6
-PAPER_DESIGNS = [("eos_last", "causal"), ("last_layer_trainable", "causal"), ("multi_layer_trainable", "causal"),
-                 ("last_layer_trainable", "bidirectional"), ("multi_layer_trainable", "bidirectional")]
+PAPER_DESIGNS = [(d.pooling, d.attention) for d in PAPER_TABLE]
 
 
 @dataclass

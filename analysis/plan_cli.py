@@ -15,13 +15,13 @@ import pandas as pd
 
 from analysis.cost_plan import CostPlan, cost_plan, cost_table, launch_overheads, load_records, write_cost
 from analysis.designs import Design
-from analysis.atomic import write_text
 from analysis.errors import OptionError
 from analysis.plan import (PAPER_DESIGNS, PRIOR_CATEGORIES, PRIOR_SEEDS, PRIOR_TASKS, check_range, grid_designs,
                            load_pilot, parse_grid, pilot_tests, plan_table, power_plan, prior_tests, summary,
                            write_plan)
 from analysis.power_plan import SIMULATIONS
 from analysis.stats import ALTERNATIVES
+from cellfiles.atomic import write_text
 
 
 def parser() -> argparse.ArgumentParser:

@@ -7,12 +7,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.atomic import save_figure
 from analysis.designs import Design, display_order
 from analysis.stats import WilcoxonSettings, holm, paired_wilcoxon
 from analysis.tables import MEAN_CATEGORY, score_matrix, wide
+from cellfiles.atomic import save_figure
+from cellfiles.layout import MODEL_DIR
 
 LAYER_WEIGHT_KEY = re.compile(r"(^|\.)layer_(weights|embedding)(\.weight)?$")
+# the model wing owns the saved-encoder names (embedgrid/model/saved.py, never imported here); a test keeps them equal
+POOLING_FILE = "pooling.safetensors"
 
 
 def _pyplot():
@@ -103,7 +106,7 @@ def layer_weight_norms(cells: pd.DataFrame, unreadable: list | None = None) -> p
 
     rows = []
     for _, cell in cells.iterrows():
-        path = Path(cell["path"]) / "model" / "pooling.safetensors"
+        path = Path(cell["path"]) / MODEL_DIR / POOLING_FILE
         if not path.exists():
             continue
         try:

@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
-from analysis.atomic import write_text
 from analysis.collect import collect
 from analysis.designs import Design
 from analysis.errors import OptionError
 from analysis.seeds import MIN_TASKS, seed_bootstrap
 from analysis.stats import WilcoxonSettings, paired_wilcoxon
 from analysis.tables import imputed_seed_scores, label_domains, task_means
+from cellfiles.atomic import write_text
+from cellfiles.layout import SCORES_FILE
 
 DECISION_FILE, REPORT_FILE = "promotion.json", "promotion.md"
 
@@ -139,7 +140,7 @@ def report(root: str | Path) -> str:
                      f"{'—' if p is None or (isinstance(p, float) and math.isnan(p)) else f'{p:.3g}'} | "
                      f"{'yes' if r['promoted'] else 'no'} | {r['why']} |")
     stage2 = root / "stage2"
-    if stage2.is_dir() and any(stage2.rglob("scores.json")):
+    if stage2.is_dir() and any(stage2.rglob(SCORES_FILE)):
         agree = agreement(root / "stage1", stage2)
         lines += ["", "| design (ran both stages) | stage-1 mean | stage-2 mean |", "|---|---|---|"]
         lines += [f"| {d} | {a:.4f} | {b:.4f} |" for d, a, b in zip(agree["designs"], agree["stage1_means"],

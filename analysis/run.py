@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import mixing, plots
-from analysis.atomic import write_csv, write_text
 from analysis.collect import Collection, Problem, collect
 from analysis.cost_plan import cost_section
 from analysis.compare import run_comparisons
@@ -22,6 +21,7 @@ from analysis.report import category_text_table, compact, render
 from analysis.stats import WilcoxonSettings, friedman
 from analysis.tables import (category_table, imputed_seed_scores, label_domains, ordered_categories, score_matrix,
                              task_means)
+from cellfiles.atomic import write_csv, write_text
 
 log = logging.getLogger(__name__)
 

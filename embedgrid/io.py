@@ -1,4 +1,5 @@
-"""Atomic file writes (a reader never sees a half-written result) and checked reads (a torn file is named)."""
+"""Atomic file writes (cellfiles.atomic, with write errors in plain words: path and errno) and checked reads (a torn
+file is named)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +13,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from cellfiles.atomic import TEMP_SUFFIX, current_umask
+from cellfiles.atomic import atomic_write as shared_atomic_write
+from cellfiles.atomic import write_json as shared_write_json
 from embedgrid.errors import TornFile, WriteFailed
 
 # Below this many free bytes a library's write error (torch's "unexpected pos", safetensors' I/O error) is
@@ -20,25 +24,13 @@ FULL_DISK_BYTES = 1 << 20
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temp file over ``path`` (same directory, so rename is atomic).
+    """Call ``write(tmp_path)`` then rename the temp file over ``path`` (``cellfiles.atomic.atomic_write``).
 
-    If anything fails (a full disk), the temp file is removed, ``path`` is left as it was and the original
-    error propagates.
+    If anything fails (a full disk), the temp file is removed, ``path`` is left as it was and the error leaves as
+    WriteFailed naming the path and the errno (``write_errors``).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with write_errors(path):
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with write_errors(path):
-            write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results should be as readable as any file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):  # never let the cleanup hide the original error (e.g. ENOSPC)
-            os.unlink(tmp)
-        raise
+        shared_atomic_write(path, write)
 
 
 def free_bytes(path: str | os.PathLike) -> int | None:
@@ -72,21 +64,9 @@ def write_errors(path: str | os.PathLike):
                           f"{type(error).__name__}: {error})", str(path)) from error
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    def _write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    atomic_write(path, _write)
+    with write_errors(path):
+        shared_write_json(path, data)
 
 
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
@@ -106,10 +86,10 @@ def atomic_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     directory is there complete or not at all. The temp directory is removed if anything fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent))
     try:
         write(tmp)
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~current_umask())
         os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -91,8 +91,11 @@ def test_no_lazy_upward_imports_either(package, forbidden):
 
 # Layers, lowest first: a module may import its own layer or lower ones, never a higher one. Function-level
 # imports count. The root package ``embedgrid`` itself (its ``__version__``, the public ``load_encoder``) is the
-# namespace every submodule lives in and is not a layer.
+# namespace every submodule lives in and is not a layer. ``cellfiles`` (the cell-directory names, the atomic write,
+# the design table), shared with analysis, is the lowest.
+SHARED = "cellfiles"
 LAYERS = (
+    {SHARED},
     {"errors", "io", "secrets", "versions", "precision", "flops", "console", "logger", "assets"},
     {"model", "losses", "data"},
     {"train", "evaluate"},
@@ -103,11 +106,9 @@ LAYERS = (
 
 
 def _import_graph() -> dict[str, set[str]]:
-    """embedgrid module -> the embedgrid modules it imports anywhere in its source (walked with ast)."""
-    import ast
-
+    """embedgrid (and cellfiles) module -> the ones of them it imports anywhere in its source (walked with ast)."""
     modules = {}
-    for path in (ROOT / "embedgrid").rglob("*.py"):
+    for path in [*(ROOT / "embedgrid").rglob("*.py"), *(ROOT / SHARED).rglob("*.py")]:
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
         modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
 
@@ -120,17 +121,18 @@ def _import_graph() -> dict[str, set[str]]:
     for module, path in modules.items():
         targets = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("embedgrid"):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("embedgrid", SHARED)):
                 targets |= {resolve(f"{node.module}.{alias.name}") for alias in node.names}
             elif isinstance(node, ast.Import):
-                targets |= {resolve(a.name) for a in node.names if a.name.startswith("embedgrid")}
+                targets |= {resolve(a.name) for a in node.names if a.name.startswith(("embedgrid", SHARED))}
         # a package's own __init__ and its ancestors are the namespace the module lives in, not a dependency
         graph[module] = {t for t in targets if t != module and not module.startswith(t + ".")}
     return graph
 
 
 def _layer(module: str) -> int | None:
-    top = module.split(".")[1] if "." in module else None
+    parts = module.split(".")
+    top = SHARED if parts[0] == SHARED else parts[1] if len(parts) > 1 else None
     return next((i for i, names in enumerate(LAYERS) if top in names), None)
 
 
@@ -170,9 +172,27 @@ def test_the_cell_directory_is_known_only_to_the_grid_and_export():
         users
 
 
-def test_analysis_reads_files_and_never_imports_embedgrid():
-    import ast
+def _imported_tops(path: Path) -> set[str]:
+    """The top-level packages a source file imports (a relative import: its own package, ``cellfiles``)."""
+    tops = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            ([SHARED] if node.level else [node.module or ""]) if isinstance(node, ast.ImportFrom) else []
+        tops |= {n.split(".")[0] for n in names}
+    return tops
 
+
+def test_the_shared_package_is_standard_library_only():
+    """cellfiles sits below both embedgrid and analysis: it imports neither, nor anything outside the stdlib."""
+    files = sorted((ROOT / SHARED).rglob("*.py"))
+    assert files
+    for path in files:
+        tops = _imported_tops(path)
+        assert not tops & {"embedgrid", "analysis"}, path
+        assert not tops - set(sys.stdlib_module_names) - {SHARED}, (path, tops)
+
+
+def test_analysis_reads_files_and_never_imports_embedgrid():
     for path in (ROOT / "analysis").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \

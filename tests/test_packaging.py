@@ -19,6 +19,8 @@ import hydra_plugins.embedgrid_sweeper.grid_sweeper as module
 names = [p.__module__ + "." + p.__name__ for p in Plugins.instance().discover(Sweeper)]
 print("SWEEPERS", names)
 print("FROM", module.__file__)
+import analysis.run, cellfiles.layout  # analysis stands on the shared cell-directory package, installed beside it
+print("SHARED", cellfiles.layout.__file__)
 """
 
 
@@ -45,5 +47,7 @@ def test_a_non_editable_install_finds_the_grid_sweeper_outside_the_checkout(tmp_
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "hydra_plugins.embedgrid_sweeper.grid_sweeper.GridSweeper" in proc.stdout, proc.stdout
-    found = proc.stdout.split("FROM ")[1].strip()
+    found = proc.stdout.split("FROM ")[1].split()[0]
     assert found.startswith(site) and not found.startswith(str(ROOT)), found
+    shared = proc.stdout.split("SHARED ")[1].split()[0]
+    assert shared.startswith(site), shared

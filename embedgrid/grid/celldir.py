@@ -25,6 +25,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from cellfiles.layout import (CATEGORY_SCORES_FILE, CELL_FILE, CHECKPOINT_DIR, HYDRA_DIR, IDENTITY_FILE,
+                              LOCK_FILE, MODEL_DIR, MTEB_DIR, SCORES_FILE)
 from embedgrid.errors import CellBusy, CellConflict, CorruptCellRecord, TornFile
 from embedgrid.io import file_integrity, move_aside, read_json, write_json
 from embedgrid.model.saved import SPEC_FILE
@@ -34,12 +36,8 @@ log = logging.getLogger(__name__)
 DONE, PARTIAL, NEW, FAILED, RUNNING = "done", "partial", "new", "failed", "running"
 CORRUPT = "corrupt"  # a planned cell with a torn file: rebuilt when it runs (a torn cell.json: not launched)
 
-CELL_FILE, SCORES_FILE, CATEGORY_SCORES_FILE = "cell.json", "scores.json", "category_scores.json"
-MODEL_DIR, CHECKPOINT_DIR, MTEB_DIR, LOCK_FILE = "model", "checkpoints", "mteb", ".lock"
-# inside model/ (a saved encoder, also outside any cell)
-IDENTITY_FILE = "identity.json"  # beside the saved encoder (embedgrid.model.saved): the cell it belongs to
 # what may exist in a directory before its first cell.json (Hydra's output subdir, its job log, our lock)
-PRE_RECORD_ENTRIES = (".hydra", LOCK_FILE, MODEL_DIR)
+PRE_RECORD_ENTRIES = (HYDRA_DIR, LOCK_FILE, MODEL_DIR)
 
 
 def saved_encoder_dir(directory) -> Path:
@@ -238,7 +236,7 @@ class CellDir:
         another file would have the log appended there): refuse, naming the link."""
         if not self.path.is_dir() or self.path.is_symlink():
             return
-        for parent in (self.path, self.path / ".hydra", self.model_dir, self.checkpoint_dir):
+        for parent in (self.path, self.path / HYDRA_DIR, self.model_dir, self.checkpoint_dir):
             if parent.is_symlink():
                 links = [parent]
             elif parent.is_dir():

@@ -27,6 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus, filter_overrides
 
+from cellfiles.layout import SUMMARY_FILE
 from embedgrid.errors import (CellBusy, CellConflict, CorruptCellRecord, GridFailed, SweepConflict,  # noqa: F401
                               SweepDirUnwritable, TornFile)
 from embedgrid.grid import readiness
@@ -264,7 +265,7 @@ def summarize(cells: list[PlannedCell], sweep_dir: Path) -> dict:
     summary = {"sweep_dir": str(sweep_dir), "launched_at": process_started_at(), "finished_at": time.time(),
                "counts": counts,
                "cells": [asdict(c) for c in cells]}
-    write_json(sweep_dir / "summary.json", redact(summary))
+    write_json(sweep_dir / SUMMARY_FILE, redact(summary))
     print()
     for cell in cells:
         line = f"  [{cell.status:>7}] {cell.cell_dir}"  # a failed cell's reason: in the table that follows

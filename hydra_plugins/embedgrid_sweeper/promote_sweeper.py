@@ -18,13 +18,14 @@ from typing import Any
 
 from omegaconf import open_dict, read_write
 
+from cellfiles.layout import CELL_FILE, MODEL_DIR
 from embedgrid.errors import GridFailed
 from embedgrid.grid.sweeper import GridSweeper, PlannedCell
 
 log = logging.getLogger(__name__)
 
 DECISION_FILE = "promotion.json"
-REUSED = ("cell.json", "model")     # what a stage-2 cell takes from its stage-1 twin
+REUSED = (CELL_FILE, MODEL_DIR)     # what a stage-2 cell takes from its stage-1 twin
 
 
 class PromoteSweeper(GridSweeper):
@@ -96,10 +97,10 @@ def reuse_model(source: Path, target: Path) -> int:
     """Start ``target`` from the trained model of the finished cell ``source`` (same identity: same directory name);
     1 if done, 0 if there is nothing to reuse or ``target`` exists already. Files are hard-linked (copied where
     links are not possible) into a temporary directory renamed into place, so a crash leaves no half cell."""
-    if target.exists() or not (source / "model").is_dir():
+    if target.exists() or not (source / MODEL_DIR).is_dir():
         return 0
     try:
-        record = json.loads((source / "cell.json").read_text())
+        record = json.loads((source / CELL_FILE).read_text())
     except (OSError, ValueError):
         return 0
     if not isinstance(record, dict) or record.get("status") != "done":
@@ -108,8 +109,8 @@ def reuse_model(source: Path, target: Path) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        shutil.copy2(source / "cell.json", tmp / "cell.json")
-        shutil.copytree(source / "model", tmp / "model", copy_function=_link_or_copy)
+        shutil.copy2(source / CELL_FILE, tmp / CELL_FILE)
+        shutil.copytree(source / MODEL_DIR, tmp / MODEL_DIR, copy_function=_link_or_copy)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
