@@ -17,7 +17,8 @@ LATER_IDENTITY_DEFAULTS = {"append_eos": True}
 # always the key's default: ``train.false_negative_mask`` defaults to true, a change of the objective, so cells
 # trained with it get new names while ``false_negative_mask=false`` keeps the old ones.
 LATER_GROUP_DEFAULTS = {("model", "lora_target_modules"): None, ("train", "max_length"): None,
-                        ("train", "accumulation_steps"): 1, ("train", "false_negative_mask"): False}
+                        ("train", "accumulation_steps"): 1, ("train", "false_negative_mask"): False,
+                        ("train", "negatives"): "first"}
 # The same for the Perceiver switches inside ``pooling.head`` (designs 3/5 kept their computation).
 LATER_POOLING_DEFAULTS = {"mask_padding": True, "normalize_layers": True, "layer_embedding_std": 0.02,
                           "latent_init_std": None, "attention_scale": None}
