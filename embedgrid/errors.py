@@ -61,6 +61,10 @@ class SlurmError(RuntimeError):
     """The local SLURM cluster or its controller failed."""
 
 
+class MiningConflict(RuntimeError):
+    """Hard-negative mining would overwrite an output or mix with work begun on other inputs or settings."""
+
+
 __all__ = ["AttentionMismatch", "CellBusy", "CellConflict", "ConfigError", "CorruptCellRecord", "GridFailed",
-           "MissingAsset", "NonFiniteLoss", "Preempted", "RankZeroFailed", "SlurmError", "SweepConflict", "SweepDirUnwritable",
-           "UntrustedEncoder"]
+           "MiningConflict", "MissingAsset", "NonFiniteLoss", "Preempted", "RankZeroFailed", "SlurmError",
+           "SweepConflict", "SweepDirUnwritable", "UntrustedEncoder"]
