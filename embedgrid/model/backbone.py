@@ -49,7 +49,8 @@ def probe_attention(model, attention: Attention) -> float:
     the second; bidirectional attention must change the first position's state, causal must not.
 
     Runs on the model's device with its ``attn_implementation`` (sdpa, eager, flash_attention_2, ...). Returns
-    the relative change of the first position's states (max over layers); raises ``AttentionMismatch``.
+    the relative change of the first position's states (max over layers); raises ``AttentionMismatch`` unless
+    every layer computes the requested mode.
     """
     import torch
 
@@ -65,20 +66,26 @@ def probe_attention(model, attention: Attention) -> float:
             states = hidden_states(model, ids, mask, all_layers=True)[1:]  # every layer's output
     finally:
         model.train(was_training)
-    change = max(float((h[0, 0].float() - h[1, 0].float()).abs().max() / h[0, 0].float().abs().max().clamp_min(1e-12))
-                 for h in states)
+    changes = [float((h[0, 0].float() - h[1, 0].float()).abs().max() / h[0, 0].float().abs().max().clamp_min(1e-12))
+               for h in states]
+    change = max(changes)
     # Causal: the first position sees the same single token in both rows, so its states are equal up to
-    # rounding of the kernel (0 in practice); bidirectional: the second token moves them by O(1).
+    # rounding of the kernel (0 in practice); bidirectional: the second token moves them by O(1) -- in every
+    # layer, which is checked layer by layer, since a model mixing layer types (Gemma 3's sliding and full
+    # attention) could honour the switch in some layers only and still move the last layers' states.
     threshold = max(1e-4, 4 * torch.finfo(states[0].dtype).eps)
-    observed = "bidirectional" if change > threshold else "causal"
+    causal_layers = [i for i, c in enumerate(changes) if c <= threshold]
+    observed = "causal" if len(causal_layers) == len(changes) else "bidirectional" if not causal_layers else \
+        f"mixed attention (causal in layers {causal_layers} of {len(changes)}, 0-based)"
     if observed != attention.name:
         impl = getattr(model.config, "_attn_implementation", None)
         raise AttentionMismatch(
             f"attention probe: {type(model).__name__} (attn_implementation={impl}, config.is_causal="
-            f"{getattr(model.config, 'is_causal', None)}) computes {observed} attention, but the cell asked for "
-            f"{attention.name} (changing the second token moved the first token's state by {change:.2e}, "
-            f"threshold {threshold:.1e}). This model or kernel ignores config.is_causal; use "
-            "model.attn_implementation=sdpa or eager, or a model class that honours is_causal")
+            f"{getattr(model.config, 'is_causal', None)}) computes {observed}"
+            f"{'' if observed.startswith('mixed') else ' attention'}, but the cell asked for "
+            f"{attention.name} (changing the second token moved the first token's state by {change:.2e} at most, "
+            f"{min(changes):.2e} at least, threshold {threshold:.1e}). This model or kernel ignores "
+            "config.is_causal; use model.attn_implementation=sdpa or eager, or a model class that honours is_causal")
     return change
 
 
