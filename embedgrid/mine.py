@@ -36,8 +36,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=defaults.margin,
                    help="false-negative guard: a negative scores at most positive - MARGIN")
     p.add_argument("--max-fraction", type=float, default=defaults.max_fraction,
-                   help="false-negative guard: a negative scores at most MAX_FRACTION x positive (0 to disable: "
-                        "pass --max-fraction 1)")
+                   help="false-negative guard: a negative scores at most MAX_FRACTION x positive (1 turns it off)")
     p.add_argument("--keep-existing", action="store_true", help="keep the rows' own negatives first")
     p.add_argument("--chunk-size", type=int, default=defaults.chunk_size,
                    help="texts per embedding/search chunk and per committed chunk of output rows")
