@@ -214,10 +214,12 @@ def mine(rows: Sequence, out: str | os.PathLike, encode: Encode, settings: Minin
     from tqdm.auto import tqdm
 
     out = Path(out)
+    work = WorkDir(out)
     if out.exists():
+        if work.path.exists() and not work.rows.exists():  # finished, killed before its clean-up
+            shutil.rmtree(work.path)
         raise MiningConflict(f"{out} exists; delete it or choose another output path")
     texts = corpus_texts(rows, extra_corpus)
-    work = WorkDir(out)
     work.open({"format": FORMAT, "settings": asdict(settings), "dim": dim, "corpus_size": len(texts),
                "rows": len(rows), **identity})
     chunk = settings.chunk_size

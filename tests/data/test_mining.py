@@ -61,8 +61,10 @@ def test_settings_and_conflicts_are_refused_with_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="--max-fraction=1.5"):
         MiningSettings(max_fraction=1.5)
     mine_one(tmp_path, "done", num_negatives=1)
+    WorkDir(tmp_path / "done.jsonl").open({})  # as left by a run killed between publishing and cleaning up
     with pytest.raises(MiningConflict, match="exists; delete it"):
         mine_one(tmp_path, "done", num_negatives=1)
+    assert not (tmp_path / "done.jsonl.mining").exists()
     WorkDir(tmp_path / "other.jsonl").open({"settings": {"num_negatives": 2}})
     with pytest.raises(MiningConflict, match="begun with other .*settings; relaunch with the same"):
         mine_one(tmp_path, "other", num_negatives=1)
