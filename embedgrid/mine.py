@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-fraction", type=float, default=defaults.max_fraction,
                    help="false-negative guard: a negative scores at most MAX_FRACTION x positive (1 turns it off)")
     p.add_argument("--keep-existing", action="store_true", help="keep the rows' own negatives first")
+    p.add_argument("--drop-short", action="store_true",
+                   help="leave out rows that got fewer than --num-negatives mined negatives")
     p.add_argument("--chunk-size", type=int, default=defaults.chunk_size,
                    help="texts per embedding/search chunk and per committed chunk of output rows")
     p.add_argument("--batch-size", type=int, default=32, help="encoder batch size")
@@ -94,7 +96,8 @@ def run(args) -> int:
     settings = MiningSettings(num_negatives=args.num_negatives, range_min=args.range_min,
                               range_max=args.range_max, margin=args.margin,
                               max_fraction=None if args.max_fraction in (None, 1) else args.max_fraction,
-                              keep_existing=args.keep_existing, chunk_size=args.chunk_size)
+                              keep_existing=args.keep_existing, drop_short=args.drop_short,
+                              chunk_size=args.chunk_size)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -109,10 +112,13 @@ def run(args) -> int:
 
     summary = mine(rows, args.out, encode, settings, dim=encoder.dim, identity=identity, extra_corpus=extra,
                    progress=not args.no_progress)
-    print(f"wrote {args.out}: {summary.rows} rows, corpus of {summary.corpus} documents; "
-          f"{summary.guarded} candidates dropped by the false-negative guard; {summary.short} rows got fewer than "
-          f"{settings.num_negatives} negatives (fewest: {summary.fewest}); train with data=jsonl "
-          f"data.loader.path={args.out} train.num_negatives=<at most {summary.fewest}>")
+    short = (f"{summary.short} rows got fewer than {settings.num_negatives} mined negatives"
+             + (" and were left out" if settings.drop_short else f" (fewest: {summary.fewest}; --drop-short leaves "
+                                                                 "them out)"))
+    print(f"wrote {args.out}: {summary.written} of {summary.rows} rows, corpus of {summary.corpus} documents; "
+          f"{summary.guarded} candidates dropped by the false-negative guard; {short}.\nTrain on it with: "
+          f"python launch.py data=jsonl data.loader.path={args.out} train.num_negatives=N (N at most the "
+          f"fewest negatives of a row)")
     return 0
 
 

@@ -45,6 +45,7 @@ class MiningSettings:
     margin: float | None = None
     max_fraction: float | None = 0.95
     keep_existing: bool = False
+    drop_short: bool = False  # leave out rows that got fewer than num_negatives mined negatives
     chunk_size: int = 1024
 
     def __post_init__(self):
@@ -76,7 +77,8 @@ class MiningSettings:
 class Summary:
     rows: int = 0
     corpus: int = 0
-    short: int = 0  # rows that got fewer than num_negatives negatives
+    short: int = 0  # rows that got fewer than num_negatives mined negatives
+    written: int = 0
     fewest: int | None = None
     guarded: int = 0  # candidates in the rank window dropped by the false-negative guard
 
@@ -240,7 +242,7 @@ def mine(rows: Sequence, out: str | os.PathLike, encode: Encode, settings: Minin
 
     state = work.progress(work.rows_done)
     done = int(state.get("done", 0))
-    for key in ("short", "fewest", "guarded"):
+    for key in ("short", "fewest", "guarded", "written"):
         setattr(summary, key, state.get(key, getattr(summary, key)))
     with open(work.rows, "ab") as f:
         f.truncate(int(state.get("bytes", 0)))  # drop an append the last run did not commit
@@ -257,17 +259,22 @@ def mine(rows: Sequence, out: str | os.PathLike, encode: Encode, settings: Minin
             lines = []
             for i, row in enumerate(batch):
                 positive = float(queries[i] @ np.asarray(corpus[position[row.positive]], dtype=np.float32))
+                short = summary.short
                 negatives = select(ranked[i], scores[i], row, texts, positive, settings, summary)
+                if settings.drop_short and summary.short > short:
+                    continue
                 record = {"query": row.query, "positive": row.positive, "negatives": negatives}
                 if row.instruction is not None:
                     record["instruction"] = row.instruction
                 lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+            summary.written += len(lines)
             f.write("".join(lines).encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
             end = start + len(batch)
             write_json(work.rows_done, {"done": end, "bytes": f.tell(), "short": summary.short,
-                                        "fewest": summary.fewest, "guarded": summary.guarded})
+                                        "fewest": summary.fewest, "guarded": summary.guarded,
+                                        "written": summary.written})
             bar.update(len(batch))
             if commit is not None:
                 commit(end)

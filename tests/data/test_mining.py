@@ -47,6 +47,9 @@ def test_the_false_negative_guard_drops_candidates_too_close_to_the_positive(tmp
     # the rank window counts from the hardest candidate, before the guard
     assert mine_one(tmp_path, "window", num_negatives=3, range_min=1, range_max=4, max_fraction=0.95)[0] == \
         ["hard", "medium", "easy"]
+    # rows short of negatives (here: a window too narrow for the guard) are left out on request
+    assert mine_one(tmp_path, "short", num_negatives=2, range_max=2) == [["hard"], ["hard"]]
+    assert mine_one(tmp_path, "dropped", num_negatives=2, range_max=2, drop_short=True) == []
     # a row's own negatives kept first, never twice
     kept = mine_one(tmp_path, "keep", num_negatives=2, keep_existing=True)
     assert kept[0] == ["easy", "hard", "medium"] and kept[1] == ["far", "far", "hard", "medium"]
