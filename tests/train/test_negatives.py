@@ -82,3 +82,11 @@ def test_the_default_keeps_cell_names_and_sample_renames(compose):
     assert "negatives" not in identity(default)["train"]
     assert cell_name(compose(base + ["train.negatives=first"])) == cell_name(default)
     assert cell_name(compose(base + ["train.negatives=sample"])) != cell_name(default)
+
+
+def test_an_unknown_mode_is_refused_before_any_job_naming_the_key(compose):
+    from embedgrid.errors import ConfigError
+    from embedgrid.grid.schema import check
+
+    with pytest.raises(ConfigError, match=r"train.negatives='random' is not one of \['first', 'sample'\]"):
+        check(compose(["model=tiny", "train.negatives=random"]))
