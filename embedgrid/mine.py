@@ -54,7 +54,7 @@ def compose(overrides: list[str]):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    import embedgrid.grid.schema  # noqa: F401  (config schema)
+    import embedgrid.grid.schema  # noqa: F401  (registers the config schema)
 
     GlobalHydra.instance().clear()
     try:
