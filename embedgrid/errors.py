@@ -76,8 +76,12 @@ class SlurmError(RuntimeError):
     """The local SLURM cluster or its controller failed."""
 
 
+class MiningConflict(RuntimeError):
+    """Hard-negative mining would overwrite an output or mix with work begun on other inputs or settings."""
+
+
 __all__ = ["AttentionMismatch", "CellBusy", "CellConflict", "ConfigError", "CorruptCellRecord", "GridFailed",
-           "MissingAsset", "NonFiniteLoss", "Preempted", "RankZeroFailed", "SlurmError", "SweepConflict", "SweepDirUnwritable",
+           "MiningConflict", "MissingAsset", "NonFiniteLoss", "Preempted", "RankZeroFailed", "SlurmError", "SweepConflict", "SweepDirUnwritable",
            "TornFile", "UntrustedEncoder", "WriteFailed", "InputUnavailable"]
 
 

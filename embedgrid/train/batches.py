@@ -1,6 +1,7 @@
 """Deterministic batch order: step s always gets the same rows for a given seed, so resume needs only s."""
 from __future__ import annotations
 
+import dataclasses
 import random
 from array import array
 from collections.abc import Sequence
@@ -39,6 +40,29 @@ def batch_rows(rows: Sequence[Row], batch_size: int, step: int, seed: int) -> li
         take = min(batch_size - len(out), len(rows) - offset)
         out.extend(rows[i] for i in order[offset:offset + take])
         position += take
+    return out
+
+
+NEGATIVE_MODES = ("first", "sample")
+
+
+def choose_negatives(batch: list[Row], num_negatives: int, mode: str, seed: int, step: int) -> list[Row]:
+    """The step's rows with the negatives it trains on: ``first`` keeps every row as it is (``split_batch`` takes
+    its first ``num_negatives``); ``sample`` gives a row with more than ``num_negatives`` negatives a subset drawn
+    afresh at every step, a pure function of (seed, step, the row's position in the step's global batch), so
+    exact resume needs only the step and the draw does not depend on the number of processes.
+    """
+    if mode == "first" or num_negatives == 0:
+        return batch
+    if mode != "sample":
+        raise ValueError(f"train.negatives={mode!r} is not one of {list(NEGATIVE_MODES)}")
+    out = []
+    for position, row in enumerate(batch):
+        if len(row.negatives) > num_negatives:
+            rng = random.Random(((seed * 1_000_003 + step) * 1_000_033 + position) % (2**63))
+            picked = sorted(rng.sample(range(len(row.negatives)), num_negatives))
+            row = dataclasses.replace(row, negatives=tuple(row.negatives[i] for i in picked))
+        out.append(row)
     return out
 
 

@@ -22,6 +22,7 @@ class TrainConfig:
     temperature: float = 0.05
     symmetric_loss: bool = False
     num_negatives: int = 1
+    negatives: str = "first"  # first: a row's first num_negatives; sample: a fresh subset per step (batches.py)
     false_negative_mask: bool = True  # a candidate with the text of the row's positive leaves its softmax
     checkpoint_every: int = 16
     grad_cache: bool = False
@@ -60,5 +61,7 @@ class TrainConfig:
             from embedgrid.losses import MatryoshkaInfoNCELoss
 
             MatryoshkaInfoNCELoss(self.matryoshka_dims, self.matryoshka_weights)  # its own checks, as ValueError
+        if self.negatives not in ("first", "sample"):
+            raise ValueError(f"train.negatives={self.negatives!r} is not one of ['first', 'sample']")
         if self.num_negatives < 0 or self.warmup_steps < 0 or self.weight_decay < 0:
             raise ValueError("train.num_negatives, train.warmup_steps and train.weight_decay must be >= 0")

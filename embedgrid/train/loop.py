@@ -19,7 +19,7 @@ from embedgrid.train.checkpoint import LAST_CHECKPOINT
 from embedgrid.data.rows import Row, require_negatives
 from embedgrid.errors import ConfigError, NonFiniteLoss, Preempted
 from embedgrid.losses import InfoNCELoss, MatryoshkaInfoNCELoss, same_text_mask
-from embedgrid.train.batches import batch_rows, split_micro_batches
+from embedgrid.train.batches import batch_rows, choose_negatives, split_micro_batches
 from embedgrid.train.checkpoint import load_checkpoint, save_checkpoint
 from embedgrid.train.config import TrainConfig
 from embedgrid.train.distributed import (World, all_mean, any_rank, average_gradients, barrier,
@@ -64,7 +64,8 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 
 def micro_batch_rows(rows: list[Row], cfg: TrainConfig, step: int, seed: int, world: World) -> list[list[list[Row]]]:
     """``[micro][rank] -> rows`` of step ``step``: the same global batch whatever the world size."""
-    return split_micro_batches(batch_rows(rows, cfg.batch_size, step, seed), cfg.accumulation_steps, world.size)
+    batch = choose_negatives(batch_rows(rows, cfg.batch_size, step, seed), cfg.num_negatives, cfg.negatives, seed, step)
+    return split_micro_batches(batch, cfg.accumulation_steps, world.size)
 
 
 def local_rows(rows: list[Row], cfg: TrainConfig, step: int, seed: int, world: World) -> list[Row]:

@@ -178,6 +178,37 @@ def test_a_model_whose_mask_ignores_the_config_is_refused_at_load(monkeypatch):
         load_backbone(tiny_checkpoint(arch="qwen2"), Attention("bidirectional"), attn_implementation="eager")
 
 
+@pytest.fixture
+def kernel_causal_in_the_first_layer():
+    """A kernel that honours the mask in every layer but the first (as a model mixing layer types might)."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    def first_layer_causal(module, query, key, value, attention_mask, **kwargs):
+        if module.layer_idx == 0:
+            kwargs.pop("is_causal", None)
+            return sdpa_attention_forward(module, query, key, value, None, is_causal=True, **kwargs)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    AttentionInterface.register("first_layer_causal", first_layer_causal)
+    yield "first_layer_causal"
+    AttentionInterface._global_mapping.pop("first_layer_causal", None)
+
+
+def test_a_model_bidirectional_in_some_layers_only_is_refused_at_load(kernel_causal_in_the_first_layer):
+    """The last layers' states move although the first layer stayed causal: the probe checks every layer."""
+    from embedgrid.model.backbone import AttentionMismatch, probe_attention
+
+    path = tiny_checkpoint(arch="qwen2")
+    with pytest.raises(AttentionMismatch, match=r"computes mixed attention \(causal in layers \[0\] of 2, 0-based\), "
+                                                r"but the cell asked for bidirectional"):
+        load_backbone(path, Attention("bidirectional"), attn_implementation=kernel_causal_in_the_first_layer)
+    model = load_backbone(path, Attention("bidirectional"), attn_implementation="sdpa")
+    model.config._attn_implementation = kernel_causal_in_the_first_layer
+    with pytest.raises(AttentionMismatch, match="computes mixed attention .* asked for causal"):
+        probe_attention(model, Attention("causal"))
+
+
 def test_build_encoder_probes_on_the_device_and_stops_the_cell(kernel_ignoring_is_causal):
     from embedgrid.errors import AttentionMismatch
     from embedgrid.model.encoder import build_encoder
