@@ -101,7 +101,7 @@ LAYERS = (
     {"train", "evaluate"},
     {"slurm"},
     {"grid"},
-    {"export", "wandb_sync"},  # they read finished cell directories
+    {"export", "wandb_sync", "mine"},  # command-line tools over finished cells and saved encoders
 )
 
 

@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 from embedgrid.assets import cache_dir
+from embedgrid.errors import TornFile
 from embedgrid.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def _stat_key(path: Path) -> list:
 def _read_cache() -> dict:
     try:
         cache = read_json(cache_dir() / CACHE_FILE, {})
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+    except (TornFile, json.JSONDecodeError, UnicodeDecodeError, OSError):
         return {}  # a torn cache costs one re-read, never a wrong identity
     return cache if isinstance(cache, dict) else {}
 

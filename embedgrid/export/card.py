@@ -9,7 +9,9 @@ import json
 from importlib.metadata import PackageNotFoundError, metadata
 from pathlib import Path
 
-from embedgrid.export.writer import ST_POOLING_MODES
+# embedgrid heads that sentence-transformers' own Pooling computes, with its mode names; the others travel as
+# embedgrid's module (embedgrid.export.st_modules)
+ST_POOLING_MODES = {"EosLastPooling": "lasttoken", "MeanPooling": "mean", "WeightedMeanPooling": "weightedmean"}
 
 
 def needs_remote_code(encoder) -> bool:

@@ -2,18 +2,17 @@
 equals ``embedgrid.load_encoder(cell).encode(texts)``)."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from embedgrid.export.card import ST_POOLING_MODES
+
 log = logging.getLogger(__name__)
 
 EXPORT_FILE = "embedgrid.json"
-# sentence-transformers' own pooling modes for embedgrid's parameter-free heads
-ST_POOLING_MODES = {"EosLastPooling": "lasttoken", "MeanPooling": "mean", "WeightedMeanPooling": "weightedmean"}
 
 
 def export_cell(cell_dir: str | os.PathLike, out_dir: str | os.PathLike, *, push_to_hub: str | None = None,

@@ -361,6 +361,7 @@ def test_done_cell_under_other_eval_settings_is_partial(tmp_path, compose):
     write_json(tmp_path / "cell.json", {"status": "done"})
     write_json(tmp_path / "scores.json", {t: {"category": "STS", "main_score": 0.5, "eval_settings": settings}
                                           for t in cfg.eval.tasks})
+    write_json(tmp_path / "category_scores.json", {"means": {"STS": 0.5}})  # a done cell has both files
     assert cell_state(tmp_path, cfg) == DONE
     assert cell_state(tmp_path, compose([*TINY, "eval.max_samples=50"])) == PARTIAL  # other subset
     assert cell_state(tmp_path, compose([*TINY, "eval.tasks=[LeeDocumentSTS,SimLex999STS]"])) == PARTIAL

@@ -197,7 +197,8 @@ def kernel_causal_in_the_first_layer():
 
 def test_a_model_bidirectional_in_some_layers_only_is_refused_at_load(kernel_causal_in_the_first_layer):
     """The last layers' states move although the first layer stayed causal: the probe checks every layer."""
-    from embedgrid.model.backbone import AttentionMismatch, probe_attention
+    from embedgrid.errors import AttentionMismatch
+    from embedgrid.model.backbone import probe_attention
 
     path = tiny_checkpoint(arch="qwen2")
     with pytest.raises(AttentionMismatch, match=r"computes mixed attention \(causal in layers \[0\] of 2, 0-based\), "

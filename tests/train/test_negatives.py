@@ -56,7 +56,8 @@ def test_the_loop_trains_on_the_drawn_negatives(monkeypatch):
 
 
 def test_resume_with_sampled_negatives_matches_uninterrupted(tmp_path):
-    from embedgrid.train.loop import Preempted, fit
+    from embedgrid.errors import Preempted
+    from embedgrid.train.loop import fit
 
     rows, cfg = word_rows(16, negatives=3), train_config(max_steps=5, checkpoint_every=10, negatives="sample")
     straight = tiny_encoder(dropout=0.1)
