@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 from embedgrid.errors import ConfigError
+from embedgrid.evaluate.benchmarks import benchmark_instructions, benchmark_tasks
 
 INSTRUCTION_SCOPES = ("query", "all")
 
@@ -32,6 +33,7 @@ class EvalConfig:
 
     name: str = "offline"
     tasks: List[str] = field(default_factory=list)
+    benchmark: Optional[str] = None  # an mteb benchmark ('MTEB(eng, v2)'): its tasks and instructions (benchmarks.py)
     max_samples: Optional[int] = None
     task_samples: Dict[str, int] = field(default_factory=dict)
     sample_seed: int = 0
@@ -69,9 +71,25 @@ class EvalConfig:
         stray = sorted(set(data) - known)
         if stray:
             raise ConfigError(f"unknown eval keys {stray}; valid: {', '.join(sorted(known))}")
+        if data.get("benchmark"):
+            data = with_benchmark(data)
         if not data.get("tasks"):
             raise ConfigError("eval.tasks is empty; name at least one task (e.g. eval=offline_small)")
         return cls(**data)
+
+
+def with_benchmark(data: dict) -> dict:
+    """``eval.benchmark`` expanded: its tasks (``eval.tasks``, when given, must be a subset: those are run) and
+    its instructions under the user's own ``eval.instructions``."""
+    name = data["benchmark"]
+    tasks = benchmark_tasks(name)
+    chosen = list(data.get("tasks") or [])
+    stray = [t for t in chosen if t not in tasks]
+    if stray:
+        raise ConfigError(f"eval.tasks {stray} are not tasks of eval.benchmark={name!r}; leave eval.tasks empty to "
+                          f"run all {len(tasks)}, or name some of: {', '.join(tasks)}")
+    instructions = {**benchmark_instructions(name), **dict(data.get("instructions") or {})}
+    return {**data, "tasks": [t for t in tasks if not chosen or t in chosen], "instructions": instructions}
 
 
 def eval_config(cfg) -> EvalConfig:

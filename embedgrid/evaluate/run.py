@@ -29,12 +29,17 @@ SCORE_SETTINGS = ("instructions", "instruction_scope", "max_samples", "task_samp
 
 
 def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samples: dict | None = None,
-                  sample_seed: int = 0):
+                  sample_seed: int = 0, benchmark: str | None = None):
     """Offline tasks by name (embedgrid.evaluate.tasks), then mteb's mock tasks, then ``mteb.get_tasks``.
 
-    Offline tasks are subsampled to ``task_samples[name]`` or else ``max_samples`` (None: whole task).
+    Offline tasks are subsampled to ``task_samples[name]`` or else ``max_samples`` (None: whole task). With a
+    ``benchmark``, its own task objects come first (a copy each: they carry the benchmark's language subsets).
     """
+    import copy
+
     import mteb
+
+    from embedgrid.evaluate.benchmarks import benchmark_tasks
 
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
@@ -45,8 +50,8 @@ def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samp
                          f"offline tasks: {sorted(OFFLINE_TASKS)}")
     mocks = _mock_registry() if any(n.startswith(("Mock", "LegacyMock")) for n in names) else {}
     hub_names = [n for n in names if n not in OFFLINE_TASKS and n not in mocks]
-    hub = {}
-    for name in hub_names:  # one by one: get_tasks raises on the first unknown name, naming only that one
+    hub = {n: copy.deepcopy(t) for n, t in (benchmark_tasks(benchmark) if benchmark else {}).items() if n in hub_names}
+    for name in (n for n in hub_names if n not in hub):  # one by one: get_tasks raises on the first unknown name, naming only that one
         try:
             hub.update({t.metadata.name: t for t in mteb.get_tasks(tasks=[name])})
         except KeyError:
@@ -81,6 +86,8 @@ def settings_hash(eval_cfg: EvalConfig | dict, prompt: dict | None = None) -> st
     """
     settings = EvalConfig.of(eval_cfg).to_dict()
     relevant = {key: settings[key] for key in SCORE_SETTINGS}
+    if settings.get("benchmark"):  # a benchmark's task may be a subset of mteb's (its languages); absent: as before
+        relevant["benchmark"] = settings["benchmark"]
     relevant["prompt"] = dict(prompt or {})
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -94,7 +101,7 @@ def scores_cover(scores: dict, eval_cfg: EvalConfig | dict, prompt: dict | None 
 
 def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_size: int = 32,
                    show_progress_bar: bool = True, max_samples: int | None = None, task_samples: dict | None = None,
-                   sample_seed: int = 0) -> dict[str, dict]:
+                   sample_seed: int = 0, benchmark: str | None = None) -> dict[str, dict]:
     """Evaluate each task (skipping those cached in ``<cell_dir>/mteb``); returns the ``scores.json`` mapping."""
     import mteb
     from tqdm.auto import tqdm
@@ -103,7 +110,7 @@ def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_
 
     cache = mteb.ResultCache(str(CellDir(cell_dir).mteb_dir))
     tasks = resolve_tasks(list(task_names), max_samples=max_samples, task_samples=task_samples,
-                          sample_seed=sample_seed)
+                          sample_seed=sample_seed, benchmark=benchmark)
     scores: dict[str, dict] = {}
     bar = tqdm(tasks, desc="evaluate", unit="task", disable=not show_progress_bar)  # explicit: wins over TQDM_DISABLE
     for task in bar:
@@ -179,7 +186,8 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, cell_dir: str | Path,
                         meta=meta)
     scores = evaluate_tasks(model, eval_cfg.tasks, cell_dir, batch_size=eval_cfg.batch_size,
                             show_progress_bar=eval_cfg.progress_bar, max_samples=eval_cfg.max_samples,
-                            task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed)
+                            task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed,
+                            benchmark=eval_cfg.benchmark)
     for entry in scores.values():
         entry["eval_settings"] = settings  # CellDir.state: a done cell evaluated under other settings is partial
     categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS for n in eval_cfg.tasks))

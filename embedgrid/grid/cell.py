@@ -124,6 +124,10 @@ def _setup_runtime(cfg: DictConfig) -> str:
         from embedgrid.model.encoder import check_cpu_compiler
 
         check_cpu_compiler(device)
+    from embedgrid.evaluate.config import eval_config
+    from embedgrid.evaluate.suite import require_data
+
+    require_data(eval_config(cfg))  # offline: hub datasets the evaluation would need, named before training
     return device
 
 
