@@ -122,7 +122,7 @@ def collect(sweep_dirs, by: tuple[str, ...] = (), include_unfinished: bool = Fal
         for cell_dir in recorded:
             _collect_cell(cell_dir, by, include_unfinished, cells, scores, problems)
     cell_frame = pd.DataFrame(cells, columns=["cell", "path", "grid", "design", "model", "pooling", "attention",
-                                              "seed", "status", "error", "config_hash", "n_scores", "config"])
+                                              "seed", "status", "error", "config_hash", "n_scores", "config", "cost"])
     score_frame = pd.DataFrame(scores, columns=["design", "model", "pooling", "attention", "seed", "cell", "grid",
                                                 "task", "category", "in_domain", "score"])
     problems += _missing_cells(cell_frame) + _duplicate_cells(cell_frame) + _domain_conflicts(score_frame)
@@ -188,7 +188,8 @@ def _cell_row(cell_dir: Path, record: dict, design: Design, seed, status: str) -
     return {"cell": record.get("cell") or cell_dir.name, "path": str(cell_dir), "grid": record.get("grid"),
             "design": design, "model": design.model, "pooling": design.pooling, "attention": design.attention,
             "seed": seed, "status": status, "error": record.get("error"), "config_hash": record.get("config_hash"),
-            "n_scores": 0, "config": record.get("config") or {}}
+            "n_scores": 0, "config": record.get("config") or {},
+            "cost": record.get("cost") if isinstance(record.get("cost"), dict) else None}
 
 
 def _hydra_record(cell_dir: Path) -> dict:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import ALL_TASKS
+from analysis.cost import cost_section
 from analysis.designs import Design, describe_preset, display_order
 from analysis.family import PRIMARY
 from analysis.stats import min_p_value
@@ -300,6 +301,7 @@ def render(result) -> str:
         lines += ["", "## Plots", ""]
         lines += [f"![{p.stem}](plots/{p.name})" for p in result.files.get("plots", [])]
         lines += [""] + [f"- {note}" for note in result.plot_notes]
+    lines += ["", "## Cost", "", cost_section(coll.cells, labels, markdown_table)]
     lines += ["", "## Problems", "", problems_section(result.problems), ""]
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from embedgrid.grid.cellid import cell_name, config_hash
 from embedgrid.grid.celldir import (CELL_FILE, CHECKPOINT_DIR, DONE, FAILED, LOCK_FILE, MODEL_DIR,  # noqa: F401
                                NEW, PARTIAL, RUNNING, SCORES_FILE, CellDir)
+from embedgrid.cost import summary as cost_summary
 from embedgrid.errors import CellBusy, CellConflict, Preempted  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,17 @@ def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutco
     from embedgrid.logger import NullLogger
     from embedgrid.train.distributed import run_on_main
 
-    started, logger = plan["started"], None
+    from embedgrid.cost import CostMeter
+
+    started, logger, meter = plan["started"], None, None
+    earlier_cost = (cell.read_record() or {}).get("cost") if world.is_main else None  # a resumed cell's attempts
     try:
         device = _setup_runtime(cfg)
+        meter = CostMeter(device, world.size)
         logger = _make_logger(cfg, cell) if world.is_main else NullLogger()
-        encoder, summary = _trained_encoder(cfg, cell, device, logger, world, trained=plan["trained"])
-        scores = run_on_main(lambda: _evaluate_and_record(cfg, cell, encoder, summary, logger, started), world)
+        encoder, summary = _trained_encoder(cfg, cell, device, logger, world, trained=plan["trained"], meter=meter)
+        scores = run_on_main(lambda: _evaluate_and_record(cfg, cell, encoder, summary, logger, started,
+                                                          meter=meter, earlier_cost=earlier_cost), world)
         return CellOutcome(cell.path, DONE, scores, rank=world.rank)
     except BaseException as error:
         from embedgrid.train.signals import hand_over
@@ -101,8 +107,9 @@ def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutco
         if world.is_main:  # SystemExit: a signal handler (submitit's) ended the job; the next launch resumes
             status = PARTIAL if isinstance(error, (Preempted, KeyboardInterrupt, SystemExit)) else FAILED
             try:
+                cost = {"cost": meter.record(earlier_cost)} if meter is not None else {}
                 cell.record(cfg, status=status, error=f"{type(error).__name__}: {error}",
-                            traceback=traceback.format_exc(), seconds=round(time.time() - started, 2))
+                            traceback=traceback.format_exc(), seconds=round(time.time() - started, 2), **cost)
             except Exception as record_error:  # noqa: BLE001 - e.g. the disk is full: keep the original error
                 log.error("could not record %s in %s (%s: %s)", status, cell.path / CELL_FILE,
                           type(record_error).__name__, record_error)
@@ -153,7 +160,7 @@ def wandb_run_id(cfg: DictConfig) -> str:
     return hashlib.sha256(f"{cfg.grid}/{cell_name(cfg)}".encode()).hexdigest()[:24]
 
 
-def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world, trained: bool):
+def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world, trained: bool, meter):
     """The cell's encoder after training (built and trained, resumed, or loaded from ``model/``) + a summary.
 
     Every rank trains; rank 0 saves the model. When ``model/`` already exists (its identity was checked by the
@@ -170,18 +177,23 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
     spec = encoder_spec(cfg)
     if trained:
         log.info("trained model found in %s; evaluation only", cell.model_dir)
-        encoder = load_encoder(cell.model_dir, device=device, spec=spec) if world.is_main else None
+        with meter.phase("build"):
+            encoder = load_encoder(cell.model_dir, device=device, spec=spec) if world.is_main else None
         summary["train"] = (cell.read_record() or {}).get("train")
     else:
         log.info("building %s with %s pooling, %s attention", cfg.model.name, cfg.pooling.name, cfg.attention.name)
-        encoder = build_encoder(spec, device=device).to(device)  # attention proven on the device
+        with meter.phase("build"):
+            encoder = build_encoder(spec, device=device).to(device)  # attention proven on the device
+        meter.watch(encoder)
         train = train_config(cfg)
         if train.max_steps > 0:
             rows = instantiate(cfg.data.loader)
             log.info("training on %d rows (%s) for %d steps", len(rows), cfg.data.name, train.max_steps)
             from embedgrid.train.signals import StopSignals
 
-            with StopSignals() as stop:  # SIGTERM/SIGUSR1: checkpoint, then Preempted (cell stays partial)
+            with StopSignals() as stop, meter.phase("train", dtype=_train_dtype(cfg, train, device),
+                                                    reduce=lambda value: all_sum(value, world)):
+                # SIGTERM/SIGUSR1: checkpoint, then Preempted (cell stays partial)
                 summary["train"] = fit(encoder, rows, train, seed=int(cfg.seed), checkpoint_dir=cell.checkpoint_dir,
                                        logger=logger, should_stop=stop)
             summary["train"]["truncated_texts"] = int(all_sum(encoder.truncated, world))
@@ -190,13 +202,22 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
         else:
             summary["train"] = {"steps": 0, "note": "zero-shot: untrained backbone with this pooling"}
         if world.is_main:
-            encoder.save(cell.model_dir)
-            cell.write_model_identity(cfg)
+            with meter.phase("save"):
+                encoder.save(cell.model_dir)
+                cell.write_model_identity(cfg)
     summary["timings"] = {"build_and_train_s": round(time.perf_counter() - t0, 2)}
     return encoder, summary
 
 
-def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict, logger, started: float) -> dict:
+def _train_dtype(cfg: DictConfig, train, device: str) -> str:
+    """The dtype training's matmuls run in (bf16 autocast, else the model's), for the device's peak."""
+    from embedgrid.precision import bf16_active
+
+    return "bfloat16" if bf16_active(train.bf16, device) else str(cfg.model.dtype)
+
+
+def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict, logger, started: float, *,
+                         meter, earlier_cost: dict | None) -> dict:
     """Rank 0: evaluate the trained encoder, write scores.json and the finished cell.json; returns the scores."""
     from embedgrid.evaluate.config import eval_config
     from embedgrid.evaluate.meta import cell_model_meta
@@ -205,15 +226,18 @@ def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict,
     summary["pooling_parameters"] = encoder.pooling.num_parameters
     summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
     t1, truncated_before = time.perf_counter(), encoder.truncated
-    scores, summary["category_scores"] = evaluate_encoder(
-        encoder, eval_config(cfg), cell.path, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
-        meta=cell_model_meta(cfg, encoder))
+    meter.watch(encoder)  # a loaded encoder (evaluation only) is watched from here
+    with meter.phase("evaluate", dtype=str(cfg.model.dtype)):
+        scores, summary["category_scores"] = evaluate_encoder(
+            encoder, eval_config(cfg), cell.path, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
+            meta=cell_model_meta(cfg, encoder))
     summary["timings"]["eval_s"] = round(time.perf_counter() - t1, 2)
     if encoder.truncated > truncated_before:
         log.info("evaluation: %d texts truncated to max_length=%d (per task in launch.log)",
                  encoder.truncated - truncated_before, encoder.spec.max_length)
     cell.write_scores(scores)
-    logger.summary(wandb_summary(scores, summary["category_scores"]))
+    summary["cost"] = meter.record(earlier_cost)
+    logger.summary({**wandb_summary(scores, summary["category_scores"]), **cost_summary(summary["cost"])})
     cell.record(cfg, status=DONE, finished_at=time.time(), seconds=round(time.time() - started, 2), **summary)
     logger.finish(0)
     return scores
