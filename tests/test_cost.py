@@ -107,3 +107,27 @@ def test_a_finished_tiny_cell_records_its_cost_and_the_grid_report_has_the_cost_
     total = sum(r["cost"]["total"]["device_hours"] for r in records.values())
     assert f"**Grid total:** {total:.4g} device-hours over 2 cell(s)" in section
     assert "device_hours" in (result.out_dir / "cells.csv").read_text().splitlines()[0]
+
+
+def test_dry_run_estimate_from_finished_cells_of_the_same_model_and_recipe(compose, tmp_path):
+    from omegaconf import OmegaConf
+
+    from embedgrid.grid.costplan import composed_recipe, estimate, recipe
+    from embedgrid.io import write_json
+
+    mean, eos = compose([*TINY, "pooling=mean"]), compose([*TINY, "pooling=eos_last", "seed=3"])
+    longer = compose([*TINY, "pooling=mean", "train.max_steps=30"])
+    assert composed_recipe(mean) == composed_recipe(eos) != composed_recipe(longer)  # designs share a recipe
+    config = OmegaConf.to_container(mean, resolve=True)
+    assert recipe(config) == composed_recipe(mean)  # as cell.json records it
+    device = {"name": "cpu-x", "count": 1}
+    for name, hours, status in (("a", 0.5, "done"), ("b", 1.5, "done"), ("c", 99.0, "failed")):
+        write_json(tmp_path / name / "cell.json", {"status": status, "config": config,
+                                                   "cost": {"total": {"device_hours": hours}, "device": device}})
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "cell.json").write_text("{")
+    text = estimate([("x", composed_recipe(eos)), ("y", composed_recipe(eos)), ("z", composed_recipe(longer))],
+                    tmp_path)
+    assert text.startswith("cost estimate: 2 device-hours for 2 of 3 cell(s) to run")
+    assert "2 cell(s) x 1 device-hours, the mean of 2 finished cell(s) of the same model and recipe on 1x cpu-x" in text
+    assert "1 cell(s) have no finished cell of the same model and recipe" in text

@@ -29,6 +29,7 @@ from hydra.core.utils import JobStatus, filter_overrides
 
 from embedgrid.errors import (CellBusy, CellConflict, CorruptCellRecord, GridFailed, SweepConflict,  # noqa: F401
                               SweepDirUnwritable)
+from embedgrid.grid.costplan import composed_recipe, estimate
 from embedgrid.secrets import redact, redact_text
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def is_slurm_launcher(launcher) -> bool:
 class GridSweeper(BasicSweeper):
     def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
+        self.recipes: dict[str, str] = {}  # cell_dir -> cost recipe (embedgrid.grid.costplan), for the dry run
 
     def plan(self, arguments: list[str]) -> list[PlannedCell]:
         """Every cell of the sweep with its directory and state, composed exactly as the jobs will be."""
@@ -84,6 +86,7 @@ class GridSweeper(BasicSweeper):
                 cell_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
                 check(cfg)
                 cells.append(plan_cell(list(job), CellDir(cell_dir), cfg, CORRUPT))
+                self.recipes[cell_dir] = composed_recipe(cfg)
         finally:
             if previous is not None:
                 HydraConfig.instance().set_config(previous)
@@ -98,6 +101,7 @@ class GridSweeper(BasicSweeper):
         refuse_shared_dirs(cells)
         if self.config.get("dry_run", False):
             print_plan(cells, sweep_dir)
+            print(estimate([(c.cell_dir, self.recipes.get(c.cell_dir, "")) for c in cells if c.runnable], sweep_dir))
             return []
         ensure_writable(sweep_dir)
         todo = [c for c in cells if c.runnable]
