@@ -228,8 +228,12 @@ def run_analysis(sweep_dir: Path, summary: dict) -> None:
         log.warning("analysis skipped: the `analysis` package has no CLI here (python -m analysis %s)", sweep_dir)
         return
     print(f"\nanalysis: python -m analysis {sweep_dir}", flush=True)
-    # --wandb-auto: logged to the sweep's W&B group when its cells logged to W&B; ends with the design table
-    proc = subprocess.run([sys.executable, "-m", "analysis", str(sweep_dir), "--wandb-auto"])
+    # --wandb-auto: logged to the sweep's W&B group when its cells logged to W&B; ends with the design table.
+    # A relaunch where no cell finished changes no score: its analysis is not logged as a second W&B run.
+    wandb = ["--wandb-auto"] if summary["counts"]["done"] else []
+    if not wandb:
+        print("(no cell finished in this launch: the analysis is rewritten on disk, not logged to W&B again)")
+    proc = subprocess.run([sys.executable, "-m", "analysis", str(sweep_dir), *wandb])
     if proc.returncode != 0:
         log.warning("analysis of %s failed (exit %d); the cells are fine, rerun `python -m analysis %s`",
                     sweep_dir, proc.returncode, sweep_dir)
