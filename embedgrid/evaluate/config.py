@@ -40,12 +40,15 @@ class EvalConfig:
     instruction_scope: Any = "query"  # str or {task type: str, default: str}
     batch_size: int = 32
     batch_tokens: Optional[int] = None  # padded tokens per encode batch; None: Encoder's rule (batch_token_budget)
-    compile: bool = False  # torch.compile the backbone for encoding: pays off on large corpora (Encoder.encode)
+    compile: Any = "auto"  # true | false | auto: torch.compile the backbone for encoding where the suite's texts
+    #                        exceed the device's measured break-even (embedgrid/evaluate/autocompile.py)
     progress_bar: bool = True
     instructions: Dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         self.instruction_scope = check_scope(self.instruction_scope)
+        if self.compile is not True and self.compile is not False and self.compile != "auto":
+            raise ConfigError(f"eval.compile={self.compile!r}; valid: true, false, auto")
         if self.batch_size < 1:
             raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1")
         if self.batch_tokens is not None and self.batch_tokens < 1:

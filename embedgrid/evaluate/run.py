@@ -15,6 +15,7 @@ from pathlib import Path
 from statistics import fmean
 
 from embedgrid.grid.celldir import CATEGORY_SCORES_FILE, CellDir  # noqa: F401  (re-exported)
+from embedgrid.evaluate.autocompile import decide
 from embedgrid.evaluate.config import EvalConfig
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samp
     mocks = _mock_registry() if any(n.startswith(("Mock", "LegacyMock")) for n in names) else {}
     hub_names = [n for n in names if n not in OFFLINE_TASKS and n not in mocks]
     hub = {n: copy.deepcopy(t) for n, t in (benchmark_tasks(benchmark) if benchmark else {}).items() if n in hub_names}
-    for name in (n for n in hub_names if n not in hub):  # one by one: get_tasks raises on the first unknown name, naming only that one
+    # one by one: get_tasks raises on the first unknown name, naming only that one
+    for name in (n for n in hub_names if n not in hub):
         try:
             hub.update({t.metadata.name: t for t in mteb.get_tasks(tasks=[name])})
         except KeyError:
@@ -101,16 +103,18 @@ def scores_cover(scores: dict, eval_cfg: EvalConfig | dict, prompt: dict | None 
 
 def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_size: int = 32,
                    show_progress_bar: bool = True, max_samples: int | None = None, task_samples: dict | None = None,
-                   sample_seed: int = 0, benchmark: str | None = None) -> dict[str, dict]:
-    """Evaluate each task (skipping those cached in ``<cell_dir>/mteb``); returns the ``scores.json`` mapping."""
+                   sample_seed: int = 0, benchmark: str | None = None, tasks: list | None = None) -> dict[str, dict]:
+    """Evaluate each task (skipping those cached in ``<cell_dir>/mteb``); returns the ``scores.json`` mapping.
+    ``tasks``: the resolved task objects of ``task_names`` when the caller has them (loaded data is reused)."""
     import mteb
     from tqdm.auto import tqdm
 
     from embedgrid import console
 
     cache = mteb.ResultCache(str(CellDir(cell_dir).mteb_dir))
-    tasks = resolve_tasks(list(task_names), max_samples=max_samples, task_samples=task_samples,
-                          sample_seed=sample_seed, benchmark=benchmark)
+    if tasks is None:
+        tasks = resolve_tasks(list(task_names), max_samples=max_samples, task_samples=task_samples,
+                              sample_seed=sample_seed, benchmark=benchmark)
     scores: dict[str, dict] = {}
     bar = tqdm(tasks, desc="evaluate", unit="task", disable=not show_progress_bar)  # explicit: wins over TQDM_DISABLE
     for task in bar:
@@ -179,15 +183,26 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, cell_dir: str | Path,
     spec = encoder.spec
     settings = settings_hash(eval_cfg, {"instruction_template": spec.instruction_template,
                                         "instruction_join": spec.instruction_join})
+    tasks = []
+
+    def resolved():  # once: the tasks auto-compile counted (their data loaded) are the ones evaluated
+        tasks[:] = tasks or resolve_tasks(list(eval_cfg.tasks), max_samples=eval_cfg.max_samples,
+                                          task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed,
+                                          benchmark=eval_cfg.benchmark)
+        return tasks
+
+    width = int(getattr(encoder.backbone.config, "hidden_size", 0) or 0)
+    compile, why = decide(eval_cfg.compile, encoder.device, width, resolved)
+    log.info("compiled encoding %s (%s)", "on" if compile else "off", why)
     model = MtebEncoder(encoder, name=name, revision=f"{revision}-e{settings}", instructions=eval_cfg.instructions,
                         instruction_scope=eval_cfg.instruction_scope, batch_size=eval_cfg.batch_size,
-                        batch_tokens=eval_cfg.batch_tokens, compile=eval_cfg.compile,
+                        batch_tokens=eval_cfg.batch_tokens, compile=compile,
                         show_progress_bar=eval_cfg.progress_bar and console.is_verbose(),  # per-role bars
                         meta=meta)
     scores = evaluate_tasks(model, eval_cfg.tasks, cell_dir, batch_size=eval_cfg.batch_size,
                             show_progress_bar=eval_cfg.progress_bar, max_samples=eval_cfg.max_samples,
                             task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed,
-                            benchmark=eval_cfg.benchmark)
+                            benchmark=eval_cfg.benchmark, tasks=resolved())
     for entry in scores.values():
         entry["eval_settings"] = settings  # CellDir.state: a done cell evaluated under other settings is partial
     categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS for n in eval_cfg.tasks))

@@ -127,7 +127,7 @@ def _setup_runtime(cfg: DictConfig) -> str:
         torch.set_num_threads(int(cfg.threads))
     set_seed(int(cfg.seed))
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    if cfg.eval.compile:  # before training, not when evaluation starts after it
+    if cfg.eval.compile is True:  # before training, not when evaluation starts after it (auto: never fails)
         from embedgrid.model.encoder import check_cpu_compiler
 
         check_cpu_compiler(device)
