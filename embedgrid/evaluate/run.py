@@ -17,6 +17,7 @@ from statistics import fmean
 from embedgrid.grid.celldir import CATEGORY_SCORES_FILE, CellDir  # noqa: F401  (re-exported)
 from embedgrid.evaluate.autocompile import decide
 from embedgrid.evaluate.config import EvalConfig
+from embedgrid.train.distributed import World, broadcast_from_main
 
 log = logging.getLogger(__name__)
 FILE_ONLY = {"console": False}  # launch.log only (embedgrid/console.py)
@@ -117,12 +118,18 @@ def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_
                               sample_seed=sample_seed, benchmark=benchmark)
     scores: dict[str, dict] = {}
     bar = tqdm(tasks, desc="evaluate", unit="task", disable=not show_progress_bar)  # explicit: wins over TQDM_DISABLE
+    world = getattr(model, "world", World())
     for task in bar:
         bar.set_postfix_str(task.metadata.name, refresh=True)
         started = time.perf_counter()
-        result = mteb.evaluate(model, task, cache=cache, overwrite_strategy=_strategy(cache, model, task),
-                               encode_kwargs={"batch_size": batch_size, "show_progress_bar": console.is_verbose()},
-                               show_progress_bar=False)
+        encode_kwargs = {"batch_size": batch_size, "show_progress_bar": console.is_verbose()}
+        if world.enabled:  # every rank evaluates; rank 0 alone reads and writes the cache
+            result = _evaluate_on_ranks(model, task, cache, world, encode_kwargs)
+            if result is None:
+                continue  # scored by rank 0 from its cache; every rank gets rank 0's scores at the end
+        else:
+            result = mteb.evaluate(model, task, cache=cache, overwrite_strategy=_strategy(cache, model, task),
+                                   encode_kwargs=encode_kwargs, show_progress_bar=False)
         task_result = result.task_results[0]
         name = task.metadata.name
         scores[name] = {
@@ -136,6 +143,30 @@ def evaluate_tasks(model, task_names: list[str], cell_dir: str | Path, *, batch_
         log.info("%s (%s): %s = %.4f  [%.1f s]", name, task.metadata.type, task.metadata.main_score,
                  scores[name]["main_score"], time.perf_counter() - started, extra=FILE_ONLY)
     return scores
+
+
+def _evaluate_on_ranks(model, task, cache, world, encode_kwargs):
+    """One task on every rank: rank 0 decides from its cache whether the task is already scored (then it alone
+    reads the result, encoding any part mteb finds missing by itself) or every rank evaluates it, each encode
+    call's texts split over the ranks (MtebEncoder.shares), only rank 0 writing the result. None on the other
+    ranks for a cached task."""
+    import mteb
+
+    strategy = _strategy(cache, model, task) if world.is_main else None
+    cached = strategy == "only-missing" and cache.load_task_result(task.metadata.name, model.mteb_model_meta) \
+        is not None if world.is_main else None
+    if broadcast_from_main(cached, world):
+        if not world.is_main:
+            return None
+        model.world = World()  # a partly cached result is completed by rank 0 alone
+        try:
+            return mteb.evaluate(model, task, cache=cache, overwrite_strategy="only-missing",
+                                 encode_kwargs=encode_kwargs, show_progress_bar=False)
+        finally:
+            model.world = world
+    return mteb.evaluate(model, task, cache=cache if world.is_main else None,
+                         overwrite_strategy="always" if world.is_main else "only-missing",
+                         encode_kwargs=encode_kwargs, show_progress_bar=False)
 
 
 def _strategy(cache, model, task) -> str:
@@ -168,11 +199,12 @@ def category_scores(scores: dict[str, dict], offline_only: bool) -> dict:
 
 
 def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, cell_dir: str | Path, *, name: str,
-                     revision: str, meta: dict | None = None) -> tuple[dict, dict]:
+                     revision: str, meta: dict | None = None, world: World = World()) -> tuple[dict, dict]:
     """Evaluate a cell's encoder on ``eval_cfg`` (the typed ``eval`` group; a plain dict is typed first).
 
     Returns ``(scores, category_scores)`` and writes ``category_scores.json`` into ``cell_dir``; the caller
-    writes ``scores.json``.
+    writes ``scores.json``. With a ``world`` of several ranks every rank must call this: all of them encode
+    (each encode call split over the ranks), rank 0 alone writes, and every rank returns the same scores.
     """
     from embedgrid import console
     from embedgrid.evaluate.model import MtebEncoder
@@ -198,13 +230,15 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, cell_dir: str | Path,
                         instruction_scope=eval_cfg.instruction_scope, batch_size=eval_cfg.batch_size,
                         batch_tokens=eval_cfg.batch_tokens, compile=compile,
                         show_progress_bar=eval_cfg.progress_bar and console.is_verbose(),  # per-role bars
-                        meta=meta)
+                        meta=meta, world=world)
     scores = evaluate_tasks(model, eval_cfg.tasks, cell_dir, batch_size=eval_cfg.batch_size,
                             show_progress_bar=eval_cfg.progress_bar, max_samples=eval_cfg.max_samples,
                             task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed,
                             benchmark=eval_cfg.benchmark, tasks=resolved())
+    scores = broadcast_from_main(scores, world)  # several ranks: rank 0's (it alone read the cached tasks)
     for entry in scores.values():
         entry["eval_settings"] = settings  # CellDir.state: a done cell evaluated under other settings is partial
     categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS for n in eval_cfg.tasks))
-    CellDir(cell_dir).write_category_scores(categories)
+    if world.is_main:
+        CellDir(cell_dir).write_category_scores(categories)
     return scores, categories

@@ -98,8 +98,8 @@ def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutco
         meter = CostMeter(device, world.size)
         logger = _make_logger(cfg, cell) if world.is_main else NullLogger()
         encoder, summary = _trained_encoder(cfg, cell, device, logger, world, trained=plan["trained"], meter=meter)
-        scores = run_on_main(lambda: _evaluate_and_record(cfg, cell, encoder, summary, logger, started,
-                                                          meter=meter, earlier_cost=earlier_cost), world)
+        scores = _evaluate_and_record(cfg, cell, encoder, summary, logger, started, meter=meter,
+                                      earlier_cost=earlier_cost, world=world)
         return CellOutcome(cell.path, DONE, scores, rank=world.rank)
     except BaseException as error:
         from embedgrid.train.signals import hand_over
@@ -178,7 +178,7 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
     if trained:
         log.info("trained model found in %s; evaluation only", cell.model_dir)
         with meter.phase("build"):
-            encoder = load_encoder(cell.model_dir, device=device, spec=spec) if world.is_main else None
+            encoder = load_encoder(cell.model_dir, device=device, spec=spec)  # every rank evaluates
         summary["train"] = (cell.read_record() or {}).get("train")
     else:
         log.info("building %s with %s pooling, %s attention", cfg.model.name, cfg.pooling.name, cfg.attention.name)
@@ -217,8 +217,11 @@ def _train_dtype(cfg: DictConfig, train, device: str) -> str:
 
 
 def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict, logger, started: float, *,
-                         meter, earlier_cost: dict | None) -> dict:
-    """Rank 0: evaluate the trained encoder, write scores.json and the finished cell.json; returns the scores."""
+                         meter, earlier_cost: dict | None, world) -> dict:
+    """Every rank evaluates (each encode call's texts split over the ranks); rank 0 writes scores.json and the
+    finished cell.json; every rank returns the scores."""
+    from embedgrid.train.distributed import all_sum, run_on_main
+
     from embedgrid.evaluate.config import eval_config
     from embedgrid.evaluate.meta import cell_model_meta
     from embedgrid.evaluate.run import evaluate_encoder
@@ -227,10 +230,16 @@ def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict,
     summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
     t1, truncated_before = time.perf_counter(), encoder.truncated
     meter.watch(encoder)  # a loaded encoder (evaluation only) is watched from here
-    with meter.phase("evaluate", dtype=str(cfg.model.dtype)):
+    with meter.phase("evaluate", dtype=str(cfg.model.dtype), reduce=lambda value: all_sum(value, world)):
         scores, summary["category_scores"] = evaluate_encoder(
             encoder, eval_config(cfg), cell.path, name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
-            meta=cell_model_meta(cfg, encoder))
+            meta=cell_model_meta(cfg, encoder), world=world)
+    return run_on_main(lambda: _record(cfg, cell, encoder, scores, summary, logger, started, meter, earlier_cost,
+                                       t1, truncated_before), world)
+
+
+def _record(cfg: DictConfig, cell: CellDir, encoder, scores: dict, summary: dict, logger, started: float, meter,
+            earlier_cost, t1: float, truncated_before: int) -> dict:
     summary["timings"]["eval_s"] = round(time.perf_counter() - t1, 2)
     if encoder.truncated > truncated_before:
         log.info("evaluation: %d texts truncated to max_length=%d (per task in launch.log)",
