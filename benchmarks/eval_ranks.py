@@ -53,6 +53,7 @@ def _worker(rank: int, size: int, init_file: str, model: str, max_samples, cell_
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
     try:
+        evaluate(model, 8, f"{cell_dir}-warm", current_world())  # the same in-process warm-up as the 1-process run
         scores, seconds = evaluate(model, max_samples, cell_dir, current_world())
         if rank == 0:
             Path(out).write_text(json.dumps({"scores": scores, "seconds": seconds}))

@@ -16,8 +16,9 @@ import torch
 
 log = logging.getLogger(__name__)
 
-# Texts after which compiled float32 encoding, its compilation included, overtakes eager (benchmarks/results/
-# compile_break_even_smollm2_135m.json, SmolLM2-135M, 1 thread, batch 32, max_length 128, this project's CPU).
+# Texts after which compiled encoding, its compilation included, overtakes eager on a CPU: SmolLM2-135M on this
+# project's idle 2-core CPU (1 thread, batch 32): about 10,000 texts (54 s of compilation in bf16, then 81 vs 55
+# texts/s; benchmarks/encode.py). benchmarks/compile_break_even.py re-measures it for a model and dtype.
 BREAK_EVEN_TEXTS = {"cpu": 10_000}
 MIN_WIDTH = 256  # hidden size below which compiled encoding was measured slower per text (tiny, 64 wide)
 
