@@ -74,6 +74,9 @@ class EvalConfig:
         stray = sorted(set(data) - known)
         if stray:
             raise ConfigError(f"unknown eval keys {stray}; valid: {', '.join(sorted(known))}")
+        if data.get("benchmark") in (None, "", "???") and data.get("name") == "benchmark":
+            raise ConfigError("eval=benchmark needs eval.benchmark=NAME, e.g. eval.benchmark='MTEB(eng, v2)' "
+                              "(python -c \"import mteb; print([b.name for b in mteb.get_benchmarks()])\" lists them)")
         if data.get("benchmark"):
             data = with_benchmark(data)
         if not data.get("tasks"):

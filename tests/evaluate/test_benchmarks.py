@@ -47,6 +47,8 @@ def test_benchmark_tasks_keep_the_benchmarks_language_subsets():
 def test_benchmark_errors_name_key_and_choices(compose):
     with pytest.raises(ConfigError, match=r"eval.benchmark='NoSuchBench'.*MTEB\(eng, v2\)"):
         _eval(compose, "eval=benchmark", "eval.benchmark=NoSuchBench")
+    with pytest.raises(ConfigError, match=r"eval=benchmark needs eval.benchmark=NAME, e.g. eval.benchmark='MTEB"):
+        _eval(compose, "eval=benchmark")
     with pytest.raises(ConfigError, match="not text-only"):
         _eval(compose, "eval=benchmark", "eval.benchmark='MIEB(lite)'")
     with pytest.raises(ConfigError, match=r"\['NotInIt'\] are not tasks of eval.benchmark"):
