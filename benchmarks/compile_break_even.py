@@ -71,7 +71,8 @@ def main(argv=None) -> dict:
     }
     print(f"compiled encoding break-even, model={args.model}, {args.texts} texts, batch {args.batch_size}, "
           f"{args.threads} thread(s), float32")
-    print("| eager s | compiled first call s | compiled s | speed-up per text | compile overhead s | break-even texts |")
+    print("| eager s | compiled first call s | compiled s | speed-up per text | compile overhead s "
+          "| break-even texts |")
     print("|---|---|---|---|---|---|")
     print(f"| {eager:.2f} | {first:.2f} | {compiled:.2f} | {eager / compiled:.3f} | {overhead:.1f} | "
           f"{break_even if break_even is not None else 'never (compiled is not faster)'} |")

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from embedgrid.grid.cellid import cell_name, config_hash
 from embedgrid.grid.celldir import (CELL_FILE, CHECKPOINT_DIR, DONE, FAILED, LOCK_FILE, MODEL_DIR,  # noqa: F401
                                NEW, PARTIAL, RUNNING, SCORES_FILE, CellDir)
-from embedgrid.cost import summary as cost_summary
+from embedgrid.cost import CostMeter, summary as cost_summary
 from embedgrid.errors import CellBusy, CellConflict, Preempted  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,6 @@ def run(cfg: DictConfig, cell_dir: str | Path) -> CellOutcome:
 
 def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutcome:
     from embedgrid.logger import NullLogger
-    from embedgrid.train.distributed import run_on_main
-
-    from embedgrid.cost import CostMeter
 
     started, logger, meter = plan["started"], None, None
     earlier_cost = (cell.read_record() or {}).get("cost") if world.is_main else None  # a resumed cell's attempts
