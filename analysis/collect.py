@@ -137,7 +137,7 @@ def collect(sweep_dirs, by: tuple[str, ...] = (), include_unfinished: bool = Fal
             _collect_cell(cell_dir, by, include_unfinished, cells, scores, problems)
     cell_frame = pd.DataFrame(cells, columns=["cell", "path", "grid", "design", "model", "pooling", "attention",
                                               "seed", "status", "error", "config_hash", "n_scores", "config",
-                                              "provenance", "provenance_recorded"])
+                                              "provenance", "provenance_recorded", "cost"])
     score_frame = pd.DataFrame(scores, columns=["design", "model", "pooling", "attention", "seed", "cell", "grid",
                                                 "task", "category", "in_domain", "score"])
     mixes = _mixes(cell_frame, tuple(pool_over))
@@ -206,7 +206,8 @@ def _cell_row(cell_dir: Path, record: dict, design: Design, seed, status: str) -
             "design": design, "model": design.model, "pooling": design.pooling, "attention": design.attention,
             "seed": seed, "status": status, "error": record.get("error"), "config_hash": record.get("config_hash"),
             "n_scores": 0, "config": record.get("config") or {}, "provenance": mixing.provenance_of(record),
-            "provenance_recorded": isinstance(record.get(mixing.PROVENANCE), dict)}
+            "provenance_recorded": isinstance(record.get(mixing.PROVENANCE), dict),
+            "cost": record.get("cost") if isinstance(record.get("cost"), dict) else None}
 
 
 def _hydra_record(cell_dir: Path) -> dict:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from analysis import mixing, reach
 from analysis.compare import ALL_TASKS
+from analysis.cost import cost_section
 from analysis.designs import Design, describe_preset, display_order
 from analysis.factors import BASE_DIMENSIONS as BASE_ORDER
 from analysis.family import PRIMARY
@@ -454,6 +455,7 @@ def render(result) -> str:
         lines += [f"![{p.stem}](plots/{p.name})" for p in result.files.get("plots", [])]
         lines += [""] + [f"- {note}" for note in result.plot_notes]
     lines += ["", "## Provenance", "", provenance_section(result)]
+    lines += ["", "## Cost", "", cost_section(coll.cells, labels, markdown_table)]
     lines += ["", "## Problems", "", problems_section(result.problems), ""]
     return "\n".join(lines)
 

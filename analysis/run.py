@@ -178,7 +178,9 @@ def _write(result: AnalysisResult) -> None:
     files["categories"] = write_csv(out / "categories.csv", table)
     files["stats"] = write_csv(out / "stats.csv", result.stats.drop(columns=["reference_design",
                                                                              "candidate_design"]))
-    cells = coll.cells.drop(columns=["config", "design", "provenance"])
+    cells = coll.cells.drop(columns=["config", "design", "provenance", "cost"]).assign(
+        device_hours=coll.cells["cost"].map(lambda c: (c.get("total") or {}).get("device_hours")
+                                            if isinstance(c, dict) else None))
     files["cells"] = write_csv(out / "cells.csv", cells)
     files["plots"] = []
     if result.config.plots:

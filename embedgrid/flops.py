@@ -46,13 +46,16 @@ class ModelShape:
 
     def training_flops(self, lengths) -> int:
         """Forward + backward FLOPs of one step over texts of ``lengths`` real tokens."""
-        tokens = sum(lengths)
-        squares = sum(s * s for s in lengths)
+        return self.training_flops_of(sum(lengths), sum(s * s for s in lengths))
+
+    def forward_flops(self, lengths, lora: bool = False) -> int:
+        return self.forward_flops_of(sum(lengths), sum(s * s for s in lengths), lora)
+
+    def training_flops_of(self, tokens: int, squares: int) -> int:
+        """``training_flops`` from the sums of the lengths and of their squares (what a running count keeps)."""
         return 4 * self.frozen_weights * tokens + 6 * self.lora_weights * tokens \
             + 12 * self.layers * self.attention_width * squares
 
-    def forward_flops(self, lengths, lora: bool = False) -> int:
-        tokens = sum(lengths)
-        squares = sum(s * s for s in lengths)
+    def forward_flops_of(self, tokens: int, squares: int, lora: bool = False) -> int:
         return 2 * (self.frozen_weights + (self.lora_weights if lora else 0)) * tokens \
             + 4 * self.layers * self.attention_width * squares

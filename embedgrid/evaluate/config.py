@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 from embedgrid.errors import ConfigError
+from embedgrid.evaluate.benchmarks import benchmark_instructions, benchmark_tasks
 
 INSTRUCTION_SCOPES = ("query", "all")
 
@@ -32,13 +33,15 @@ class EvalConfig:
 
     name: str = "offline"
     tasks: List[str] = field(default_factory=list)
+    benchmark: Optional[str] = None  # an mteb benchmark ('MTEB(eng, v2)'): its tasks and instructions (benchmarks.py)
     max_samples: Optional[int] = None
     task_samples: Dict[str, int] = field(default_factory=dict)
     sample_seed: int = 0
     instruction_scope: Any = "query"  # str or {task type: str, default: str}
     batch_size: int = 32
     batch_tokens: Optional[int] = None  # padded tokens per encode batch; None: Encoder's rule (batch_token_budget)
-    compile: bool = False  # torch.compile the backbone for encoding: pays off on large corpora (Encoder.encode)
+    compile: Any = "auto"  # true | false | auto: torch.compile the backbone for encoding where the suite's texts
+    #                        exceed the device's measured break-even (embedgrid/evaluate/autocompile.py)
     progress_bar: bool = True
     instructions: Dict[str, str] = field(default_factory=dict)
     custom: Dict[str, Any] = field(default_factory=dict)  # your own tasks: {name: {type, path, ...}} (tasks/custom.py)
@@ -46,6 +49,8 @@ class EvalConfig:
 
     def __post_init__(self):
         self.instruction_scope = check_scope(self.instruction_scope)
+        if self.compile is not True and self.compile is not False and self.compile != "auto":
+            raise ConfigError(f"eval.compile={self.compile!r}; valid: true, false, auto")
         if self.batch_size < 1:
             raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1")
         if self.batch_tokens is not None and self.batch_tokens < 1:
@@ -78,10 +83,29 @@ class EvalConfig:
         stray = sorted(set(data) - known)
         if stray:
             raise ConfigError(f"unknown eval keys {stray}; valid: {', '.join(sorted(known))}")
+        if data.get("benchmark") in (None, "", "???") and data.get("name") == "benchmark":
+            raise ConfigError("eval=benchmark needs eval.benchmark=NAME, e.g. eval.benchmark='MTEB(eng, v2)' "
+                              "(python -c \"import mteb; print([b.name for b in mteb.get_benchmarks()])\" lists them)")
+        if data.get("benchmark"):
+            data = with_benchmark(data)
         if not data.get("tasks") and not data.get("custom"):
             raise ConfigError("eval.tasks is empty; name at least one task (e.g. eval=offline_small) or your own "
                               "in eval.custom")
         return cls(**data)
+
+
+def with_benchmark(data: dict) -> dict:
+    """``eval.benchmark`` expanded: its tasks (``eval.tasks``, when given, must be a subset: those are run) and
+    its instructions under the user's own ``eval.instructions``."""
+    name = data["benchmark"]
+    tasks = benchmark_tasks(name)
+    chosen = list(data.get("tasks") or [])
+    stray = [t for t in chosen if t not in tasks]
+    if stray:
+        raise ConfigError(f"eval.tasks {stray} are not tasks of eval.benchmark={name!r}; leave eval.tasks empty to "
+                          f"run all {len(tasks)}, or name some of: {', '.join(tasks)}")
+    instructions = {**benchmark_instructions(name), **dict(data.get("instructions") or {})}
+    return {**data, "tasks": [t for t in tasks if not chosen or t in chosen], "instructions": instructions}
 
 
 def eval_config(cfg) -> EvalConfig:

@@ -8,6 +8,7 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 from embedgrid.errors import ConfigError
 from embedgrid.model.encoder import Encoder
 from embedgrid.evaluate.config import check_scope
+from embedgrid.train.distributed import World, all_gather_objects
 
 UNCACHED_ROLES = ("document",)  # mteb encodes each corpus chunk once; caching it would hold the whole corpus
 
@@ -33,13 +34,15 @@ class MtebEncoder(AbsEncoder):
     def __init__(self, encoder: Encoder, name: str, revision: str, *, instructions: dict[str, str] | None = None,
                  instruction_scope: str | dict = "query", batch_size: int = 32, show_progress_bar: bool = True,
                  meta: dict | None = None, cache_max_texts: int = 50_000, batch_tokens: int | None = None,
-                 compile: bool = False, truncate_dim: int | None = None):
+                 compile: bool = False, truncate_dim: int | None = None,
+                 world: World = World()):
         if truncate_dim is not None and not 1 <= truncate_dim <= encoder.dim:
             raise ConfigError(f"eval.truncate_dim={truncate_dim} is outside 1..{encoder.dim}, the encoder's "
                               "dimension; choose a prefix length it has, or null")
         self.model = encoder
         self.truncate_dim = truncate_dim
         self.dim = truncate_dim or encoder.dim
+        self.world = world  # several ranks: each encode call's texts are split over them (shares), then gathered
         self.instructions = dict(instructions or {})
         self.instruction_scope = check_scope(instruction_scope)
         self.batch_size = batch_size
@@ -88,10 +91,7 @@ class MtebEncoder(AbsEncoder):
             for i, vector in cached.items():
                 vectors[i] = vector
         if missing:
-            encoded = self.model.encode(missing, batch_size=self.batch_size, batch_tokens=self.batch_tokens,
-                                        compile=self.compile, instruction=instruction,
-                                        show_progress_bar=self.show_progress_bar,
-                                        desc=f"{task_metadata.name}/{role or 'text'}")
+            encoded = self._encode(missing, instruction, desc=f"{task_metadata.name}/{role or 'text'}")
             if self.truncate_dim is not None:
                 encoded = truncate(encoded, self.truncate_dim)
             self.texts_encoded += len(missing)
@@ -107,9 +107,42 @@ class MtebEncoder(AbsEncoder):
             return vectors  # no duplicates: inverse is the identity, so no second copy of the chunk
         return vectors[inverse]
 
+    def _encode(self, texts: list[str], instruction: str | None, desc: str) -> np.ndarray:
+        """The encoder's vectors of ``texts``; with several ranks each encodes its share (``shares``) and every
+        rank gets all vectors, so mteb scores the same matrix everywhere. Memory: this call's texts, one chunk."""
+        def encode(part):
+            return self.model.encode(part, batch_size=self.batch_size, batch_tokens=self.batch_tokens,
+                                     compile=self.compile, instruction=instruction,
+                                     show_progress_bar=self.show_progress_bar, desc=desc)
+
+        if not self.world.enabled:
+            return encode(texts)
+        truncated = self.model.truncated  # counted once, by the rank that encodes the text
+        lengths = [len(row) for row in self.model.token_rows(texts, instruction)[0]]
+        self.model.truncated = truncated
+        parts = shares(lengths, self.world.size)
+        mine = parts[self.world.rank]
+        local = encode([texts[i] for i in mine]) if mine else np.zeros((0, self.model.dim), dtype=np.float32)
+        vectors = np.empty((len(texts), self.model.dim), dtype=np.float32)
+        for part, block in zip(parts, all_gather_objects(local, self.world)):
+            if part:
+                vectors[part] = block
+        return vectors
+
 
 def truncate(vectors: np.ndarray, dim: int) -> np.ndarray:
     """The first ``dim`` dimensions, L2-renormalised: a Matryoshka prefix (sentence-transformers' ``truncate_dim``
     followed by normalisation)."""
     prefix = vectors[:, :dim]
     return prefix / np.maximum(np.linalg.norm(prefix, axis=1, keepdims=True), 1e-12)
+
+
+def shares(lengths: list[int], ranks: int) -> list[list[int]]:
+    """Indices of texts per rank, balanced by token count: longest first, each to the rank with the fewest tokens
+    so far (ties: the lowest rank); deterministic, so every rank computes the same split."""
+    totals, parts = [0] * ranks, [[] for _ in range(ranks)]
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        rank = min(range(ranks), key=lambda r: (totals[r], r))
+        parts[rank].append(i)
+        totals[rank] += lengths[i]
+    return [sorted(part) for part in parts]

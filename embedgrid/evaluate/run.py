@@ -18,8 +18,10 @@ from pathlib import Path
 from statistics import fmean
 
 from embedgrid.errors import ConfigError
+from embedgrid.evaluate.autocompile import decide
 from embedgrid.evaluate.config import EvalConfig
 from embedgrid.io import atomic_write, move_aside
+from embedgrid.train.distributed import World, broadcast_from_main
 
 log = logging.getLogger(__name__)
 FILE_ONLY = {"console": False}  # launch.log only (embedgrid/console.py)
@@ -34,12 +36,16 @@ SCORE_SETTINGS = ("instructions", "instruction_scope", "max_samples", "task_samp
 
 
 def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samples: dict | None = None,
-                  sample_seed: int = 0, custom: dict | None = None):
+                  sample_seed: int = 0, custom: dict | None = None, benchmark: str | None = None):
     """Custom tasks (``eval.custom``), offline tasks by name (embedgrid.evaluate.tasks), then mteb's mock tasks,
     then ``mteb.get_tasks``.
 
-    Offline tasks are subsampled to ``task_samples[name]`` or else ``max_samples`` (None: whole task).
+    Offline tasks are subsampled to ``task_samples[name]`` or else ``max_samples`` (None: whole task). With a
+    ``benchmark``, its own task objects come first (a copy each: they carry the benchmark's language subsets).
     """
+    import copy
+
+    from embedgrid.evaluate.benchmarks import benchmark_tasks
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
     from embedgrid.evaluate.tasks.custom import custom_specs, custom_task
@@ -52,7 +58,8 @@ def resolve_tasks(names: list[str], *, max_samples: int | None = None, task_samp
                          f"offline tasks: {sorted(OFFLINE_TASKS)}")
     mocks = _mock_registry() if any(n.startswith(("Mock", "LegacyMock")) for n in names) else {}
     external = [n for n in names if n not in OFFLINE_TASKS and n not in mocks and n not in own]
-    hub = _hub_tasks(external)
+    hub = {n: copy.deepcopy(t) for n, t in (benchmark_tasks(benchmark) if benchmark else {}).items() if n in external}
+    hub.update(_hub_tasks([n for n in external if n not in hub]))
     _refuse_unknown([n for n in external if n not in hub])
     tasks = []
     for name in names:
@@ -117,6 +124,8 @@ def settings_hash(eval_cfg: EvalConfig | dict, prompt: dict | None = None) -> st
     relevant = {key: settings[key] for key in SCORE_SETTINGS}
     if settings.get("truncate_dim") is not None:  # only when set: hashes of untruncated results stay as they were
         relevant["truncate_dim"] = settings["truncate_dim"]
+    if settings.get("benchmark"):  # a benchmark's task may be a subset of mteb's (its languages); absent: as before
+        relevant["benchmark"] = settings["benchmark"]
     relevant["prompt"] = dict(prompt or {})
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -138,9 +147,11 @@ def scores_cover(scores: dict, eval_cfg: EvalConfig | dict, prompt: dict | None 
 
 def evaluate_tasks(model, task_names: list[str], results_dir: str | Path, *, batch_size: int = 32,
                    show_progress_bar: bool = True, max_samples: int | None = None, task_samples: dict | None = None,
-                   sample_seed: int = 0, custom: dict | None = None) -> dict[str, dict]:
+                   sample_seed: int = 0, custom: dict | None = None, benchmark: str | None = None,
+                   tasks: list | None = None) -> dict[str, dict]:
     """Evaluate each task (skipping those cached in ``results_dir``, mteb's result cache); returns the
-    ``scores.json`` mapping."""
+    ``scores.json`` mapping. ``tasks``: the resolved task objects of ``task_names`` when the caller has them
+    (loaded data is reused)."""
     import mteb
     from tqdm.auto import tqdm
 
@@ -148,16 +159,23 @@ def evaluate_tasks(model, task_names: list[str], results_dir: str | Path, *, bat
 
     atomic_task_results()
     cache = mteb.ResultCache(str(results_dir))
-    tasks = resolve_tasks(list(task_names), max_samples=max_samples, task_samples=task_samples,
-                          sample_seed=sample_seed, custom=custom)
+    if tasks is None:
+        tasks = resolve_tasks(list(task_names), max_samples=max_samples, task_samples=task_samples,
+                              sample_seed=sample_seed, custom=custom, benchmark=benchmark)
     scores: dict[str, dict] = {}
     bar = tqdm(tasks, desc="evaluate", unit="task", disable=not show_progress_bar)  # explicit: wins over TQDM_DISABLE
+    world = getattr(model, "world", World())
     for task in bar:
         bar.set_postfix_str(task.metadata.name, refresh=True)
         started = time.perf_counter()
-        result = mteb.evaluate(model, task, cache=cache, overwrite_strategy=_strategy(cache, model, task),
-                               encode_kwargs={"batch_size": batch_size, "show_progress_bar": console.is_verbose()},
-                               show_progress_bar=False)
+        encode_kwargs = {"batch_size": batch_size, "show_progress_bar": console.is_verbose()}
+        if world.enabled:  # every rank evaluates; rank 0 alone reads and writes the cache
+            result = _evaluate_on_ranks(model, task, cache, world, encode_kwargs)
+            if result is None:
+                continue  # scored by rank 0 from its cache; every rank gets rank 0's scores at the end
+        else:
+            result = mteb.evaluate(model, task, cache=cache, overwrite_strategy=_strategy(cache, model, task),
+                                   encode_kwargs=encode_kwargs, show_progress_bar=False)
         task_result = result.task_results[0]
         name = task.metadata.name
         scores[name] = {
@@ -200,6 +218,30 @@ def cached_result(cache, task_name: str, model, revision: str | None = None):
         log.warning("%s: cached result %s is unreadable (%s: %s); moved to %s, re-evaluating", task_name, path,
                     type(error).__name__, str(error).splitlines()[0][:200], aside)
         return None
+
+
+def _evaluate_on_ranks(model, task, cache, world, encode_kwargs):
+    """One task on every rank: rank 0 decides from its cache whether the task is already scored (then it alone
+    reads the result, encoding any part mteb finds missing by itself) or every rank evaluates it, each encode
+    call's texts split over the ranks (MtebEncoder.shares), only rank 0 writing the result. None on the other
+    ranks for a cached task."""
+    import mteb
+
+    strategy = _strategy(cache, model, task) if world.is_main else None
+    cached = strategy == "only-missing" and cached_result(cache, task.metadata.name, model.mteb_model_meta) \
+        is not None if world.is_main else None
+    if broadcast_from_main(cached, world):
+        if not world.is_main:
+            return None
+        model.world = World()  # a partly cached result is completed by rank 0 alone
+        try:
+            return mteb.evaluate(model, task, cache=cache, overwrite_strategy="only-missing",
+                                 encode_kwargs=encode_kwargs, show_progress_bar=False)
+        finally:
+            model.world = world
+    return mteb.evaluate(model, task, cache=cache if world.is_main else None,
+                         overwrite_strategy="always" if world.is_main else "only-missing",
+                         encode_kwargs=encode_kwargs, show_progress_bar=False)
 
 
 def _strategy(cache, model, task) -> str:
@@ -254,11 +296,13 @@ def category_scores(scores: dict[str, dict], offline_only: bool, suite: str | No
 
 
 def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, results_dir: str | Path, *, name: str,
-                     revision: str, meta: dict | None = None) -> tuple[dict, dict]:
+                     revision: str, meta: dict | None = None, world: World = World()) -> tuple[dict, dict]:
     """Evaluate a cell's encoder on ``eval_cfg`` (the typed ``eval`` group; a plain dict is typed first).
 
     ``results_dir`` is mteb's result cache (a cell's ``mteb/``). Returns ``(scores, category_scores)``; the
-    caller records them (the cell writes ``scores.json`` and ``category_scores.json``).
+    caller records them (the cell writes ``scores.json`` and ``category_scores.json``). With a ``world`` of
+    several ranks every rank must call this: all of them encode (each encode call split over the ranks), rank 0
+    alone writes the result cache, and every rank returns the same scores.
     """
     from embedgrid import console
     from embedgrid.evaluate.model import MtebEncoder
@@ -269,15 +313,27 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, results_dir: str | Pa
     spec = encoder.spec
     settings = settings_hash(eval_cfg, {"instruction_template": spec.instruction_template,
                                         "instruction_join": spec.instruction_join})
+    tasks = []
+
+    def resolved():  # once: the tasks auto-compile counted (their data loaded) are the ones evaluated
+        tasks[:] = tasks or resolve_tasks(list(eval_cfg.all_tasks), max_samples=eval_cfg.max_samples,
+                                          task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed,
+                                          custom=eval_cfg.custom, benchmark=eval_cfg.benchmark)
+        return tasks
+
+    width = int(getattr(encoder.backbone.config, "hidden_size", 0) or 0)
+    compile, why = decide(eval_cfg.compile, encoder.device, width, resolved)
+    log.info("compiled encoding %s (%s)", "on" if compile else "off", why)
     model = MtebEncoder(encoder, name=name, revision=f"{revision}-e{settings}", instructions=eval_cfg.instructions,
                         instruction_scope=eval_cfg.instruction_scope, batch_size=eval_cfg.batch_size,
-                        batch_tokens=eval_cfg.batch_tokens, compile=eval_cfg.compile,
+                        batch_tokens=eval_cfg.batch_tokens, compile=compile,
                         show_progress_bar=eval_cfg.progress_bar and console.is_verbose(),  # per-role bars
-                        meta=meta, truncate_dim=eval_cfg.truncate_dim)
+                        meta=meta, truncate_dim=eval_cfg.truncate_dim, world=world)
     scores = evaluate_tasks(model, eval_cfg.all_tasks, results_dir, batch_size=eval_cfg.batch_size,
                             show_progress_bar=eval_cfg.progress_bar, max_samples=eval_cfg.max_samples,
                             task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed,
-                            custom=eval_cfg.custom)
+                            custom=eval_cfg.custom, benchmark=eval_cfg.benchmark, tasks=resolved())
+    scores = broadcast_from_main(scores, world)  # several ranks: rank 0's (it alone read the cached tasks)
     for entry in scores.values():
         entry["eval_settings"] = settings  # CellDir.state: a done cell evaluated under other settings is partial
     categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS or n in eval_cfg.custom

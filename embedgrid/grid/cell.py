@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from embedgrid.grid.cellid import cell_name, config_hash, model_commit
 from embedgrid.grid.celldir import (CELL_FILE, CHECKPOINT_DIR, DONE, FAILED, LOCK_FILE, MODEL_DIR,  # noqa: F401
                                NEW, PARTIAL, RUNNING, SCORES_FILE, CellDir)
+from embedgrid.cost import CostMeter, summary as cost_summary
 from embedgrid.errors import ConfigError, Preempted
 
 log = logging.getLogger(__name__)
@@ -107,17 +108,19 @@ def read_only_plan(cfg: DictConfig, cell: CellDir) -> dict:
 
 def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutcome:
     from embedgrid.logger import NullLogger
-    from embedgrid.train.distributed import run_on_main
 
-    started, logger = plan["started"], None
+    started, logger, meter = plan["started"], None, None
+    earlier_cost = (cell.read_record() or {}).get("cost") if world.is_main else None  # a resumed cell's attempts
     try:
         device = _setup_runtime(cfg)
+        meter = CostMeter(device, world.size)
         logger = _make_logger(cfg, cell) if world.is_main else NullLogger()
-        encoder, summary = _trained_encoder(cfg, cell, device, logger, world, trained=plan["trained"])
+        encoder, summary = _trained_encoder(cfg, cell, device, logger, world, trained=plan["trained"], meter=meter)
         from embedgrid.train.signals import StopNow
 
         with StopNow():  # SIGTERM while evaluating: Preempted, so the cell is recorded partial, not left running
-            scores = run_on_main(lambda: _evaluate_and_record(cfg, cell, encoder, summary, logger, started), world)
+            scores = _evaluate_and_record(cfg, cell, encoder, summary, logger, started, meter=meter,
+                                          earlier_cost=earlier_cost, world=world)
         return CellOutcome(cell.path, DONE, scores, rank=world.rank)
     except BaseException as error:
         from embedgrid.train.signals import hand_over
@@ -125,8 +128,9 @@ def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutco
         if world.is_main:  # SystemExit: a signal handler (submitit's) ended the job; the next launch resumes
             status = PARTIAL if isinstance(error, (Preempted, KeyboardInterrupt, SystemExit)) else FAILED
             try:
+                cost = {"cost": meter.record(earlier_cost)} if meter is not None else {}
                 cell.record(cfg, status=status, error=f"{type(error).__name__}: {error}",
-                            traceback=traceback.format_exc(), seconds=round(time.time() - started, 2))
+                            traceback=traceback.format_exc(), seconds=round(time.time() - started, 2), **cost)
             except Exception as record_error:  # noqa: BLE001 - e.g. the disk is full: keep the original error
                 log.error("could not record %s in %s (%s: %s)", status, cell.path / CELL_FILE,
                           type(record_error).__name__, record_error)
@@ -144,10 +148,14 @@ def _setup_runtime(cfg: DictConfig) -> str:
         torch.set_num_threads(int(cfg.threads))
     set_seed(int(cfg.seed))
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    if cfg.eval.compile:  # before training, not when evaluation starts after it
+    if cfg.eval.compile is True:  # before training, not when evaluation starts after it (auto: never fails)
         from embedgrid.model.encoder import check_cpu_compiler
 
         check_cpu_compiler(device)
+    from embedgrid.evaluate.config import eval_config
+    from embedgrid.evaluate.suite import require_data
+
+    require_data(eval_config(cfg))  # offline: hub datasets the evaluation would need, named before training
     return device
 
 
@@ -173,7 +181,7 @@ def wandb_run_id(cfg: DictConfig) -> str:
     return hashlib.sha256(f"{cfg.grid}/{cell_name(cfg)}".encode()).hexdigest()[:24]
 
 
-def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world, trained: bool):
+def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world, trained: bool, meter):
     """The cell's encoder after training (built and trained, resumed, or loaded from ``model/``) + a summary.
 
     Every rank trains; rank 0 saves the model. When ``model/`` already exists (its identity was checked by the
@@ -190,11 +198,14 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
     spec = encoder_spec(cfg)
     if trained:
         log.info("trained model found in %s; evaluation only", cell.model_dir)
-        encoder = load_encoder(cell.model_dir, device=device, spec=spec) if world.is_main else None
+        with meter.phase("build"):
+            encoder = load_encoder(cell.model_dir, device=device, spec=spec)  # every rank evaluates
         summary["train"] = (cell.read_record() or {}).get("train")
     else:
         log.info("building %s with %s pooling, %s attention", cfg.model.name, cfg.pooling.name, cfg.attention.name)
-        encoder = build_encoder(spec, device=device).to(device)  # attention proven on the device
+        with meter.phase("build"):
+            encoder = build_encoder(spec, device=device).to(device)  # attention proven on the device
+        meter.watch(encoder)
         _check_dimensions(cfg, encoder.dim)
         train = train_config(cfg)
         if train.max_steps > 0:
@@ -202,7 +213,9 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
             log.info("training on %d rows (%s) for %d steps", len(rows), cfg.data.name, train.max_steps)
             from embedgrid.train.signals import StopSignals
 
-            with StopSignals() as stop:  # SIGTERM/SIGUSR1: checkpoint, then Preempted (cell stays partial)
+            with StopSignals() as stop, meter.phase("train", dtype=_train_dtype(cfg, train, device),
+                                                    reduce=lambda value: all_sum(value, world)):
+                # SIGTERM/SIGUSR1: checkpoint, then Preempted (cell stays partial)
                 summary["train"] = fit(encoder, rows, train, seed=int(cfg.seed), checkpoint_dir=cell.checkpoint_dir,
                                        logger=logger, should_stop=stop)
             summary["train"]["truncated_texts"] = int(all_sum(encoder.truncated, world))
@@ -211,7 +224,8 @@ def _trained_encoder(cfg: DictConfig, cell: CellDir, device: str, logger, world,
         else:
             summary["train"] = {"steps": 0, "note": "zero-shot: untrained backbone with this pooling"}
         if world.is_main:
-            save_model(cfg, cell, encoder)
+            with meter.phase("save"):
+                save_model(cfg, cell, encoder)
     summary["timings"] = {"build_and_train_s": round(time.perf_counter() - t0, 2)}
     return encoder, summary
 
@@ -238,8 +252,19 @@ def _check_dimensions(cfg: DictConfig, dim: int) -> None:
                           "prefix length it has, or null")
 
 
-def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict, logger, started: float) -> dict:
-    """Rank 0: evaluate the trained encoder, write scores.json and the finished cell.json; returns the scores."""
+def _train_dtype(cfg: DictConfig, train, device: str) -> str:
+    """The dtype training's matmuls run in (bf16 autocast, else the model's), for the device's peak."""
+    from embedgrid.precision import bf16_active
+
+    return "bfloat16" if bf16_active(train.bf16, device) else str(cfg.model.dtype)
+
+
+def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict, logger, started: float, *,
+                         meter, earlier_cost: dict | None, world) -> dict:
+    """Every rank evaluates (each encode call's texts split over the ranks); rank 0 writes scores.json and the
+    finished cell.json; every rank returns the scores."""
+    from embedgrid.train.distributed import all_sum, run_on_main
+
     from embedgrid.evaluate.config import eval_config
     from embedgrid.evaluate.meta import cell_model_meta
     from embedgrid.evaluate.run import evaluate_encoder
@@ -247,16 +272,25 @@ def _evaluate_and_record(cfg: DictConfig, cell: CellDir, encoder, summary: dict,
     summary["pooling_parameters"] = encoder.pooling.num_parameters
     summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
     t1, truncated_before = time.perf_counter(), encoder.truncated
-    scores, summary["category_scores"] = evaluate_encoder(
-        encoder, _with_domains(cfg, eval_config(cfg)), cell.mteb_dir, name=f"embedgrid/{cell_name(cfg)}",
-        revision=config_hash(cfg), meta=cell_model_meta(cfg, encoder))
+    meter.watch(encoder)  # a loaded encoder (evaluation only) is watched from here
+    with meter.phase("evaluate", dtype=str(cfg.model.dtype), reduce=lambda value: all_sum(value, world)):
+        scores, summary["category_scores"] = evaluate_encoder(
+            encoder, _with_domains(cfg, eval_config(cfg)), cell.mteb_dir, name=f"embedgrid/{cell_name(cfg)}",
+            revision=config_hash(cfg), meta=cell_model_meta(cfg, encoder), world=world)
+    return run_on_main(lambda: _record(cfg, cell, encoder, scores, summary, logger, started, meter, earlier_cost,
+                                       t1, truncated_before), world)
+
+
+def _record(cfg: DictConfig, cell: CellDir, encoder, scores: dict, summary: dict, logger, started: float, meter,
+            earlier_cost, t1: float, truncated_before: int) -> dict:
     summary["timings"]["eval_s"] = round(time.perf_counter() - t1, 2)
     if encoder.truncated > truncated_before:
         log.info("evaluation: %d texts truncated to max_length=%d (per task in launch.log)",
                  encoder.truncated - truncated_before, encoder.spec.max_length)
     cell.write_category_scores(summary["category_scores"])
     cell.write_scores(scores)
-    logger.summary(wandb_summary(scores, summary["category_scores"]))
+    summary["cost"] = meter.record(earlier_cost)
+    logger.summary({**wandb_summary(scores, summary["category_scores"]), **cost_summary(summary["cost"])})
     cell.record(cfg, status=DONE, finished_at=time.time(), seconds=round(time.time() - started, 2), **summary)
     logger.finish(0)
     return scores

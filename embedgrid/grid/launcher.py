@@ -85,6 +85,7 @@ def run_cell(cfg: DictConfig):
         print(f"[{state:>7}] {cell_dir}")
         if blocked:
             print(readiness.describe(blocked))
+        print(eval_listing(cfg))
         return {"cell_dir": cell_dir, "status": state}
     default_threads(cfg, hydra_cfg)
     try:
@@ -107,6 +108,14 @@ def run_cell(cfg: DictConfig):
     if outcome.rank == 0:  # several processes: one report, not one per rank
         print(cell_report(outcome), flush=True)
     return {"cell_dir": str(outcome.cell_dir), "status": outcome.status, "skipped": outcome.skipped}
+
+
+def eval_listing(cfg: DictConfig) -> str:
+    """The dry run's list of the evaluation tasks (and, offline, the hub datasets they would need)."""
+    from embedgrid.evaluate.config import eval_config
+    from embedgrid.evaluate.suite import listing
+
+    return listing(eval_config(cfg))
 
 
 def cell_report(outcome) -> str:

@@ -31,6 +31,7 @@ from cellfiles.layout import SUMMARY_FILE
 from embedgrid.errors import (CellBusy, CellConflict, CorruptCellRecord, GridFailed, SweepConflict,  # noqa: F401
                               SweepDirUnwritable, TornFile)
 from embedgrid.grid import readiness
+from embedgrid.grid.costplan import composed_recipe, estimate
 from embedgrid.secrets import redact, redact_text
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def is_slurm_launcher(launcher) -> bool:
 class GridSweeper(BasicSweeper):
     def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
+        self.recipes: dict[str, str] = {}  # cell_dir -> cost recipe (embedgrid.grid.costplan), for the dry run
 
     def plan(self, arguments: list[str]) -> list[PlannedCell]:
         """Every cell of the sweep with its directory and state, composed exactly as the jobs will be."""
@@ -96,6 +98,7 @@ class GridSweeper(BasicSweeper):
                     cell.state, cell.blockers = readiness.BLOCKED, blocked
                     cell.error = "; ".join(b.short() for b in blocked)
                 cells.append(cell)
+                self.recipes[cell_dir] = composed_recipe(cfg)
         finally:
             if previous is not None:
                 HydraConfig.instance().set_config(previous)
@@ -117,6 +120,7 @@ class GridSweeper(BasicSweeper):
         refuse_shared_dirs(cells)
         if self.config.get("dry_run", False):
             print_plan(cells, sweep_dir)
+            print(estimate([(c.cell_dir, self.recipes.get(c.cell_dir, "")) for c in cells if c.runnable], sweep_dir))
             return []
         blocked = [c for c in cells if c.state == readiness.BLOCKED]
         if blocked:  # user errors: every cause once, before any job
@@ -305,8 +309,12 @@ def run_analysis(sweep_dir: Path, summary: dict) -> None:
         log.warning("analysis skipped: the `analysis` package has no CLI here (python -m analysis %s)", sweep_dir)
         return
     print(f"\nanalysis: python -m analysis {sweep_dir}", flush=True)
-    # --wandb-auto: logged to the sweep's W&B group when its cells logged to W&B; ends with the design table
-    proc = subprocess.run([sys.executable, "-m", "analysis", str(sweep_dir), "--wandb-auto"])
+    # --wandb-auto: logged to the sweep's W&B group when its cells logged to W&B; ends with the design table.
+    # A relaunch where no cell finished changes no score: its analysis is not logged as a second W&B run.
+    wandb = ["--wandb-auto"] if summary["counts"]["done"] else []
+    if not wandb:
+        print("(no cell finished in this launch: the analysis is rewritten on disk, not logged to W&B again)")
+    proc = subprocess.run([sys.executable, "-m", "analysis", str(sweep_dir), *wandb])
     if proc.returncode != 0:
         log.warning("analysis of %s failed (exit %d); the cells are fine, rerun `python -m analysis %s`",
                     sweep_dir, proc.returncode, sweep_dir)

@@ -153,6 +153,25 @@ def _control():
     return _control_group
 
 
+def all_gather_objects(value, world: World) -> list:
+    """Every rank's ``value`` (any picklable object), in rank order, on every rank; over the control group, whose
+    timeout allows one rank's share of a long evaluation to finish before the others'."""
+    if not world.enabled:
+        return [value]
+    gathered = [None] * world.size
+    dist.all_gather_object(gathered, value, group=_control())
+    return gathered
+
+
+def broadcast_from_main(value, world: World):
+    """Rank 0's ``value`` on every rank (the others pass anything)."""
+    if not world.enabled:
+        return value
+    message = [value]
+    dist.broadcast_object_list(message, src=0, group=_control())
+    return message[0]
+
+
 def run_on_main(work, world: World):
     """Run ``work()`` on rank 0 only and return its result on every rank.
 

@@ -84,25 +84,65 @@ def test_design_labels_name_the_paper_design_whatever_the_spelling():
     assert design_label("mean", "causal") == "mean/causal"
 
 
+def _offline_runs(root):
+    for cell, stamp in (("a", "20260101_000001"), ("a", "20260101_000500"), ("b", "20260101_000002")):
+        run = root / cell / "wandb" / f"offline-run-{stamp}-id{cell}"
+        run.mkdir(parents=True)
+        (run / f"run-id{cell}.wandb").write_bytes(b"x")
+    (root / "c" / "wandb" / "offline-run-20260101_000003-empty").mkdir(parents=True)  # no run file: skipped
+
+
 def test_wandb_sync_finds_every_offline_run_of_a_sweep_and_calls_wandb_sync(tmp_path, monkeypatch, capsys):
-    import subprocess
+    from embedgrid import wandb_sync
+
+    _offline_runs(tmp_path)
+    calls = []
+    monkeypatch.setattr(wandb_sync, "unreachable", lambda url: None)
+    monkeypatch.setattr(wandb_sync, "run_bounded", lambda command, timeout: calls.append(command) or 0)
+    assert wandb_sync.main([str(tmp_path)]) == 0
+    assert len(calls) == 2  # one W&B run at a time; a resumed run's segments together, in time order
+    runs = [[arg.split("offline-run-")[1][:15] for arg in command if "offline-run" in arg] for command in calls]
+    assert runs == [["20260101_000001", "20260101_000500"], ["20260101_000002"]]
+    assert all(command[1:4] == ["-m", "wandb", "sync"] for command in calls)
+    assert "3 offline run directories, 2 W&B runs" in capsys.readouterr().out
+
+
+def test_wandb_sync_unreachable_server_is_named_fast_and_uploads_nothing(tmp_path, monkeypatch, capsys):
+    import socket
+    import time
 
     from embedgrid import wandb_sync
 
-    for cell, stamp in (("a", "20260101_000001"), ("a", "20260101_000500"), ("b", "20260101_000002")):
-        run = tmp_path / cell / "wandb" / f"offline-run-{stamp}-id{cell}"
-        run.mkdir(parents=True)
-        (run / f"run-id{cell}.wandb").write_bytes(b"x")
-    (tmp_path / "c" / "wandb" / "offline-run-20260101_000003-empty").mkdir(parents=True)  # no run file: skipped
-    calls = []
-    monkeypatch.setattr(subprocess, "call", lambda command: calls.append(command) or 0)
-    assert wandb_sync.main([str(tmp_path)]) == 0
-    (command,) = calls
-    runs = [arg for arg in command if "offline-run" in arg]
-    assert [r.split("offline-run-")[1][:15] for r in runs] == ["20260101_000001", "20260101_000002",
-                                                             "20260101_000500"]
-    assert command[1:4] == ["-m", "wandb", "sync"]
-    assert "3 offline run directories, 2 W&B runs" in capsys.readouterr().out
+    _offline_runs(tmp_path)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(wandb_sync, "run_bounded", lambda *a: pytest.fail("started an upload"))
+    started = time.perf_counter()
+    assert wandb_sync.main([str(tmp_path)]) == 2
+    assert time.perf_counter() - started < 15
+    err = capsys.readouterr().err
+    assert f"cannot reach the W&B server at http://127.0.0.1:{port}" in err and "ConnectionRefusedError" in err
+    assert "runs stay offline" in err
+
+
+def test_wandb_sync_stops_a_run_at_its_timeout_and_goes_on(tmp_path, monkeypatch, capsys):
+    import sys
+    import time
+
+    from embedgrid import wandb_sync
+
+    _offline_runs(tmp_path)
+    monkeypatch.setattr(wandb_sync, "unreachable", lambda url: None)
+    hang = [sys.executable, "-c", "import time; time.sleep(60)"]
+    commands = iter([hang, [sys.executable, "-c", "pass"]])
+    monkeypatch.setattr(wandb_sync, "sync_command", lambda runs, dry_run=False: next(commands))
+    started = time.perf_counter()
+    assert wandb_sync.main([str(tmp_path), "--timeout", "1"]) == 1
+    assert time.perf_counter() - started < 20
+    err = capsys.readouterr().err
+    assert "run ida: stopped after 1 s (--timeout)" in err and "1 of 2 W&B runs not synced (ida)" in err
 
 
 @pytest.mark.parametrize("name, level, message, extra, shown", [
@@ -126,3 +166,19 @@ def test_quiet_console_filter(name, level, message, extra, shown):
         assert QuietConsole().filter(record) is True
     finally:
         QuietConsole.verbose = False
+
+
+@pytest.mark.parametrize("done, logged", [(1, True), (0, False)])
+def test_a_relaunch_that_skipped_every_cell_logs_no_second_analysis_run(tmp_path, monkeypatch, done, logged):
+    import subprocess
+
+    from embedgrid.grid import sweeper
+
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda command: calls.append(command) or subprocess.CompletedProcess(
+        command, 0))
+    summary = {"counts": {"done": done, "skipped": 2, "partial": 0, "failed": 0}}
+    sweeper.run_analysis(tmp_path, summary)
+    (command,) = calls
+    assert command[1:4] == ["-m", "analysis", str(tmp_path)]
+    assert ("--wandb-auto" in command) is logged
