@@ -96,7 +96,7 @@ def test_no_lazy_upward_imports_either(package, forbidden):
 SHARED = "cellfiles"
 LAYERS = (
     {SHARED},
-    {"errors", "io", "secrets", "versions", "precision", "flops", "console", "logger", "assets"},
+    {"errors", "io", "secrets", "versions", "precision", "flops", "console", "logger", "assets", "cost"},
     {"model", "losses", "data"},
     {"train", "evaluate"},
     {"slurm"},
