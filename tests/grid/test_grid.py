@@ -43,8 +43,9 @@ def test_paper_grid_runs_five_designs_then_skips_and_dry_run_shows_done(tmp_path
 @pytest.mark.slow
 def test_failed_cell_is_recorded_and_does_not_stop_the_others(tmp_path, launch_env):
     sweep = tmp_path / "fail"
-    # lr=nan: AdamW refuses it, a real error raised inside the cell
-    args = ["-m", *GRID, "pooling=mean", "train.lr=1e-3,nan", f"hydra.sweep.dir={sweep}", "analyze=false"]
+    # lr=1e30 passes every check before the job; its first update blows the weights up, so the second step's loss
+    # is not finite: a real error raised inside the cell (NonFiniteLoss)
+    args = ["-m", *GRID, "pooling=mean", "train.lr=1e-3,1e30", f"hydra.sweep.dir={sweep}", "analyze=false"]
     proc = launch(args, launch_env, check=False)
     assert proc.returncode != 0, "a grid with a failed cell must exit non-zero"
     assert "1 done, 0 skipped, 0 partial, 1 failed" in proc.stdout
