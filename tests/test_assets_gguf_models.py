@@ -125,7 +125,9 @@ def test_missing_packages_name_the_setup_command(tmp_path, monkeypatch, name, fu
 
     monkeypatch.setenv("EMBEDGRID_CACHE", str(tmp_path))
     asset = getattr(assets, name)
-    monkeypatch.setattr(assets, name, replace(asset, parts=(("embedgrid_no_such_part1", "x.bin", "0" * 64),)))
+    # a missing part, and no licence notice to copy: the check must reach the parts whatever is installed
+    monkeypatch.setattr(assets, name, replace(asset, parts=(("embedgrid_no_such_part1", "x.bin", "0" * 64),),
+                                              notices=()))
     with pytest.raises(MissingAsset, match=r"'embedgrid_no_such_part1' is not installed; install it with: "
                                            rf"\./setup\.sh {command}"):
         getattr(assets, function)()
