@@ -112,10 +112,15 @@ class GridSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         from embedgrid.grid.cellid import check_path_name
 
-        check_path_name("grid", self.config.grid)  # before it becomes the sweep directory
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        from embedgrid.errors import ConfigError
+
         tic = time.perf_counter()
-        cells = self.select_cells(self.plan(arguments))
+        try:  # a user error: its message once, before any job, without a traceback
+            check_path_name("grid", self.config.grid)  # before it becomes the sweep directory
+            cells = self.select_cells(self.plan(arguments))
+        except ConfigError as error:
+            raise SystemExit(f"error: {error}") from None
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
         log.info("planned %d cells in %.2f s", len(cells), time.perf_counter() - tic)
         refuse_shared_dirs(cells)
         if self.config.get("dry_run", False):
