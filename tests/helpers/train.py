@@ -54,3 +54,22 @@ def grads(encoder) -> torch.Tensor:
 def max_diff(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
     return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def straight_and_resumed(rows, cfg, tmp_path):
+    """Train ``cfg`` (5 steps) straight, and again stopped after step 3 then resumed into a differently initialised
+    encoder: returns (straight, resumed, the resumed fit's summary) for the caller to compare."""
+    import pytest
+
+    from embedgrid.errors import Preempted
+    from embedgrid.train.loop import fit
+
+    straight = tiny_encoder(dropout=0.1)
+    fit(straight, rows, cfg, seed=3, checkpoint_dir=tmp_path / "a")
+    interrupted = tiny_encoder(dropout=0.1)
+    calls = iter([False, False, True])
+    with pytest.raises(Preempted, match="step 3/5"):
+        fit(interrupted, rows, cfg, seed=3, checkpoint_dir=tmp_path / "b", should_stop=lambda: next(calls))
+    resumed = tiny_encoder(dropout=0.1, seed=99)  # different init: everything must come from the checkpoint
+    summary = fit(resumed, rows, cfg, seed=3, checkpoint_dir=tmp_path / "b")
+    return straight, resumed, summary

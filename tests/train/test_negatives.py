@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.train import max_diff, tiny_encoder, train_config, trainable, word_rows
+from tests.helpers.train import max_diff, straight_and_resumed, tiny_encoder, train_config, trainable, word_rows
 
 
 def pool_rows(n: int = 8, pool: int = 6):
@@ -56,19 +56,10 @@ def test_the_loop_trains_on_the_drawn_negatives(monkeypatch):
 
 
 def test_resume_with_sampled_negatives_matches_uninterrupted(tmp_path):
-    from embedgrid.errors import Preempted
     from embedgrid.train.loop import fit
 
     rows, cfg = word_rows(16, negatives=3), train_config(max_steps=5, checkpoint_every=10, negatives="sample")
-    straight = tiny_encoder(dropout=0.1)
-    fit(straight, rows, cfg, seed=3, checkpoint_dir=tmp_path / "a")
-
-    interrupted = tiny_encoder(dropout=0.1)
-    calls = iter([False, False, True])
-    with pytest.raises(Preempted, match="step 3/5"):
-        fit(interrupted, rows, cfg, seed=3, checkpoint_dir=tmp_path / "b", should_stop=lambda: next(calls))
-    resumed = tiny_encoder(dropout=0.1, seed=99)
-    fit(resumed, rows, cfg, seed=3, checkpoint_dir=tmp_path / "b")
+    straight, resumed, _ = straight_and_resumed(rows, cfg, tmp_path)
     assert max_diff(trainable(straight), trainable(resumed)) <= 1e-6
     first = tiny_encoder(dropout=0.1)
     fit(first, rows, train_config(max_steps=5, checkpoint_every=10), seed=3, checkpoint_dir=tmp_path / "c")

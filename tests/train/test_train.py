@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from tests.helpers import ROOT
-from tests.helpers.train import POOLINGS, grads, max_diff, tiny_encoder, train_config, trainable, word_rows  # noqa: F401
+from tests.helpers.train import (POOLINGS, grads, max_diff, straight_and_resumed, tiny_encoder,  # noqa: F401
+                                 train_config, trainable, word_rows)
 
 # ---- schedule, optimizer, config ---------------------------------------------------------------------------
 def test_warmup_then_linear_decay_to_zero():
@@ -118,22 +119,10 @@ def test_fit_learns_and_logs(tmp_path):
 
 
 def test_resume_in_process_matches_uninterrupted(tmp_path):
-    from embedgrid.train.loop import fit
-    from embedgrid.errors import Preempted
-
-    rows, cfg = word_rows(16), train_config(max_steps=5, checkpoint_every=10)
-    straight = tiny_encoder(dropout=0.1)
-    fit(straight, rows, cfg, seed=3, checkpoint_dir=tmp_path / "a")
-
-    interrupted = tiny_encoder(dropout=0.1)
-    calls = iter([False, False, True])
-    with pytest.raises(Preempted, match="step 3/5"):
-        fit(interrupted, rows, cfg, seed=3, checkpoint_dir=tmp_path / "b", should_stop=lambda: next(calls))
-    resumed = tiny_encoder(dropout=0.1, seed=99)  # different init: everything must come from the checkpoint
-    summary = fit(resumed, rows, cfg, seed=3, checkpoint_dir=tmp_path / "b")
+    straight, resumed, summary = straight_and_resumed(word_rows(16), train_config(max_steps=5, checkpoint_every=10),
+                                                      tmp_path)
     assert summary["start_step"] == 3
     assert max_diff(trainable(straight), trainable(resumed)) <= 1e-6
-
 
 KILL_SCRIPT = """
 import sys, time, torch
