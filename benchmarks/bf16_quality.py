@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import benchmarks.offline  # noqa: E402,F401  (offline settings, before the heavy imports)
 
+from benchmarks.report import save, table  # noqa: E402
 from benchmarks.train import build_ours  # noqa: E402
 
 
@@ -62,7 +63,6 @@ def main(argv=None) -> dict:
     import torch
 
     from embedgrid.data.wordnet import definition_synonym_rows, load_synsets, synset_split
-    from embedgrid.io import write_json
     from embedgrid.precision import cpu_has_native_bf16
 
     torch.set_num_threads(args.threads)
@@ -85,16 +85,14 @@ def main(argv=None) -> dict:
               "vector_cosine_bf16_vs_float32": {"min": float(cosine.min()), "mean": float(cosine.mean())},
               "heldout_texts": len(heldout)}
     print(f"\nbf16 vs float32 training, model={args.model}, {args.steps} steps, same batches and dropout seeds")
-    print("| step | float32 | bf16 | float32, seed 1 |\n|---|---|---|---|")
-    for step, values in enumerate(zip(*(runs[k]["losses"] for k in ("float32", "bf16", "float32_seed1"))), 1):
-        print(f"| {step} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
+    table(("step", "float32", "bf16", "float32, seed 1"),
+          ((step, *(f"{v:.4f}" for v in values))
+           for step, values in enumerate(zip(*(runs[k]["losses"] for k in ("float32", "bf16", "float32_seed1"))), 1)))
     print(f"mean |loss diff| bf16 vs float32: {diff.mean():.4f} (max {diff.max():.4f}); float32 seed 1 "
           f"(other batches and dropout): {noise.mean():.4f}")
     print(f"cosine of the two trained encoders' vectors on {len(heldout)} held-out glosses: "
           f"min {cosine.min():.4f}, mean {cosine.mean():.4f}")
-    out = ROOT / "benchmarks" / "results" / f"bf16_quality_{args.model}.json"
-    write_json(out, result)
-    print(f"wrote {out}")
+    save(result, None, f"bf16_quality_{args.model}.json")
     return result
 
 

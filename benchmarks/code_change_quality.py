@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.report import RESULTS, save, table  # noqa: E402
 
 
 def finished_cells(sweep: Path) -> dict[str, tuple[Path, dict]]:
@@ -95,20 +96,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "code_change_quality.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "code_change_quality.json")
     args = parser.parse_args(argv)
     result = compare(args.before, args.after)
     print(f"{len(result['cells'])} cells in both {args.before} and {args.after}")
-    print("| category | tasks | before | after | after - before [95% CI] | seed-aware p (Holm) | Wilcoxon p |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in result["categories"].items():
-        holm = f" ({r['seed_aware_p_holm']:.3f})" if "seed_aware_p_holm" in r else ""
-        print(f"| {name} | {r['tasks']} | {r['mean_before']:.4f} | {r['mean_after']:.4f} | {r['mean_diff']:+.4f} "
-              f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}] | {r['seed_aware_p']:.3f}{holm} | {r['wilcoxon_p']:.3f} |")
+    table(("category", "tasks", "before", "after", "after - before [95% CI]", "seed-aware p (Holm)", "Wilcoxon p"),
+          ((name, r["tasks"], f"{r['mean_before']:.4f}", f"{r['mean_after']:.4f}",
+            f"{r['mean_diff']:+.4f} [{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]",
+            f"{r['seed_aware_p']:.3f}" + (f" ({r['seed_aware_p_holm']:.3f})" if "seed_aware_p_holm" in r else ""),
+            f"{r['wilcoxon_p']:.3f}") for name, r in result["categories"].items()))
     print("final training loss per seed:", {k: [round(v, 4) for v in vs] for k, vs in result["final_loss"].items()})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    save(result, args.out, "code_change_quality.json")
     return 0
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.report import save  # noqa: E402
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
        "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 ENV.setdefault("EMBEDGRID_CACHE", str(ROOT / ".cache" / "embedgrid"))
@@ -55,9 +56,7 @@ def main() -> int:
     print(f"{'grid':<28}{'estimate s':>12}{'actual s':>10}{'ratio':>8}  goal 0.5-2")
     print(f"{'2 tiny cells, 1-cell pilot':<28}{estimate:>12.1f}{actual:>10.1f}{ratio:>8.2f}  "
           f"{'met' if result['met'] else 'NOT met'}")
-    out = ROOT / "benchmarks" / "results" / "cost_plan.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save(result, None, "cost_plan.json", quiet=True)
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.report import host, save, table  # noqa: E402
 
 MODES = ("lazy", "eager")
 
@@ -105,8 +105,6 @@ def main(argv=None) -> dict:
         print(json.dumps(worker(args.worker, args.file, args.steps, args.batch_size)))
         return {}
 
-    from embedgrid.io import write_json
-
     directory = Path(args.dir)
     directory.mkdir(parents=True, exist_ok=True)
     small_mb, large_mb = args.sizes_mb
@@ -125,12 +123,11 @@ def main(argv=None) -> dict:
     eager, small, large = runs
     growth = large["peak_rss_mib"] - small["peak_rss_mib"]
     file_growth_mib = (large["file_mb"] - small["file_mb"]) * 1e6 / 2**20
-    print("\n| reader | file MB | rows | RSS after imports MiB | peak after load MiB | peak after "
-          f"{args.steps} batches MiB | load s | batches s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in runs:
-        print(f"| {r['mode']} | {r['file_mb']:.0f} | {r['rows']:,} | {r['baseline_rss_mib']:.0f} | "
-              f"{r['peak_after_load_mib']:.0f} | {r['peak_rss_mib']:.0f} | {r['load_s']} | {r['batches_s']} |")
+    table(("reader", "file MB", "rows", "RSS after imports MiB", "peak after load MiB",
+           f"peak after {args.steps} batches MiB", "load s", "batches s"),
+          ((r["mode"], f"{r['file_mb']:.0f}", f"{r['rows']:,}", f"{r['baseline_rss_mib']:.0f}",
+            f"{r['peak_after_load_mib']:.0f}", f"{r['peak_rss_mib']:.0f}", r["load_s"], r["batches_s"]) for r in runs),
+          lead="\n")
     print(f"\nlazy peak growth {small['file_mb']:.0f} -> {large['file_mb']:.0f} MB: {growth:.1f} MiB for "
           f"{file_growth_mib:.0f} MiB more file ({growth / file_growth_mib:.2%}; goal < 5 %)")
     print(f"eager list of rows on the {small['file_mb']:.0f} MB file: peak {eager['peak_rss_mib']:.0f} MiB "
@@ -138,11 +135,8 @@ def main(argv=None) -> dict:
     result = {"benchmark": "data_memory", "steps": args.steps, "batch_size": args.batch_size, "runs": runs,
               "lazy_growth_mib": round(growth, 1), "file_growth_mib": round(file_growth_mib, 1),
               "growth_fraction": round(growth / file_growth_mib, 5), "goal_met": growth / file_growth_mib < 0.05,
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                          "python": platform.python_version()}}
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / "data_memory.json"
-    write_json(out, result)
-    print(f"wrote {out}")
+              "machine": host()}
+    save(result, args.out, "data_memory.json")
     if not args.keep:
         for path in files.values():
             path.unlink()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import platform
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import benchmarks.offline  # noqa: E402,F401  (offline settings, before the heavy imports)
+from benchmarks.report import cpu, save, table  # noqa: E402
 
 MAX_LENGTH = {"tiny": 64, "smollm2_135m": 64}  # conf/model/<model>.yaml max_length
 
@@ -62,7 +62,6 @@ def main(argv=None) -> dict:
     from embedgrid.model.backbone import resolve_checkpoint
     from embedgrid.evaluate.model import MtebEncoder
     from embedgrid.evaluate.run import resolve_tasks
-    from embedgrid.io import write_json
 
     logging.getLogger("mteb").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -117,21 +116,18 @@ def main(argv=None) -> dict:
                     "(models.Transformer(checkpoint) + Pooling(mean) + Normalize) on the same task objects, no cache",
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "mteb": mteb.__version__,
                      "sentence_transformers": sentence_transformers.__version__, "python": platform.python_version()},
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "machine": cpu(load=False),
     }
     print(f"\nevaluation wall time, model={args.model} zero-shot mean pooling, eval={args.eval} "
           f"(max_samples {settings.get('max_samples')}), batch {args.batch_size}, max_length {max_length}, "
           f"{args.threads} thread(s), one run")
-    print("| task | category | embedgrid s | sentence-transformers s | ratio | embedgrid score | ST score |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['task']} | {r['category']} | {r['embedgrid_s']:.1f} | {r['sentence_transformers_s']:.1f} | "
-              f"{r['ratio']:.2f} | {r['embedgrid_score']:.4f} | {r['sentence_transformers_score']:.4f} |")
+    table(("task", "category", "embedgrid s", "sentence-transformers s", "ratio", "embedgrid score", "ST score"),
+          ((r["task"], r["category"], f"{r['embedgrid_s']:.1f}", f"{r['sentence_transformers_s']:.1f}",
+            f"{r['ratio']:.2f}", f"{r['embedgrid_score']:.4f}", f"{r['sentence_transformers_score']:.4f}")
+           for r in rows))
     print(f"| **total** | | **{total_ours:.1f}** | **{total_theirs:.1f}** | **{ratio:.2f}** (goal >= 1.0) | | |")
     print(f"largest main-score difference between the two: {score_gap:.4f} (same vectors: should be ~0)")
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"eval_{args.model}.json"
-    write_json(out, result)
-    print(f"wrote {out}")
+    save(result, args.out, f"eval_{args.model}.json")
     return result
 
 

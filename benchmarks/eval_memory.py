@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -29,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import benchmarks.offline  # noqa: E402,F401  (offline settings, before the heavy imports)
+from benchmarks.report import host, save, table  # noqa: E402
 
 SYSTEMS = ("embedgrid", "sentence-transformers")
 # embedgrid as it was before issue 15: every text of a task cached, documents included (a reference, not a goal)
@@ -197,8 +196,6 @@ def main(argv=None) -> dict:
     if len(args.sizes) != 2:
         parser.error("--sizes takes two corpus sizes (small, large)")
 
-    from embedgrid.io import write_json
-
     runs = {}
     systems = SYSTEMS if args.no_cache_all else (*SYSTEMS, CACHE_ALL)
     for n in args.sizes:
@@ -209,14 +206,11 @@ def main(argv=None) -> dict:
     small, large = args.sizes
     ours, theirs = SYSTEMS
     score_diff = max(abs(runs[(ours, n)]["main_score"] - runs[(theirs, n)]["main_score"]) for n in args.sizes)
-    print("\n| docs | system | setup RSS MiB | eval peak RSS (VmHWM) MiB | setup anon MiB | eval peak anon MiB | "
-          "seconds | nDCG@10 |")
-    print("|---|---|---|---|---|---|---|---|")
-    for n in args.sizes:
-        for s in systems:
-            r = runs[(s, n)]
-            print(f"| {n:,} | {s} | {r['setup_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} | {r['setup_anon_mib']:.0f} | "
-                  f"{r['peak_anon_mib']:.0f} | {r['seconds']} | {r['main_score']:.5f} |")
+    table(("docs", "system", "setup RSS MiB", "eval peak RSS (VmHWM) MiB", "setup anon MiB", "eval peak anon MiB",
+           "seconds", "nDCG@10"),
+          ((f"{n:,}", s, f"{r['setup_rss_mib']:.0f}", f"{r['peak_rss_mib']:.0f}", f"{r['setup_anon_mib']:.0f}",
+            f"{r['peak_anon_mib']:.0f}", r["seconds"], f"{r['main_score']:.5f}")
+           for n in args.sizes for s in systems for r in (runs[(s, n)],)), lead="\n")
     metrics = {}
     for metric, key in (("anon", "peak_anon_mib"), ("vmhwm", "peak_rss_mib")):
         growth = {s: runs[(s, large)][key] - runs[(s, small)][key] for s in systems}
@@ -238,11 +232,9 @@ def main(argv=None) -> dict:
         "max_score_diff": score_diff,
         "goals_met": all(v <= 1.1 for v in anon["peak_ratio"].values()) and anon["growth_ratio"] <= 1.1
         and score_diff < 1e-4,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": host(),
     }
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / "eval_memory.json"
-    write_json(out, result)
-    print(f"wrote {out}")
+    save(result, args.out, "eval_memory.json")
     return result
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
 import random
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import benchmarks.offline  # noqa: E402,F401  (offline settings, before the heavy imports)
+from benchmarks.report import host, save  # noqa: E402
 
 QWEN2_0_5B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                   num_key_value_heads=2, vocab_size=151_936, max_position_embeddings=4096, rope_theta=1_000_000.0,
@@ -187,8 +187,6 @@ def main(argv=None) -> dict:
     elif not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA GPU visible to torch (torch.cuda.is_available() is False); run it on "
                          "a GPU node, e.g. srun --gres=gpu:1 benchmarks/gpu_check.sh")
-    from embedgrid.io import write_json
-
     result = {"gpu": torch.cuda.get_device_name(0) if device == "cuda" else "cpu (smoke)", "smoke": args.smoke,
               "torch": torch.__version__,
               "transformers": importlib.import_module("transformers").__version__}
@@ -207,11 +205,8 @@ def main(argv=None) -> dict:
           f"LoRA r16, GradCache {cell['grad_cache_chunk']} | {cell['attention']} | {cell['max_length']} | "
           f"{cell['batch']}x3 | {cell['tokens_per_s']:,.0f} | {cell['achieved_tflops']:.1f} | "
           f"{result['peak_bf16_tflops']:.0f} | {cell['mfu']:.1%} | {cell['peak_gpu_memory_gib']:.1f} |")
-    result["machine"] = {"platform": platform.platform(), "python": platform.python_version()}
-    default = "gpu_check_smoke.json" if args.smoke else "gpu_check.json"
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / default
-    write_json(out, result)
-    print(f"wrote {out}")
+    result["machine"] = host(cpus=False)
+    save(result, args.out, "gpu_check_smoke.json" if args.smoke else "gpu_check.json")
     failed = [p for p in result["probes"] if p["outcome"].startswith("REFUSED")]
     return {"result": result, "exit": 1 if failed else 0}
 

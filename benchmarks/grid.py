@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.report import save  # noqa: E402
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
        "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
        "PYTHONPATH": str(ROOT)}
@@ -157,10 +158,7 @@ def main() -> None:
               f"{(r['goal'] + met):<9} {r['baseline']}")
     result = {"benchmark": "grid", "rows": rows, "load_average": os.getloadavg(), "cpus": os.cpu_count(),
               "python": platform.python_version(), "machine": platform.machine(), "time": time.time()}
-    out = ROOT / "benchmarks" / "results" / "grid.json"
-    from embedgrid.io import write_json
-
-    write_json(out, result)
+    out = save(result, None, "grid.json", quiet=True)
     print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; wrote {out}")
 
 

@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 import benchmarks.offline  # noqa: E402,F401  (offline settings, before the heavy imports)
 
 from benchmarks.encode import CHECKPOINTS  # noqa: E402  (after ROOT is on sys.path)
+from benchmarks.report import cpu, save, table  # noqa: E402
 from embedgrid.model.spec import LoraSpec  # noqa: E402
 
 LORA = asdict(LoraSpec())  # the cells' LoRA (the paper's r 16, alpha 32, dropout 0.1, every projection)
@@ -289,8 +290,7 @@ def summarise(args, steps: int, seconds: dict, work: dict, peak: dict) -> dict:
                     "default (float32) and bf16=True (Trainer CPU autocast)",
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "sentence_transformers": sentence_transformers.__version__, "python": platform.python_version()},
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "load_average": os.getloadavg()},
+        "machine": cpu(),
     }
 
 
@@ -301,11 +301,10 @@ def print_summary(args, steps: int, result: dict) -> None:
           f"all), best of {args.repeats} ABBA runs; {result['real_tokens_per_step']:.0f} real tokens and "
           f"{result['model_flops_per_step'] / 1e9:.2f} GFLOP per step; measured GEMM peak "
           f"{peak['float32'] / 1e9:.0f} GFLOP/s float32, {peak['bfloat16'] / 1e9:.0f} GFLOP/s bf16")
-    print("| system | s/step (median) | examples/s | padded tokens/step | MFU |\n|---|---|---|---|---|")
-    for name in SYSTEMS:
-        median = min(statistics.median(run) for run in result["seconds_per_step"][name])
-        print(f"| {name} | {median:.3f} | {result['examples_per_s'][name]:.2f} | "
-              f"{result['padded_tokens_per_step'][name]:.0f} | {100 * result['mfu'][name]:.1f} % |")
+    table(("system", "s/step (median)", "examples/s", "padded tokens/step", "MFU"),
+          ((name, f"{min(statistics.median(run) for run in result['seconds_per_step'][name]):.3f}",
+            f"{result['examples_per_s'][name]:.2f}", f"{result['padded_tokens_per_step'][name]:.0f}",
+            f"{100 * result['mfu'][name]:.1f} %") for name in SYSTEMS))
     print(f"| **ratio**, best vs best | | **{result['ratio_best_vs_best']:.3f}** (goal >= {GOAL}) | | |")
     print("best vs best in each run: " + ", ".join(f"{r:.3f}" for r in result["ratio_best_vs_best_per_run"]))
     print("best vs sentence-transformers default in each run: "
@@ -338,8 +337,6 @@ def main(argv=None) -> dict:
                                       args.probe_grad_cache, args.chunk)))
         return {}
 
-    from embedgrid.io import write_json
-
     steps = args.steps or (20 if args.model == "tiny" else 4)
     rows = rows_for(args.batch_size * (steps + 1))
     work = step_work(args.model, rows, args.batch_size, steps, args.max_length)
@@ -367,18 +364,15 @@ def main(argv=None) -> dict:
                             "ratios": {k: v and round(v, 3) for k, v in ratio_of.items()},
                             "goal": "training_peak_rss ratio <= 1.5", "meets_goal": mem_ratio <= 1.5}
         print(f"\npeak RSS, fresh process each, {args.memory_steps} steps, model={args.model}")
-        print("| run | RSS after setup | peak RSS in training | peak above setup | process peak (ru_maxrss) |")
-        print("|---|---|---|---|---|")
-        for label, r in ((f"batch {args.memory_batch}, GradCache chunk {args.chunk}", big),
-                         (f"batch {args.chunk}, no GradCache", small)):
-            print(f"| {label} | {r['rss_after_setup_mib']} MiB | {r['training_peak_rss_mib']} MiB | "
-                  f"{r['training_peak_above_setup_mib']} MiB | {r['process_peak_rss_mib']} MiB |")
+        table(("run", "RSS after setup", "peak RSS in training", "peak above setup", "process peak (ru_maxrss)"),
+              ((label, *(f"{r[key]} MiB" for key in ("rss_after_setup_mib", "training_peak_rss_mib",
+                                                      "training_peak_above_setup_mib", "process_peak_rss_mib")))
+               for label, r in ((f"batch {args.memory_batch}, GradCache chunk {args.chunk}", big),
+                                (f"batch {args.chunk}, no GradCache", small))))
         fmt = {k: (f"{v:.3f}" if v is not None else "n/a") for k, v in ratio_of.items()}
         print(f"| **ratio** | | **{fmt['training_peak_rss_mib']}** (goal <= 1.5) | "
               f"{fmt['training_peak_above_setup_mib']} | {fmt['process_peak_rss_mib']} |")
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"train_{args.model}.json"
-    write_json(out, result)
-    print(f"wrote {out}")
+    save(result, args.out, f"train_{args.model}.json")
     return result
 
 
