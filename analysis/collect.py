@@ -12,11 +12,15 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analysis import mixing
 from analysis.contract import Unreadable, cell_record, task_scores
 from analysis.designs import Design
 from cellfiles.layout import CELL_FILE, CHECKPOINT_DIR, HYDRA_CONFIG, HYDRA_DIR, MODEL_DIR, MTEB_DIR, SCORES_FILE
+
+if TYPE_CHECKING:  # pandas itself is imported where the tables are built (a heavy import)
+    import pandas as pd
 
 # Folders inside a sweep that never hold cells (a cell's own sub-folders, our output, W&B files).
 PRUNE = {"analysis", CHECKPOINT_DIR, MTEB_DIR, MODEL_DIR, "wandb", HYDRA_DIR, "__pycache__", ".submitit"}
@@ -33,9 +37,9 @@ class Problem:
 @dataclass
 class Collection:
     roots: list[Path]
-    cells: "pandas.DataFrame"    # one row per cell directory found (any status)
-    scores: "pandas.DataFrame"   # long: design, model, pooling, attention, seed, cell, grid, task, category,
-    #                              in_domain (false where scores.json does not say), score
+    cells: pd.DataFrame    # one row per cell directory found (any status)
+    scores: pd.DataFrame   # long: design, model, pooling, attention, seed, cell, grid, task, category,
+    #                        in_domain (false where scores.json does not say), score
     problems: list[Problem] = field(default_factory=list)
     mixes: list[mixing.Mix] = field(default_factory=list)   # designs whose cells differ beyond runtime keys
     pool_over: tuple[str, ...] = ()
