@@ -20,6 +20,7 @@ from omegaconf import open_dict, read_write
 
 from cellfiles.layout import CELL_FILE, MODEL_DIR
 from embedgrid.errors import GridFailed
+from embedgrid.io import atomic_dir
 from embedgrid.grid.sweeper import GridSweeper, PlannedCell
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,8 @@ class PromoteSweeper(GridSweeper):
 def reuse_model(source: Path, target: Path) -> int:
     """Start ``target`` from the trained model of the finished cell ``source`` (same identity: same directory name);
     1 if done, 0 if there is nothing to reuse or ``target`` exists already. Files are hard-linked (copied where
-    links are not possible) into a temporary directory renamed into place, so a crash leaves no half cell."""
+    links are not possible) into a temporary directory renamed into place (``embedgrid.io.atomic_dir``), so a failure
+    or a crash leaves no half cell."""
     if target.exists() or not (source / MODEL_DIR).is_dir():
         return 0
     try:
@@ -105,16 +107,12 @@ def reuse_model(source: Path, target: Path) -> int:
         return 0
     if not isinstance(record, dict) or record.get("status") != "done":
         return 0
-    tmp = target.with_name(f".{target.name}.reuse-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
+
+    def write(tmp: Path) -> None:
         shutil.copy2(source / CELL_FILE, tmp / CELL_FILE)
         shutil.copytree(source / MODEL_DIR, tmp / MODEL_DIR, copy_function=_link_or_copy)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_dir(target, write)
     log.info("%s: trained model reused from %s", target, source)
     return 1
 

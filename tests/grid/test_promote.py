@@ -3,10 +3,13 @@ models reused, both stages reported with Kendall's τ; a relaunch skips everythi
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from analysis.promote import agreement, parse_keep, select
+from hydra_plugins.embedgrid_sweeper import promote_sweeper
 from hydra_plugins.embedgrid_sweeper.promote_sweeper import reuse_model
 from tests.fixtures.analysis_sweep import write_cell
 from tests.helpers import TINY, launch
@@ -62,6 +65,30 @@ def test_reuse_only_a_finished_model(tmp_path):
     (failed / "model").mkdir()
     assert reuse_model(failed, tmp_path / "s2" / failed.name) == 0
     assert not list((tmp_path / "s2").glob(".*reuse*"))
+
+
+def test_a_failure_mid_copy_leaves_no_partial_cell(tmp_path, monkeypatch):
+    done = write_cell(tmp_path / "s1", "tiny", "mean", "causal", 0, {"STS0": ("STS", 0.5)})
+    (done / "model").mkdir()
+    for name in ("a.json", "b.json"):
+        (done / "model" / name).write_text("{}")
+    copied = []
+
+    def copy_then_fail(src, dst):
+        if copied:
+            raise OSError(28, "No space left on device")
+        copied.append(dst)
+        os.link(src, dst)
+
+    monkeypatch.setattr(promote_sweeper, "_link_or_copy", copy_then_fail)
+    target = tmp_path / "s2" / done.name
+    with pytest.raises(OSError, match="No space left"):
+        reuse_model(done, target)
+    assert copied and Path(copied[0]).parent.name == "model"           # it failed after one file was in place
+    assert not target.exists() and not list(target.parent.iterdir())  # no half cell, no temporary directory
+    monkeypatch.undo()
+    assert reuse_model(done, target) == 1                              # the next launch reuses it whole
+    assert sorted(p.name for p in (target / "model").iterdir()) == ["a.json", "b.json"]
 
 
 @pytest.mark.slow
