@@ -1,16 +1,20 @@
 """What can be checked of a cell's inputs without training, before any job: local data files exist, are readable
-and their first rows parse; hub models and datasets resolve (offline: they are in the local Hugging Face cache).
+and their first rows parse; hub models and datasets resolve (offline: they are in the local Hugging Face cache);
+eval.truncate_dim fits the encoder's dimension where the config (or a config.json at hand) states it.
 
 Each problem is a :class:`Blocker` (key, value, why, fix); one cause shared by many cells of a sweep is reported
 once (``describe``).
 """
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+from embedgrid.assets import tiny_checkpoint
 
 from embedgrid.data.fingerprint import (FILE_TARGETS, HF_TARGET, MIXTURE_TARGET, SOURCE_TARGETS, is_local,
                                         is_unresolved, offline)
@@ -157,7 +161,7 @@ def _mapped(record: dict, columns: dict) -> dict:
 
 def blockers(cfg) -> list[Blocker]:
     """Every problem with the cell's inputs that would stop it; empty when it can start."""
-    found = _input_blockers(cfg)
+    found = _input_blockers(cfg) + _dimension_blockers(cfg)
     if "train" in cfg and int(cfg.train.max_steps or 0) > 0 and "loader" in cfg.get("data", {}):
         loader = OmegaConf.to_container(cfg.data.loader, resolve=True)
         named = {b.key for b in found}
@@ -171,6 +175,60 @@ def blockers(cfg) -> list[Blocker]:
                        "with data.loader.columns")
                 found.append(Blocker(f"{key}.path", spec["path"], f"first rows: {problem}", fix))
     return found
+
+
+def planned_dim(cfg) -> tuple[int, str] | None:
+    """The encoder's output dimension and the key that sets it, known without building the model: the pooling
+    head's ``output_dim``, else the backbone's hidden size (the tiny model's argument, or ``hidden_size`` in the
+    config.json of a local checkpoint or of a hub checkpoint in the local cache). None where only the loaded model
+    tells (a packaged checkpoint not converted yet, a hub model not downloaded): the cell checks it after loading."""
+    head = OmegaConf.select(cfg, "pooling.head")
+    output_dim = OmegaConf.to_container(head, resolve=True).get("output_dim") if head is not None else None
+    if output_dim:
+        return int(output_dim), "pooling.head.output_dim"
+    checkpoint = OmegaConf.select(cfg, "model.checkpoint")
+    if checkpoint is None:
+        return None
+    checkpoint = OmegaConf.to_container(checkpoint, resolve=True) if OmegaConf.is_config(checkpoint) else checkpoint
+    if isinstance(checkpoint, dict):
+        if str(checkpoint.get("_target_", "")).endswith("tiny_checkpoint"):
+            default = inspect.signature(tiny_checkpoint).parameters["hidden_size"].default
+            return int(checkpoint.get("hidden_size", default)), "model.checkpoint.hidden_size"
+        return None
+    config = _checkpoint_config(str(checkpoint), OmegaConf.select(cfg, "model.revision"))
+    hidden = config.get("hidden_size") or (config.get("text_config") or {}).get("hidden_size")
+    return (int(hidden), f"hidden_size of {checkpoint}'s config.json") if isinstance(hidden, int) else None
+
+
+def _checkpoint_config(checkpoint: str, revision: str | None) -> dict:
+    """A local checkpoint's config.json, or a hub checkpoint's from the local cache (never downloaded); {} if
+    there is none at hand or it does not parse."""
+    if is_local(checkpoint):
+        path = Path(checkpoint).expanduser() / "config.json"
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(checkpoint, "config.json", revision=revision or None)
+        if not isinstance(found, str):
+            return {}
+        path = Path(found)
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _dimension_blockers(cfg) -> list[Blocker]:
+    truncate = OmegaConf.select(cfg, "eval.truncate_dim")
+    if truncate is None:
+        return []
+    known = planned_dim(cfg)
+    if known is None or int(truncate) <= known[0]:
+        return []
+    dim, source = known
+    return [Blocker("eval.truncate_dim", str(truncate), f"is larger than the encoder's dimension {dim} ({source})",
+                    f"choose eval.truncate_dim between 1 and {dim}, or null for all {dim} dimensions")]
 
 
 def describe(found: list[Blocker], cells: int | None = None) -> str:

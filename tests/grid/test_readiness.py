@@ -96,6 +96,38 @@ def test_a_parquet_without_the_mapped_columns_and_a_missing_mixture_source_are_n
     assert missing.key == "data.loader.sources.mine.path" and missing.why == "does not exist"
 
 
+@pytest.mark.parametrize("overrides, dim, source", [
+    (["eval.truncate_dim=65"], 64, "model.checkpoint.hidden_size"),
+    (["model.checkpoint.hidden_size=32", "eval.truncate_dim=33"], 32, "model.checkpoint.hidden_size"),
+    (["pooling=last_layer_trainable", "perceiver.output_dim=16", "eval.truncate_dim=17"], 16,
+     "pooling.head.output_dim"),
+])
+def test_a_truncate_dim_beyond_the_planned_dimension_is_refused_before_any_job(overrides, dim, source):
+    from embedgrid.grid.readiness import blockers
+
+    (blocker,) = blockers(compose_config([*TINY, *overrides]))
+    assert (blocker.key, blocker.value) == ("eval.truncate_dim", overrides[-1].split("=")[1])
+    assert f"dimension {dim} ({source})" in blocker.why and f"between 1 and {dim}" in blocker.fix
+    at_most = [o for o in overrides if not o.startswith("eval.")] + [f"eval.truncate_dim={dim}"]
+    assert not blockers(compose_config([*TINY, *at_most]))
+
+
+def test_a_hub_models_dimension_comes_from_its_cached_config_else_from_the_loaded_model(empty_hub_cache, tmp_path):
+    from embedgrid.grid.readiness import blockers, planned_dim
+
+    args = ["model=qwen2_0_5b", "eval.truncate_dim=1024"]
+    assert planned_dim(compose_config(args)) is None        # not downloaded: the cell checks after loading
+    repo = tmp_path / "hub" / "models--Qwen--Qwen2-0.5B"
+    (repo / "snapshots" / ("a" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("a" * 40) / "config.json").write_text(json.dumps({"hidden_size": 896}))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    assert planned_dim(compose_config(args)) == (896, "hidden_size of Qwen/Qwen2-0.5B's config.json")
+    (blocker,) = blockers(compose_config(args))
+    assert blocker.key == "eval.truncate_dim" and "between 1 and 896" in blocker.fix
+    assert not blockers(compose_config(["model=qwen2_0_5b", "eval.truncate_dim=896"]))
+
+
 def test_offline_qwen_single_run_prints_a_short_message_and_no_traceback(tmp_path, launch_env):
     proc = launch(["model=qwen2_0_5b", f"hydra.run.dir={tmp_path / 'cell'}"], launch_env, check=False)
     out = (proc.stdout + proc.stderr).strip()
