@@ -56,6 +56,32 @@ def max_diff(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
+def check_accumulated_step(micro, cfg, by_hand, atol: float) -> torch.Tensor:
+    """One accumulated ``train_step`` over ``micro`` (the step's micro-batches) against each micro-batch alone on a
+    fresh encoder, its loss written out by ``by_hand(queries, docs)``: the step's loss is the micro losses' mean
+    (within ``atol``) and its gradient their gradients' mean (relative 1e-5). Returns that mean gradient."""
+    from embedgrid.train.distributed import World
+    from embedgrid.train.loop import train_step
+    from embedgrid.train.step import embed_texts
+
+    accumulated = tiny_encoder()
+    accumulated.train()
+    loss = train_step(accumulated, None, micro, cfg, World())
+    losses, expected = [], []
+    for batch, _ in micro:
+        encoder = tiny_encoder()
+        encoder.train()
+        micro_loss = by_hand(embed_texts(encoder, batch.queries, batch.instructions), embed_texts(encoder, batch.docs))
+        micro_loss.backward()
+        losses.append(micro_loss.detach())
+        expected.append(grads(encoder))
+    torch.testing.assert_close(loss, torch.stack(losses).mean(), atol=atol, rtol=0)
+    mean = torch.stack(expected).mean(0)
+    assert float(mean.norm()) > 0
+    assert float((grads(accumulated) - mean).norm() / mean.norm()) < 1e-5
+    return mean
+
+
 def straight_and_resumed(rows, cfg, tmp_path):
     """Train ``cfg`` (5 steps) straight, and again stopped after step 3 then resumed into a differently initialised
     encoder: returns (straight, resumed, the resumed fit's summary) for the caller to compare."""

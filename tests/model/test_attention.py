@@ -63,10 +63,14 @@ def real_states(model, rows, side):
     return [states[:, i, span] for i, span in enumerate(spans)]
 
 
-@pytest.mark.parametrize("side", SIDES)
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("mode", ATTENTION_MODES)
+def every_backbone(test):
+    """The test over every attention mode x architecture x implementation x padding side."""
+    for name, values in (("mode", ATTENTION_MODES), ("arch", ARCHS), ("impl", IMPLS), ("side", SIDES)):
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
+
+
+@every_backbone
 def test_later_tokens_reach_earlier_states_only_when_bidirectional(backbone, rows, arch, impl, mode, side):
     base, changed, longer = rows
     a, b, _ = real_states(backbone(arch, impl, mode), [base, changed, longer], side)
@@ -78,10 +82,7 @@ def test_later_tokens_reach_earlier_states_only_when_bidirectional(backbone, row
         assert last_layer_diff > 1e-3, f"{arch}/{impl}/{side}: bidirectional attention ignored later tokens"
 
 
-@pytest.mark.parametrize("side", SIDES)
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("mode", ATTENTION_MODES)
+@every_backbone
 def test_padded_row_equals_unpadded_row(backbone, rows, arch, impl, mode, side):
     base, _, longer = rows
     model = backbone(arch, impl, mode)

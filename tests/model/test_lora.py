@@ -89,11 +89,17 @@ def test_dropout_keeps_each_element_with_probability_one_minus_p():
     assert abs(float(halves[0] - halves[1])) < 5 * math.sqrt(2 * p * (1 - p) / (n // 2))
 
 
+def evaluated(rows: int, dropout: float):
+    """A batch of ``rows`` inputs (drawn first) and an ``adapted(dropout)`` model in eval mode."""
+    x = torch.randn(rows, 24)
+    model = adapted(dropout)
+    model.eval()
+    return x, model
+
+
 def test_unusual_cases_fall_back_to_peft():
     """Adapters disabled or merged give the base (or merged) output, as peft's forward does."""
-    x = torch.randn(3, 24)
-    model = adapted(0.1)
-    model.eval()
+    x, model = evaluated(3, 0.1)
     first = model.base_model.model[0]
     with model.disable_adapter():
         torch.testing.assert_close(first(x), first.base_layer(x))
@@ -103,9 +109,7 @@ def test_unusual_cases_fall_back_to_peft():
 
 
 def test_lean_layers_copy_pickle_and_merge_like_peft_layers():
-    x = torch.randn(4, 24)
-    model = adapted(0.1)
-    model.eval()
+    x, model = evaluated(4, 0.1)
     out = model(x)
     for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
         torch.testing.assert_close(clone(x), out)
@@ -115,9 +119,7 @@ def test_lean_layers_copy_pickle_and_merge_like_peft_layers():
 
 
 def test_bf16_autocast_runs_the_lean_forward_in_bf16():
-    x = torch.randn(4, 24)
-    model = adapted(0.0)
-    model.eval()
+    x, model = evaluated(4, 0.0)
     reference = model(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.helpers.train import grads, tiny_encoder, train_config, word_rows
+from tests.helpers.train import check_accumulated_step, grads, tiny_encoder, train_config, word_rows
 
 DIMS, WEIGHTS = [8, 16, 64], [1.0, 0.5, 2.0]  # the tiny encoder's vectors have 64 dimensions
 
@@ -71,24 +71,9 @@ def test_grad_cache_gives_the_direct_gradient(symmetric, chunk):
 def test_accumulation_gives_the_mean_of_the_micro_batches_direct_gradients(grad_cache):
     """Each micro-batch's Matryoshka loss written out by hand (no embedgrid loss), its gradient taken alone."""
     from embedgrid.train.distributed import World
-    from embedgrid.train.loop import make_loss, step_batches, train_step
-    from embedgrid.train.step import embed_texts
+    from embedgrid.train.loop import make_loss, step_batches
 
     cfg = train_config(batch_size=8, accumulation_steps=2, false_negative_mask=False, matryoshka_dims=DIMS,
                        matryoshka_weights=WEIGHTS, grad_cache=grad_cache, grad_cache_chunk=3)
     micro, _ = step_batches(word_rows(16), make_loss(cfg, 64), cfg, 0, 0, World())
-    accumulated = tiny_encoder()
-    accumulated.train()
-    loss = train_step(accumulated, None, micro, cfg, World())
-    losses, expected = [], []
-    for batch, _ in micro:
-        encoder = tiny_encoder()
-        encoder.train()
-        micro_loss = by_hand(embed_texts(encoder, batch.queries, batch.instructions), embed_texts(encoder, batch.docs))
-        micro_loss.backward()
-        losses.append(micro_loss.detach())
-        expected.append(grads(encoder))
-    torch.testing.assert_close(loss, torch.stack(losses).mean(), atol=1e-5, rtol=0)
-    mean = torch.stack(expected).mean(0)
-    assert float(mean.norm()) > 0
-    assert float((grads(accumulated) - mean).norm() / mean.norm()) < 1e-5
+    check_accumulated_step(micro, cfg, by_hand, atol=1e-5)
