@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from embedgrid.data.fingerprint import hub_commit, is_local
 from embedgrid.data.rows import FewestNegatives, IndexedRows, Row
 
 FIELDS = ("query", "positive", "negatives", "instruction")
@@ -23,7 +24,10 @@ def _load(path: str, name: str | None, split: str, revision: str | None):
         return dataset
     if local.is_file() and local.suffix in FILE_BUILDERS:
         return datasets.load_dataset(FILE_BUILDERS[local.suffix], data_files=str(local), split=split)
-    return datasets.load_dataset(path, name, split=split, revision=revision)
+    # a branch or tag is loaded by the commit it resolves to: the one the cell's identity and provenance name
+    # (hub_commit is memoised per process), so a branch that moves cannot change the rows under the same cell
+    commit = None if is_local(path) else hub_commit(path, revision, "dataset")
+    return datasets.load_dataset(path, name, split=split, revision=commit or revision)
 
 
 class HfRows(IndexedRows):

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
+from omegaconf import OmegaConf
 
 from tests.helpers import TINY, compose_config, launch
 
@@ -123,6 +125,39 @@ def test_a_hub_model_is_identified_by_the_commit_its_branch_resolves_to(tmp_path
     assert names[0] != names[1], "main moved to another commit: another cell"
     pinned = compose_config(["model=qwen2_0_5b", f"model.revision={'a' * 40}"])
     assert provenance(pinned)["identity_version"] == 1, "a commit-pinned revision is content pinned by config"
+
+
+def test_a_hub_dataset_named_by_a_branch_is_loaded_by_the_commit_its_identity_names(monkeypatch, fresh_fingerprints):
+    """The hub is mocked: HfApi.dataset_info answers for the branch, datasets.load_dataset records what it was
+    asked for."""
+    import datasets
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from embedgrid.data.hf import hf_rows
+    from embedgrid.grid.cellid import cell_name
+    from embedgrid.grid.provenance import provenance
+
+    head, asked, loaded = {"sha": "a" * 40}, [], []
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info",
+                        lambda self, repo, revision=None, timeout=None: asked.append((repo, revision))
+                        or SimpleNamespace(sha=head["sha"]))
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, split=None, revision=None:
+                        loaded.append((path, revision)) or datasets.Dataset.from_list(
+                            [{"query": "q", "positive": "p", "negative": "n"}]))
+    overrides = ["model=tiny", "data=ir_data", "data.loader.revision=main"]
+    names = []
+    for commit in ("a" * 40, "b" * 40):  # a launch, then the branch moves and the grid is launched again
+        head["sha"] = commit
+        fresh_fingerprints._hub_memo.clear()
+        cfg = compose_config(overrides)
+        names.append(cell_name(cfg))
+        assert provenance(cfg)["inputs"]["data"] == f"hf:yixuantt/ir_data@{commit}"
+        rows = hf_rows(**{k: v for k, v in OmegaConf.to_container(cfg.data.loader).items() if k != "_target_"})
+        assert len(rows) == 1 and loaded[-1] == ("yixuantt/ir_data", commit), "loaded by the recorded commit"
+    assert asked and all(revision == "main" for _, revision in asked)
+    assert names[0] != names[1], "the branch moved to other content: another cell"
 
 
 def test_a_pinned_directory_whose_input_changed_is_refused_naming_both_fingerprints(tmp_path, fresh_fingerprints):
