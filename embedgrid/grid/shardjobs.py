@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from hydra.core.utils import JobStatus
+from hydra.core.utils import JobStatus, filter_overrides
 
 from embedgrid.grid.celldir import DONE, CellDir
 
@@ -52,6 +52,8 @@ def launch_all(launcher, job_overrides: list[list[str]], initial_job_idx: int) -
     if getattr(launcher, "_EXECUTOR", None) is None:  # Hydra's basic launcher: in this process, in turn
         return list(launcher.launch(job_overrides, initial_job_idx=initial_job_idx))
     outcomes = []
+    for i, overrides in enumerate(job_overrides):
+        log.info("\t#%d : %s", initial_job_idx + i, " ".join(filter_overrides(overrides)))
     for job in submit(launcher, job_overrides, initial_job_idx):
         try:
             outcomes.append(job.results()[0])
