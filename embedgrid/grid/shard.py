@@ -89,7 +89,8 @@ def _merge(cfg: DictConfig, cell: CellDir, encoder, scores: dict, meter, t1: flo
     summary = {"train": record.get("train"), "timings": dict(record.get("timings") or {}),
                "category_scores": suite_categories(suite, evaluation),
                "pooling_parameters": encoder.pooling.num_parameters,
-               "lora_parameters": sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)}
+               "lora_parameters": sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n),
+               "error": None, "traceback": None}  # a failed shard's, now that its tasks are scored
     started = float(record.get("started_at") or time.time())
     final = _record(cfg, cell, encoder, suite, summary, _make_logger(cfg, cell), started, meter, record.get("cost"),
                     t1, truncated_before)
