@@ -31,7 +31,7 @@ def run_shard(cfg: DictConfig, cell_dir, names: list[str]):
     from embedgrid.evaluate.run import evaluate_encoder
     from embedgrid.model.encoder import load_encoder
     from embedgrid.train.distributed import all_sum, init_from_env, run_on_main
-    from embedgrid.train.signals import StopNow
+    from embedgrid.train.signals import StopNow, hand_over
 
     world = init_from_env()
     cell = CellDir(cell_dir)
@@ -57,6 +57,7 @@ def run_shard(cfg: DictConfig, cell_dir, names: list[str]):
     except BaseException as error:
         if world.is_main:
             _record_failure(cfg, cell, names, error, meter)
+        hand_over(error)  # SIGUSR2 under submitit: its requeue of this shard job, now that cell.json is written
         if isinstance(error, (Preempted, KeyboardInterrupt, SystemExit)):
             raise
         raise ShardFailed(f"evaluation shard {', '.join(names)}: {type(error).__name__}: {error}") from error
