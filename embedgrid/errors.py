@@ -88,3 +88,8 @@ __all__ = ["AttentionMismatch", "CellBusy", "CellConflict", "ConfigError", "Corr
 class InputUnavailable(ConfigError):
     """A cell's input (data file, hub model or dataset) is missing, unreadable, unresolvable or does not parse;
     found before any job starts. The message names the key, the value and the fix."""
+
+
+class ShardFailed(RuntimeError):
+    """An evaluation shard job (``eval.shards``) could not score its tasks; the message names them and the cause.
+    The cell stays unfinished; a relaunch scores only the tasks still missing."""

@@ -46,6 +46,7 @@ class EvalConfig:
     instructions: Dict[str, str] = field(default_factory=dict)
     custom: Dict[str, Any] = field(default_factory=dict)  # your own tasks: {name: {type, path, ...}} (tasks/custom.py)
     truncate_dim: Optional[int] = None  # evaluate the first k dimensions (renormalised); null: all of them
+    shards: int = 1  # >1: after training, the sweeper scores the tasks in this many jobs of their own (scale.md)
 
     def __post_init__(self):
         self.instruction_scope = check_scope(self.instruction_scope)
@@ -59,6 +60,9 @@ class EvalConfig:
             raise ConfigError(f"eval.max_samples={self.max_samples} must be >= 1 or null (whole task)")
         if self.truncate_dim is not None and self.truncate_dim < 1:
             raise ConfigError(f"eval.truncate_dim={self.truncate_dim} must be >= 1 or null (every dimension)")
+        if isinstance(self.shards, bool) or not isinstance(self.shards, int) or self.shards < 1:
+            raise ConfigError(f"eval.shards={self.shards!r} must be an integer >= 1 (1: evaluate in the training "
+                              "job; K: K evaluation jobs of their own after training)")
         bad = {k: v for k, v in self.task_samples.items() if v < 1}
         if bad:
             raise ConfigError(f"eval.task_samples {bad}: every cap must be >= 1")

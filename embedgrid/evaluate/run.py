@@ -133,6 +133,11 @@ def settings_hash(eval_cfg: EvalConfig | dict, prompt: dict | None = None) -> st
 def scores_cover(scores: dict, eval_cfg: EvalConfig | dict, prompt: dict | None = None) -> bool:
     """Whether ``scores.json`` holds every requested task, scored under these evaluation settings (and a custom
     task on the current content of its files)."""
+    return not unscored_tasks(scores, eval_cfg, prompt)
+
+
+def unscored_tasks(scores: dict, eval_cfg: EvalConfig | dict, prompt: dict | None = None) -> list[str]:
+    """The requested tasks that ``scores`` does not hold scored under these settings, in the suite's order."""
     eval_cfg = EvalConfig.of(eval_cfg)
     wanted = settings_hash(eval_cfg, prompt)
     revisions = {}
@@ -140,9 +145,9 @@ def scores_cover(scores: dict, eval_cfg: EvalConfig | dict, prompt: dict | None 
         from embedgrid.evaluate.tasks.custom import custom_revisions
 
         revisions = custom_revisions(eval_cfg.custom)
-    return all(scores.get(t, {}).get("eval_settings") == wanted
-               and (t not in revisions or scores[t].get("dataset_revision") == revisions[t])
-               for t in eval_cfg.all_tasks)
+    return [t for t in eval_cfg.all_tasks
+            if not (scores.get(t, {}).get("eval_settings") == wanted
+                    and (t not in revisions or scores[t].get("dataset_revision") == revisions[t]))]
 
 
 def evaluate_tasks(model, task_names: list[str], results_dir: str | Path, *, batch_size: int = 32,
@@ -306,7 +311,6 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, results_dir: str | Pa
     """
     from embedgrid import console
     from embedgrid.evaluate.model import MtebEncoder
-    from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
     eval_cfg = EvalConfig.of(eval_cfg)
     log.info("evaluating %d tasks (%s)", len(eval_cfg.all_tasks), eval_cfg.name)
@@ -336,6 +340,12 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, results_dir: str | Pa
     scores = broadcast_from_main(scores, world)  # several ranks: rank 0's (it alone read the cached tasks)
     for entry in scores.values():
         entry["eval_settings"] = settings  # CellDir.state: a done cell evaluated under other settings is partial
-    categories = category_scores(scores, offline_only=all(n in OFFLINE_TASKS or n in eval_cfg.custom
-                                                          for n in eval_cfg.all_tasks), suite=eval_cfg.name)
-    return scores, categories
+    return scores, suite_categories(scores, eval_cfg)
+
+
+def suite_categories(scores: dict[str, dict], eval_cfg: EvalConfig) -> dict:
+    """``category_scores.json`` of a suite's scores (the whole suite's: evaluated at once or in shards)."""
+    from embedgrid.evaluate.tasks import OFFLINE_TASKS
+
+    return category_scores(scores, offline_only=all(n in OFFLINE_TASKS or n in eval_cfg.custom
+                                                    for n in eval_cfg.all_tasks), suite=eval_cfg.name)

@@ -16,9 +16,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from embedgrid.grid.cellid import cell_name, config_hash, model_commit
-from embedgrid.grid.celldir import (CELL_FILE, CHECKPOINT_DIR, DONE, FAILED, LOCK_FILE, MODEL_DIR,  # noqa: F401
-                               NEW, PARTIAL, RUNNING, SCORES_FILE, CellDir)
+from embedgrid.grid.celldir import (CELL_FILE, CHECKPOINT_DIR, DONE, EVAL_PENDING, FAILED, LOCK_FILE,  # noqa: F401
+                               MODEL_DIR, NEW, PARTIAL, RUNNING, SCORES_FILE, CellDir)
 from embedgrid.cost import CostMeter, summary as cost_summary
+from embedgrid.grid.shardplan import defer_evaluation, deferred_tasks
 from embedgrid.errors import ConfigError, Preempted
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class CellOutcome:
     error: str | None = None
     skipped: bool = False
     rank: int = 0  # under several processes every rank returns the outcome; rank 0 is the one to report
+    shards: list | None = None  # eval_pending: the task names of each evaluation shard job (eval.shards)
 
 
 def cell_state(cell_dir: str | Path, cfg: DictConfig | None = None) -> str:
@@ -59,12 +61,13 @@ def encoder_spec(cfg: DictConfig):
         name=cell_name(cfg))
 
 
-def run(cfg: DictConfig, cell_dir: str | Path) -> CellOutcome:
+def run(cfg: DictConfig, cell_dir: str | Path, defer_eval: bool = False) -> CellOutcome:
     """Run (or skip, or resume) the cell described by ``cfg`` in ``cell_dir``. Failures are recorded, then raised.
 
     Launched with several processes (torchrun, or several SLURM tasks) every rank calls this: all ranks train,
     data parallel with negatives spanning ranks, while rank 0 alone holds the lock, writes ``cell.json``, saves
-    the model and evaluates; every rank returns the same scores.
+    the model and evaluates; every rank returns the same scores. ``defer_eval`` (a sweep, which runs the shard
+    jobs): with ``eval.shards`` > 1 the cell ends ``eval_pending`` after training (embedgrid.grid.shard).
     """
     from embedgrid.train.distributed import init_from_env, run_on_main
 
@@ -89,7 +92,7 @@ def run(cfg: DictConfig, cell_dir: str | Path) -> CellOutcome:
         plan = run_on_main(claim, world)
         if plan["state"] == DONE:
             return CellOutcome(cell.path, DONE, plan["scores"], skipped=True, rank=world.rank)
-        return _run_claimed(cfg, cell, plan, world)
+        return _run_claimed(cfg, cell, plan, world, defer_eval)
 
 
 def read_only_plan(cfg: DictConfig, cell: CellDir) -> dict:
@@ -106,7 +109,7 @@ def read_only_plan(cfg: DictConfig, cell: CellDir) -> dict:
                       "done; run it where its directory is writable", str(cell.path))
 
 
-def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutcome:
+def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world, defer_eval: bool = False) -> CellOutcome:
     from embedgrid.logger import NullLogger
 
     started, logger, meter = plan["started"], None, None
@@ -114,8 +117,14 @@ def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutco
     try:
         device = _setup_runtime(cfg)
         meter = CostMeter(device, world.size)
+        pending = deferred_tasks(cfg, cell, world) if defer_eval else []  # for evaluation shard jobs
+        if pending and plan["trained"]:
+            return _defer(cfg, cell, pending, meter, earlier_cost, started, world)
         logger = _make_logger(cfg, cell) if world.is_main else NullLogger()
         encoder, summary = _trained_encoder(cfg, cell, device, logger, world, trained=plan["trained"], meter=meter)
+        if pending:
+            logger.finish(0)
+            return _defer(cfg, cell, pending, meter, earlier_cost, started, world, timings=summary["timings"])
         from embedgrid.train.signals import StopNow
 
         with StopNow():  # SIGTERM while evaluating: Preempted, so the cell is recorded partial, not left running
@@ -138,6 +147,14 @@ def _run_claimed(cfg: DictConfig, cell: CellDir, plan: dict, world) -> CellOutco
             logger.finish(1)
         hand_over(error)  # SIGUSR2 under submitit: its requeue, now that cell.json says partial
         raise
+
+
+def _defer(cfg: DictConfig, cell: CellDir, pending: list[str], meter, earlier_cost, started: float, world,
+           **fields) -> CellOutcome:
+    """Trained and saved: the evaluation goes to shard jobs (their plan recorded; cell.json says eval_pending)."""
+    shards = defer_evaluation(cfg, cell, pending, cost=meter.record(earlier_cost),
+                              seconds=round(time.time() - started, 2), **fields)
+    return CellOutcome(cell.path, EVAL_PENDING, shards=shards, rank=world.rank)
 
 
 def _setup_runtime(cfg: DictConfig) -> str:

@@ -34,6 +34,7 @@ from embedgrid.model.saved import SPEC_FILE
 log = logging.getLogger(__name__)
 
 DONE, PARTIAL, NEW, FAILED, RUNNING = "done", "partial", "new", "failed", "running"
+EVAL_PENDING = "eval_pending"  # trained and saved; its tasks are scored by evaluation shard jobs (eval.shards)
 CORRUPT = "corrupt"  # a planned cell with a torn file: rebuilt when it runs (a torn cell.json: not launched)
 
 # what may exist in a directory before its first cell.json (Hydra's output subdir, its job log, our lock)
@@ -208,11 +209,15 @@ class CellDir:
 
     def scores_cover(self, cfg) -> bool:
         """The eval-settings check: every task of ``cfg.eval`` is in scores.json, scored under its settings."""
+        return not self.unscored(cfg)
+
+    def unscored(self, cfg) -> list[str]:
+        """The tasks of ``cfg.eval`` that scores.json does not hold scored under its settings."""
         from embedgrid.evaluate.config import eval_config
-        from embedgrid.evaluate.run import scores_cover
+        from embedgrid.evaluate.run import unscored_tasks
 
         prompt = {"instruction_template": cfg.instruction_template, "instruction_join": cfg.instruction_join}
-        return scores_cover(read_json(self.scores_file, {}) or {}, eval_config(cfg), prompt)
+        return unscored_tasks(read_json(self.scores_file, {}) or {}, eval_config(cfg), prompt)
 
     # ---- guards -----------------------------------------------------------------------------------------------
     def check_is_cell_dir(self) -> None:
@@ -405,14 +410,15 @@ class CellDir:
         return False
 
     @contextmanager
-    def lock(self):
-        """Exclusive lock on the cell for the lifetime of a run; released by the kernel if the process dies."""
+    def lock(self, wait: bool = False):
+        """Exclusive lock on the cell for the lifetime of a run; released by the kernel if the process dies.
+        ``wait``: block until it is free (an evaluation shard recording its scores) instead of refusing."""
         import fcntl
 
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / LOCK_FILE, "a+") as handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "unknown"

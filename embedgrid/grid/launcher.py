@@ -88,8 +88,14 @@ def run_cell(cfg: DictConfig):
         print(eval_listing(cfg))
         return {"cell_dir": cell_dir, "status": state}
     default_threads(cfg, hydra_cfg)
+    shard = take_shard(cfg)
     try:
-        outcome = run(cfg, cell_dir)
+        if shard:
+            from embedgrid.grid.shard import run_shard
+
+            outcome = run_shard(cfg, cell_dir, shard)
+        else:  # in a sweep, a cell with eval.shards > 1 leaves its evaluation to the sweeper's shard jobs
+            outcome = run(cfg, cell_dir, defer_eval=multirun)
     except CellBusy as error:  # another sweep over this directory holds the cell: its run, not a failure here
         log.warning("cell %s is busy: %s", cell_dir, error)
         return {"cell_dir": cell_dir, "status": "busy", "error": f"{type(error).__name__}: {error}"}
@@ -107,7 +113,20 @@ def run_cell(cfg: DictConfig):
         return {"cell_dir": cell_dir, "status": "failed", "error": f"{type(error).__name__}: {error}"}
     if outcome.rank == 0:  # several processes: one report, not one per rank
         print(cell_report(outcome), flush=True)
-    return {"cell_dir": str(outcome.cell_dir), "status": outcome.status, "skipped": outcome.skipped}
+    return {"cell_dir": str(outcome.cell_dir), "status": outcome.status, "skipped": outcome.skipped,
+            "shards": outcome.shards}
+
+
+def take_shard(cfg: DictConfig) -> list[str] | None:
+    """The tasks of an evaluation shard job (``eval_shard``, set by the sweeper), cleared from ``cfg`` so that
+    the cell's record holds the cell's own config."""
+    shard = cfg.get("eval_shard")
+    if not shard:
+        return None
+    names = [str(name) for name in shard]
+    with open_dict(cfg):
+        cfg.eval_shard = None
+    return names
 
 
 def eval_listing(cfg: DictConfig) -> str:
@@ -126,6 +145,8 @@ def cell_report(outcome) -> str:
     cell = CellDir(outcome.cell_dir)
     record = cell.read_record() or {}
     how = "skipped, already done" if outcome.skipped else f"{outcome.status} in {_duration(record.get('seconds'))}"
+    if outcome.shards:
+        how += f"; evaluation in {len(outcome.shards)} shard jobs"
     lines = [f"\ncell {cell.path}  ({how}; full log: {cell.path / 'launch.log'})"]
     categories = record.get("category_scores")
     if categories:

@@ -107,6 +107,7 @@ class GridSchema:
     dry_run: bool = False
     analyze: bool = True
     verbose: bool = False
+    eval_shard: Optional[List[str]] = None  # set by the sweeper on an evaluation shard job (eval.shards): its tasks
     model: ModelConfig = field(default_factory=ModelConfig)
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)

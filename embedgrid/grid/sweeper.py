@@ -31,7 +31,9 @@ from cellfiles.layout import SUMMARY_FILE
 from embedgrid.errors import (CellBusy, CellConflict, CorruptCellRecord, GridFailed, SweepConflict,  # noqa: F401
                               SweepDirUnwritable, TornFile)
 from embedgrid.grid import readiness
+from embedgrid.grid.celldir import EVAL_PENDING
 from embedgrid.grid.costplan import composed_recipe, estimate
+from embedgrid.grid.shardjobs import run_shards
 from embedgrid.secrets import redact, redact_text
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class PlannedCell:
     repair: bool = False        # corrupt but repairable: a torn file the run moves aside and rebuilds
     design: tuple = ()          # (model, pooling, attention) of the composed config
     blockers: list = field(default_factory=list, repr=False)  # readiness.Blocker of a blocked cell
+    shards: list = field(default_factory=list, repr=False)    # eval_pending: task names per evaluation shard job
 
     @property
     def runnable(self) -> bool:
@@ -160,6 +163,9 @@ class GridSweeper(BasicSweeper):
             for cell, result in zip(batch, results):
                 collect(cell, result)
             returns.append(results)
+        pending = [c for c in todo if c.status == EVAL_PENDING]
+        if pending:  # eval.shards > 1: trained; their tasks are scored by shard jobs of their own
+            run_shards(self.launcher, pending, initial_job_idx=len(todo))
         if int(os.environ.get("RANK", "0")) == 0:  # `torchrun ... -m`: every rank sweeps, one summarizes
             summary = summarize(cells, sweep_dir)
             if self.config.get("analyze", False):
@@ -226,6 +232,7 @@ def collect(cell: PlannedCell, result) -> None:
         value = result.return_value
         cell.status = "skipped" if value.get("skipped") else value.get("status", "done")
         cell.error = value.get("error")
+        cell.shards = value.get("shards") or []
     elif result.status == JobStatus.COMPLETED:
         cell.status = "done"
     else:
