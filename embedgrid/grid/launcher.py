@@ -106,10 +106,11 @@ def run_cell(cfg: DictConfig):
             # basic launcher records an Exception and goes on to the next cell, but lets SystemExit through.
             log.warning("cell %s preempted: %s", cell_dir, error)
             raise SystemExit(f"preempted: {error}") from None
-        if not multirun:
-            raise
-        log.error("cell %s failed: %s: %s (recorded in cell.json)", cell_dir, type(error).__name__, error)
         log.error("traceback of the failure of %s", cell_dir, exc_info=True, extra={"console": False})
+        if not multirun:  # one line on the console, exit status 1; the traceback is in launch.log
+            raise SystemExit(f"{type(error).__name__}: {error}\ncell {cell_dir} failed (recorded in cell.json; "
+                             f"traceback in {Path(cell_dir) / 'launch.log'})") from None
+        log.error("cell %s failed: %s: %s (recorded in cell.json)", cell_dir, type(error).__name__, error)
         return {"cell_dir": cell_dir, "status": "failed", "error": f"{type(error).__name__}: {error}"}
     if outcome.rank == 0:  # several processes: one report, not one per rank
         print(cell_report(outcome), flush=True)

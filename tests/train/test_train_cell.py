@@ -67,7 +67,7 @@ def test_preempted_cell_stops_an_in_process_sweep(monkeypatch):
     fake_hydra = OmegaConf.create({"runtime": {"output_dir": "/nonexistent/cell"},
                                    "mode": launcher.RunMode.MULTIRUN, "launcher": {}})
 
-    def preempted(cfg, cell_dir):
+    def preempted(cfg, cell_dir, **kwargs):
         raise Preempted("stopped at step 2/4")
 
     monkeypatch.setattr(launcher.HydraConfig, "get", staticmethod(lambda: fake_hydra))
@@ -75,6 +75,32 @@ def test_preempted_cell_stops_an_in_process_sweep(monkeypatch):
 
     with pytest.raises(SystemExit, match="preempted"):
         launcher.run_cell(OmegaConf.create({"dry_run": False, "threads": 1, "verbose": False}))
+
+
+def test_a_single_run_that_fails_ends_with_the_error_and_the_log_not_a_traceback(monkeypatch, caplog):
+    """A single run's failure inside the cell: the error, the cell and where the traceback went on the console,
+    exit status 1, the traceback in the log rather than Hydra's traceback on the console."""
+    import embedgrid.grid.cell
+    import embedgrid.grid.launcher as launcher
+
+    from omegaconf import OmegaConf
+
+    fake_hydra = OmegaConf.create({"runtime": {"output_dir": "/nonexistent/cell"},
+                                   "mode": launcher.RunMode.RUN, "launcher": {}})
+
+    def fails(cfg, cell_dir, **kwargs):
+        raise ValueError("loss is nan at step 2")
+
+    monkeypatch.setattr(launcher.HydraConfig, "get", staticmethod(lambda: fake_hydra))
+    monkeypatch.setattr(embedgrid.grid.cell, "run", fails)
+
+    with caplog.at_level("ERROR"), pytest.raises(SystemExit) as stopped:
+        launcher.run_cell(OmegaConf.create({"dry_run": False, "threads": 1, "verbose": False}))
+    message = str(stopped.value.code)
+    assert "ValueError: loss is nan at step 2" in message and "/nonexistent/cell" in message
+    assert "launch.log" in message and "Traceback" not in message
+    logged = [r for r in caplog.records if r.exc_info]
+    assert logged and logged[0].exc_info[0] is ValueError
 
 
 def _torchrun(args, processes=2) -> list[str]:
