@@ -164,7 +164,7 @@ def _trained_encoder(plan: CellPlan, cell: CellDir, device: str, logger, world, 
     """The cell's encoder after training (built and trained, resumed, or loaded from ``model/``) + a summary.
 
     Every rank trains; rank 0 saves the model. When ``model/`` already exists (its identity was checked by the
-    claim) only rank 0 needs the encoder, rebuilt from this cell's config with the saved weights.
+    claim) only rank 0 needs the encoder, rebuilt from the plan's spec with the saved weights.
     """
     from hydra.utils import instantiate
 
