@@ -198,3 +198,37 @@ def test_the_rule_lets_the_cell_hand_its_config_to_the_resolver():
     assert config_reads(source, "embedgrid/grid/cell.py") == []
     typed = "def make_optimizer(encoder, cfg: TrainConfig):\n    return cfg.lr\n"  # a typed part may be called cfg
     assert config_reads(typed, "embedgrid/train/loop.py") == []
+
+
+@pytest.mark.slow
+def test_a_running_cell_hands_no_function_below_it_the_composed_config(compose, tmp_path):
+    """Every embedgrid function called while a (zero-shot) cell runs, traced: only the resolver and the identity
+    and schema functions it calls are given a config node."""
+    import sys
+
+    from omegaconf import DictConfig, ListConfig
+
+    from embedgrid.grid.cell import run
+
+    resolvers = ("embedgrid.grid.plan", "embedgrid.grid.cellid", "embedgrid.grid.schema")
+    given: set[str] = set()
+
+    def profile(frame, event, arg):
+        module = frame.f_globals.get("__name__", "")
+        if event != "call" or not module.startswith("embedgrid"):
+            return
+        code = frame.f_code
+        names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+        if any(isinstance(frame.f_locals.get(name), (DictConfig, ListConfig)) for name in names):
+            given.add(f"{module}.{code.co_qualname}")
+
+    cfg = compose([*TINY, "train.max_steps=0", "eval.max_samples=8"])
+    sys.setprofile(profile)
+    try:
+        outcome = run(cfg, tmp_path / "cell")
+    finally:
+        sys.setprofile(None)
+    assert outcome.status == "done"
+    assert "embedgrid.grid.plan.resolve_plan" in given, "the tracer sees the resolver"
+    below = sorted(name for name in given if not name.startswith(resolvers) and name != "embedgrid.grid.cell.run")
+    assert not below, f"given the composed config below the cell: {below}"
