@@ -75,7 +75,7 @@ def build(args, device: str):
         return encoder, {"encoder": {"cell": str(Path(args.cell).resolve()), "files": files}}
     from hydra.errors import HydraException
 
-    from embedgrid.grid.cell import encoder_spec
+    from embedgrid.grid.plan import encoder_spec
     from embedgrid.grid.schema import check
     from embedgrid.model.encoder import build_encoder
 

@@ -103,11 +103,15 @@ def test_unreachable_wandb_host_with_api_key_gives_up_after_init_timeout(tmp_pat
 
 def test_same_cell_logs_into_the_same_run_id(compose):
     from embedgrid.grid.cell import wandb_run_id
+    from embedgrid.grid.plan import resolve_plan
 
-    cfg = compose(["model=tiny", "pooling=mean"])
-    assert wandb_run_id(cfg) == wandb_run_id(compose(["model=tiny", "pooling=mean"]))
-    assert wandb_run_id(cfg) != wandb_run_id(compose(["model=tiny", "pooling=eos_last"]))
-    assert wandb_run_id(cfg) != wandb_run_id(compose(["model=tiny", "pooling=mean", "grid=other"]))
+    def compose_plan(overrides):
+        return resolve_plan(compose(overrides))
+
+    cfg = compose_plan(["model=tiny", "pooling=mean"])
+    assert wandb_run_id(cfg) == wandb_run_id(compose_plan(["model=tiny", "pooling=mean"]))
+    assert wandb_run_id(cfg) != wandb_run_id(compose_plan(["model=tiny", "pooling=eos_last"]))
+    assert wandb_run_id(cfg) != wandb_run_id(compose_plan(["model=tiny", "pooling=mean", "grid=other"]))
 
 
 def test_logger_none_composes_to_a_null_logger(compose):

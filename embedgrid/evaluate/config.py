@@ -77,12 +77,10 @@ class EvalConfig:
 
     @classmethod
     def of(cls, value) -> "EvalConfig":
-        """An EvalConfig from itself, a plain dict or an ``eval`` config node (unknown keys fail, named)."""
+        """An EvalConfig from itself or a plain dict (unknown keys fail, named)."""
         if isinstance(value, cls):
             return value
-        from omegaconf import OmegaConf
-
-        data = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else dict(value)
+        data = dict(value)
         known = {f.name for f in fields(cls)}
         stray = sorted(set(data) - known)
         if stray:
@@ -110,8 +108,3 @@ def with_benchmark(data: dict) -> dict:
                           f"run all {len(tasks)}, or name some of: {', '.join(tasks)}")
     instructions = {**benchmark_instructions(name), **dict(data.get("instructions") or {})}
     return {**data, "tasks": [t for t in tasks if not chosen or t in chosen], "instructions": instructions}
-
-
-def eval_config(cfg) -> EvalConfig:
-    """The ``eval`` group of a composed cell config, typed."""
-    return EvalConfig.of(cfg.eval)

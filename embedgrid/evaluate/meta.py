@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime
 
-from omegaconf import OmegaConf
-
 from embedgrid.data.fingerprint import loader_inputs
 
 
-def cell_model_meta(cfg, encoder) -> dict:
-    """Overrides for ``ModelMeta`` (name and revision are set by the caller, per cell and eval settings)."""
-    card = dict(cfg.model.card or {})
+def cell_model_meta(encoder, *, card: dict, data_name: str, loader: dict, trains: bool) -> dict:
+    """Overrides for ``ModelMeta`` (name and revision are set by the caller, per cell and eval settings).
+    ``card``: the model's card (licence, languages, base model); ``data_name``, ``loader`` (``{_target_, ...}``)
+    and ``trains``: the training data, and whether the cell trained on it."""
+    card = dict(card or {})
     parameters = sum(p.numel() for p in encoder.parameters())
     size_bytes = sum(p.numel() * p.element_size() for p in encoder.parameters())
     return {
@@ -22,23 +22,22 @@ def cell_model_meta(cfg, encoder) -> dict:
         "license": card.get("license") or "not specified",
         "open_weights": True,
         "public_training_code": card.get("training_code"),
-        "public_training_data": str(cfg.data.name),
+        "public_training_data": str(data_name),
         "framework": ["PyTorch", "Transformers", "safetensors"],
         "reference": card.get("reference"),
         "adapted_from": card.get("base_model"),
-        "training_datasets": training_datasets(cfg),
+        "training_datasets": training_datasets(loader, trains),
     }
 
 
-def training_datasets(cfg) -> set[str]:
+def training_datasets(loader: dict, trains: bool) -> set[str]:
     """What the cell trained on: hub datasets as ``<id>@<commit>``, local files as ``<path> sha256:<hex>``, and,
     where WordNet is a source, the offline tasks built from WordNet text (so mteb counts them as not zero-shot).
     Empty for an untrained (zero-shot) cell."""
     from embedgrid.evaluate.tasks import OFFLINE_TASKS
 
-    if int(cfg.train.max_steps) <= 0:
+    if not trains:
         return set()
-    loader = OmegaConf.to_container(cfg.data.loader, resolve=True)
     names = set()
     for source in loader_inputs(loader):
         if source.fingerprint.startswith("hf:"):

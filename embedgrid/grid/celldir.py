@@ -13,7 +13,8 @@
 A directory is a cell directory when it has a ``cell.json``, or holds nothing but what Hydra and the launcher
 write before the first record (``.hydra/``, ``*.log``, ``.lock``) plus, optionally, a ``model/`` (whose
 identity is then checked). Anything else is somebody's data and is refused before a file is written.
-This module stays light (no torch, no Hydra): the sweeper's plan step uses it for every cell.
+This module stays light (no torch, no Hydra): the sweeper's plan step uses it for every cell. What it knows of
+the cell comes from its plan (embedgrid.grid.plan.CellPlan), never from the composed config.
 """
 from __future__ import annotations
 
@@ -24,12 +25,16 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cellfiles.layout import (CATEGORY_SCORES_FILE, CELL_FILE, CHECKPOINT_DIR, HYDRA_DIR, IDENTITY_FILE,
                               LOCK_FILE, MODEL_DIR, MTEB_DIR, SCORES_FILE)
 from embedgrid.errors import CellBusy, CellConflict, CorruptCellRecord, TornFile
 from embedgrid.io import file_integrity, move_aside, read_json, write_json
 from embedgrid.model.saved import SPEC_FILE
+
+if TYPE_CHECKING:
+    from embedgrid.grid.plan import CellPlan
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,7 @@ def saved_encoder_dir(directory) -> Path:
 
 
 class CellDir:
-    """One cell's directory. ``cfg`` arguments are the cell's composed config (for its hash and name)."""
+    """One cell's directory. ``plan`` arguments are the cell's plan (its identity, evaluation and config)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -83,24 +88,20 @@ class CellDir:
                                     "it away or restore it")
         return record
 
-    def record(self, cfg, **fields) -> dict:
+    def record(self, plan: CellPlan, **fields) -> dict:
         """Merge ``fields`` (and the cell's identity, config and versions) into ``cell.json``, atomically."""
-        from omegaconf import OmegaConf
-
-        from embedgrid.grid.cellid import cell_name, config_hash
         from embedgrid.grid.provenance import provenance
         from embedgrid.secrets import redact
         from embedgrid.versions import package_versions
 
         record = self.read_record() or {}
         record.update({
-            "cell": cell_name(cfg), "config_hash": config_hash(cfg),
-            "design": {"model": cfg.model.name, "pooling": cfg.pooling.name, "attention": cfg.attention.name,
-                       "seed": int(cfg.seed)},
-            "grid": cfg.grid,
-            "config": redact(OmegaConf.to_container(cfg, resolve=True)),
+            "cell": plan.identity.name, "config_hash": plan.identity.config_hash,
+            "design": plan.identity.design,
+            "grid": plan.runtime.grid,
+            "config": plan.saved_config(),
             "versions": package_versions(),
-            "provenance": provenance(cfg),
+            "provenance": provenance(plan),
         })
         record.update(fields)
         write_json(self.record_file, redact(record))  # errors and tracebacks too
@@ -191,7 +192,7 @@ class CellDir:
         write_json(self.category_scores_file, categories)
 
     # ---- states -----------------------------------------------------------------------------------------------
-    def state(self, cfg=None) -> str:
+    def state(self, plan: CellPlan | None = None) -> str:
         """done | partial | failed | new (done only if every requested task is scored under these settings).
 
         A torn file the cell reads back raises TornFile (``heal`` moves it aside; the cell is then partial)."""
@@ -200,24 +201,22 @@ class CellDir:
         if record is None:
             return NEW
         status = record.get("status")
-        if status == DONE and cfg is not None and (not self.scores_cover(cfg)
+        if status == DONE and plan is not None and (not self.scores_cover(plan)
                                                    or not self.category_scores_file.exists()):
             return PARTIAL
         if status in (DONE, FAILED):
             return status
         return PARTIAL
 
-    def scores_cover(self, cfg) -> bool:
-        """The eval-settings check: every task of ``cfg.eval`` is in scores.json, scored under its settings."""
-        return not self.unscored(cfg)
+    def scores_cover(self, plan: CellPlan) -> bool:
+        """The eval-settings check: every task of ``plan.eval`` is in scores.json, scored under its settings."""
+        return not self.unscored(plan)
 
-    def unscored(self, cfg) -> list[str]:
-        """The tasks of ``cfg.eval`` that scores.json does not hold scored under its settings."""
-        from embedgrid.evaluate.config import eval_config
+    def unscored(self, plan: CellPlan) -> list[str]:
+        """The tasks of ``plan.eval`` that scores.json does not hold scored under its settings."""
         from embedgrid.evaluate.run import unscored_tasks
 
-        prompt = {"instruction_template": cfg.instruction_template, "instruction_join": cfg.instruction_join}
-        return unscored_tasks(read_json(self.scores_file, {}) or {}, eval_config(cfg), prompt)
+        return unscored_tasks(read_json(self.scores_file, {}) or {}, plan.eval, plan.prompt)
 
     # ---- guards -----------------------------------------------------------------------------------------------
     def check_is_cell_dir(self) -> None:
@@ -253,13 +252,11 @@ class CellDir:
                                    "writes through a link in a cell directory. Remove the link (or choose another "
                                    "hydra.run.dir / hydra.sweep.dir); nothing was written")
 
-    def check_same_config(self, cfg) -> None:
+    def check_same_config(self, plan: CellPlan) -> None:
         """Refuse a directory whose record or saved model belongs to another config."""
-        from embedgrid.grid.cellid import cell_name, config_hash
-
         record = self.read_record()
-        wanted = config_hash(cfg)
-        changed = self.changed_inputs(record, cfg)
+        wanted, name = plan.identity.config_hash, plan.identity.name
+        changed = self.changed_inputs(record, plan)
         if changed:  # a directory pinned by name (hydra.run.dir) or an input pinned by code that changed
             raise CellConflict(f"{self.path} holds a cell trained on other input content ("
                                + "; ".join(changed) + "); its results would not describe today's inputs. Launch "
@@ -270,23 +267,22 @@ class CellDir:
                                "choose another hydra.run.dir / hydra.sweep.dir")
         if self.has_model:
             owner = self.model_owner()
-            if owner.get("config_hash") != wanted and owner.get("cell") != cell_name(cfg):
+            if owner.get("config_hash") != wanted and owner.get("cell") != name:
                 raise CellConflict(f"{self.model_dir} holds the model of {owner.get('cell') or 'another cell'} "
-                                   f"(config {owner.get('config_hash') or 'unknown'}), not of {cell_name(cfg)}; "
+                                   f"(config {owner.get('config_hash') or 'unknown'}), not of {name}; "
                                    "it would be evaluated under the wrong design. Remove it or choose another "
                                    "hydra.run.dir / hydra.sweep.dir")
 
     @staticmethod
-    def changed_inputs(record: dict | None, cfg) -> list[str]:
+    def changed_inputs(record: dict | None, plan: CellPlan) -> list[str]:
         """Inputs whose fingerprint in ``record`` differs from today's; records without fingerprints (cells named
         before inputs were fingerprinted) are judged by their config hash alone."""
-        from embedgrid.grid.cellid import inputs
         from embedgrid.grid.provenance import changed_inputs
 
         recorded = ((record or {}).get("provenance") or {}).get("inputs")
         if not isinstance(recorded, dict):
             return []
-        return changed_inputs(recorded, {i.name: i.fingerprint for i in inputs(cfg)})
+        return changed_inputs(recorded, plan.provenance.fingerprints())
 
     def model_owner(self) -> dict:
         """``{"cell", "config_hash"}`` of the saved model (``identity.json``; older models: encoder.json's name)."""
@@ -303,27 +299,23 @@ class CellDir:
         return {"cell": spec.get("name") if isinstance(spec, dict) else None}
 
     # ---- evaluations of one trained model in several directories (eval.truncate_dim) ------------------------------
-    def shares_model(self, cfg) -> bool:
+    def shares_model(self, plan: CellPlan) -> bool:
         """Whether this cell is one of several evaluations of one trained model: it has an evaluation suffix
         (``-dim<k>``), or a sibling directory is such an evaluation of it."""
-        from embedgrid.grid.cellid import base_name, eval_suffix
-
-        if eval_suffix(cfg):
+        if plan.identity.eval_suffix:
             return True
-        prefix = base_name(cfg) + "-dim"
+        prefix = plan.identity.base_name + "-dim"
         return self.path.parent.is_dir() and any(p.name.startswith(prefix) for p in self.path.parent.iterdir())
 
     @contextmanager
-    def model_family_lock(self, cfg):
+    def model_family_lock(self, plan: CellPlan):
         """Held while a cell that shares its trained model with siblings (``-dim<k>`` directories) adopts or trains
         it, so two of them launched together train once: the second waits, then adopts the first's model."""
         import fcntl
         import logging
 
-        from embedgrid.grid.cellid import config_hash
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.parent / f".{config_hash(cfg)}.model.lock", "a+") as handle:
+        with open(self.path.parent / f".{plan.identity.config_hash}.model.lock", "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -331,17 +323,15 @@ class CellDir:
                 fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
-    def adopt_model(self, cfg) -> Path | None:
+    def adopt_model(self, plan: CellPlan) -> Path | None:
         """Copy the saved model of a sibling cell of the same identity (same base name and config hash) into this
         cell's ``model/``, with the sibling's training record; returns the sibling, None when there is none."""
         import shutil
         import tempfile
 
-        from embedgrid.grid.cellid import base_name, config_hash
-
         if self.has_model or not self.path.parent.is_dir():
             return None
-        base, wanted = base_name(cfg), config_hash(cfg)
+        base, wanted = plan.identity.base_name, plan.identity.config_hash
         for sibling in sorted(self.path.parent.iterdir()):
             other = CellDir(sibling)
             if sibling == self.path or not sibling.name.startswith(base) or not other.has_model:
@@ -359,30 +349,28 @@ class CellDir:
                 os.replace(staging / MODEL_DIR, self.model_dir)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-            self.write_model_identity(cfg)
+            self.write_model_identity(plan)
             record = other.read_record() or {}
-            self.record(cfg, train={**(record.get("train") or {}), "model_from": sibling.name})
+            self.record(plan, train={**(record.get("train") or {}), "model_from": sibling.name})
             return sibling
         return None
 
-    def write_model_identity(self, cfg, directory: Path | None = None) -> None:
+    def write_model_identity(self, plan: CellPlan, directory: Path | None = None) -> None:
         """``identity.json``: whose model this is, and the size + sha256 of each of its files (checked before
         the model is loaded). ``directory``: where the model is being written (default ``model/``)."""
-        from embedgrid.grid.cellid import cell_name, config_hash
-
         directory = Path(directory or self.model_dir)
-        write_json(directory / IDENTITY_FILE, {"cell": cell_name(cfg), "config_hash": config_hash(cfg),
+        write_json(directory / IDENTITY_FILE, {"cell": plan.identity.name, "config_hash": plan.identity.config_hash,
                                                "files": file_integrity(directory, skip=(IDENTITY_FILE,))})
 
-    def preflight(self, cfg) -> str:
+    def preflight(self, plan: CellPlan) -> str:
         """Every check that needs no lock, for the sweeper's plan and a single run's start: returns the state."""
         self.check_is_cell_dir()
         self.check_intact()
-        self.check_same_config(cfg)
+        self.check_same_config(plan)
         if self.is_locked():
             raise CellBusy(f"{self.path} is being run by another process (pid {self.lock_holder()}); wait for it "
                            "or stop it before launching this cell again")
-        return self.state(cfg)
+        return self.state(plan)
 
     # ---- the lock ---------------------------------------------------------------------------------------------
     def lock_holder(self) -> str:
@@ -431,20 +419,21 @@ class CellDir:
             yield
 
     # ---- claiming ---------------------------------------------------------------------------------------------
-    def claim(self, cfg) -> dict:
+    def claim(self, plan: CellPlan) -> dict:
         """Under the lock: refuse a foreign directory, remove stale temp files, move torn files aside (they are
-        rebuilt), skip a done cell, else mark it running. Returns the plan."""
+        rebuilt), skip a done cell, else mark it running. Returns ``{state, scores}`` of a done cell, else
+        ``{state, started, trained}``."""
         self.check_is_cell_dir()
         self.remove_stale_temps()
         moved = self.heal()
-        self.check_same_config(cfg)
-        state = self.state(cfg)
+        self.check_same_config(plan)
+        state = self.state(plan)
         if state == DONE and moved:
             state = PARTIAL  # a done cell's torn model or mteb result is rebuilt too (the rest comes from caches)
         if state == DONE:
             return {"state": DONE, "scores": self.scores()}
         record = self.read_record() or {}
         started = time.time()
-        self.record(cfg, status=RUNNING, attempts=int(record.get("attempts", 0)) + 1, started_at=started,
+        self.record(plan, status=RUNNING, attempts=int(record.get("attempts", 0)) + 1, started_at=started,
                     error=None)
         return {"state": state, "started": started, "trained": self.has_model}

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, open_dict, read_write
 import embedgrid.grid.schema  # noqa: F401  (registers the config schema before Hydra composes)
 from embedgrid.errors import CellBusy, CellConflict, ConfigError, CorruptCellRecord, Preempted, TornFile
 from embedgrid.grid import readiness
+from embedgrid.grid.plan import resolve_plan
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class CellGuard(Callback):
             if not config.dry_run:
                 readiness.check(config)  # a dry run shows the cell as blocked instead
                 try:
-                    CellDir(Path(str(config.hydra.run.dir))).preflight(config)
+                    CellDir(Path(str(config.hydra.run.dir))).preflight(resolve_plan(config))
                 except TornFile as error:  # the run moves it aside and rebuilds it
                     log.warning("%s", error)
         except (ConfigError, CellConflict, CellBusy, CorruptCellRecord) as error:
@@ -76,7 +77,7 @@ def run_cell(cfg: DictConfig):
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     if cfg.dry_run:
         try:
-            state = CellDir(cell_dir).state(cfg)
+            state = CellDir(cell_dir).state(resolve_plan(cfg))
         except (CorruptCellRecord, TornFile) as error:
             state, cell_dir = CORRUPT, f"{cell_dir}  -- {error}"
         blocked = readiness.blockers(cfg)
@@ -132,8 +133,8 @@ def take_shard(cfg: DictConfig) -> list[str] | None:
 
 def eval_listing(cfg: DictConfig) -> str:
     """The dry run's list of the evaluation tasks (and, offline, the hub datasets they would need)."""
-    from embedgrid.evaluate.config import eval_config
     from embedgrid.evaluate.suite import listing
+    from embedgrid.grid.schema import eval_config
 
     return listing(eval_config(cfg))
 

@@ -11,8 +11,10 @@ import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from embedgrid.grid.cellid import identity_version, inputs
+if TYPE_CHECKING:
+    from embedgrid.grid.plan import CellPlan
 
 RESULT_LIBRARIES = ("torch", "transformers", "peft", "mteb", "sentence-transformers")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding embedgrid/, when run from one
@@ -81,22 +83,22 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def model_revision(cell_inputs: dict[str, str], cfg) -> str | None:
+def model_revision(cell_inputs: dict[str, str], configured: str | None) -> str | None:
     """The base model's resolved revision: its hub commit, its local content fingerprint, or its asset."""
     if "model" in cell_inputs:
         return cell_inputs["model"]
-    return cfg["model"].get("revision") if "model" in cfg else None
+    return configured
 
 
-def provenance(cfg) -> dict:
-    cell_inputs = {i.name: i.fingerprint for i in inputs(cfg)}
+def provenance(plan: CellPlan) -> dict:
+    cell_inputs = plan.provenance.fingerprints()
     return {
         "code": code(),
         "libraries": libraries(),
-        "device": device(cfg.get("device")),
+        "device": device(plan.runtime.device),
         "inputs": cell_inputs,
-        "model_revision": model_revision(cell_inputs, cfg),
-        "identity_version": identity_version(cfg),
+        "model_revision": model_revision(cell_inputs, plan.provenance.configured_revision),
+        "identity_version": plan.provenance.identity_version,
     }
 
 

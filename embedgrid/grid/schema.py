@@ -165,7 +165,7 @@ def check(cfg) -> None:
                           "0 <= dropout < 1")
     Attention(cfg.attention.name)
     check_instructions(cfg.instruction_template, cfg.instruction_join, cfg.instruction_in_pooling)
-    evaluation = EvalConfig.of(cfg.eval)
+    evaluation = eval_config(cfg)
     if evaluation.custom:
         from embedgrid.evaluate.tasks import OFFLINE_TASKS
         from embedgrid.evaluate.tasks.custom import check_custom
@@ -183,7 +183,7 @@ def check(cfg) -> None:
                given_by_caller=LOGGER_RUNTIME_ARGUMENTS)
     from embedgrid.evaluate.run import check_task_names
 
-    check_task_names(tuple(EvalConfig.of(cfg.eval).tasks))  # cached: a sweep resolves each task list once
+    check_task_names(tuple(evaluation.tasks))  # cached: a sweep resolves each task list once
 
 
 # The typed groups: a key the dataclass does not have (``+train.max_stepz=4``) is refused, not warned about.
@@ -280,6 +280,13 @@ def train_config(cfg) -> TrainConfig:
         return TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     except (ValueError, TypeError) as error:
         raise ConfigError(str(error)) from None
+
+
+def eval_config(cfg) -> EvalConfig:
+    """The typed eval group (unknown keys and bad values fail as ConfigError, named)."""
+    from omegaconf import OmegaConf
+
+    return EvalConfig.of(OmegaConf.to_container(cfg.eval, resolve=True))
 
 
 def known_shape(cfg):

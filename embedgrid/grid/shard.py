@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from dataclasses import replace
 
 from omegaconf import DictConfig
 
 from embedgrid.errors import Preempted, ShardFailed
-from embedgrid.evaluate.config import eval_config
 from embedgrid.grid.celldir import DONE, EVAL_PENDING, FAILED, PARTIAL, CellDir
+from embedgrid.grid.plan import CellPlan, resolve_plan
 from embedgrid.grid.shardplan import shard_config
 
 log = logging.getLogger(__name__)
@@ -25,38 +26,40 @@ def run_shard(cfg: DictConfig, cell_dir, names: list[str]):
     """One evaluation shard job: score ``names`` with the cell's saved model; the last shard records the cell
     done. Returns the CellOutcome (status done, or eval_pending while other shards' tasks are unscored)."""
     from embedgrid.cost import CostMeter
-    from embedgrid.grid.cell import CellOutcome, _setup_runtime, _with_domains, encoder_spec
-    from embedgrid.grid.cellid import cell_name, config_hash
+    from embedgrid.grid.cell import CellOutcome, _setup_runtime, _with_domains
     from embedgrid.evaluate.meta import cell_model_meta
     from embedgrid.evaluate.run import evaluate_encoder
     from embedgrid.model.encoder import load_encoder
     from embedgrid.train.distributed import all_sum, init_from_env, run_on_main
     from embedgrid.train.signals import StopNow, hand_over
 
+    plan = resolve_plan(cfg)  # the only read of the composed config, as in cell.run
     world = init_from_env()
     cell = CellDir(cell_dir)
-    evaluation = shard_config(eval_config(cfg), names)
+    shard = replace(plan, eval=shard_config(plan.eval, names))
     cell.check_is_cell_dir()
-    cell.check_same_config(cfg)
+    cell.check_same_config(plan)
     if not cell.has_model:
         raise ShardFailed(f"evaluation shard {names}: {cell.model_dir} holds no trained model; launch the sweep "
                           "again (the cell trains first, then its shards run)")
     meter, t1 = None, time.perf_counter()
     try:
-        device = _setup_runtime(cfg)
+        device = _setup_runtime(plan)
         meter = CostMeter(device, world.size)
         with meter.phase("build"):
-            encoder = load_encoder(cell.model_dir, device=device, spec=encoder_spec(cfg))
+            encoder = load_encoder(cell.model_dir, device=device, spec=plan.encoder)
         meter.watch(encoder)
         truncated_before = encoder.truncated
-        with StopNow(), meter.phase("evaluate", dtype=str(cfg.model.dtype),
+        with StopNow(), meter.phase("evaluate", dtype=str(plan.encoder.dtype),
                                     reduce=lambda value: all_sum(value, world)):
-            scores, _ = evaluate_encoder(encoder, _with_domains(cfg, evaluation), cell.mteb_dir,
-                                         name=f"embedgrid/{cell_name(cfg)}", revision=config_hash(cfg),
-                                         meta=cell_model_meta(cfg, encoder), world=world)
+            meta = cell_model_meta(encoder, card=plan.card, data_name=plan.data.name, loader=plan.data.loader,
+                                   trains=plan.trains)
+            scores, _ = evaluate_encoder(encoder, _with_domains(shard), cell.mteb_dir,
+                                         name=f"embedgrid/{plan.identity.name}", revision=plan.identity.config_hash,
+                                         meta=meta, world=world)
     except BaseException as error:
         if world.is_main:
-            _record_failure(cfg, cell, names, error, meter)
+            _record_failure(plan, cell, names, error, meter)
         hand_over(error)  # SIGUSR2 under submitit: its requeue of this shard job, now that cell.json is written
         if isinstance(error, (Preempted, KeyboardInterrupt, SystemExit)):
             raise
@@ -64,13 +67,13 @@ def run_shard(cfg: DictConfig, cell_dir, names: list[str]):
 
     def merge():
         with cell.lock(wait=True):
-            return _merge(cfg, cell, encoder, scores, meter, t1, truncated_before)
+            return _merge(plan, cell, encoder, scores, meter, t1, truncated_before)
 
     status, final = run_on_main(merge, world)
     return CellOutcome(cell.path, status, final, rank=world.rank)
 
 
-def _merge(cfg: DictConfig, cell: CellDir, encoder, scores: dict, meter, t1: float, truncated_before: int):
+def _merge(plan: CellPlan, cell: CellDir, encoder, scores: dict, meter, t1: float, truncated_before: int):
     """Under the cell lock: this shard's scores into ``scores.json``; when every task is scored, the cell is
     recorded done exactly as an unsharded cell (cell._record). Returns ``(status, scores)``."""
     from embedgrid.evaluate.run import suite_categories
@@ -79,13 +82,13 @@ def _merge(cfg: DictConfig, cell: CellDir, encoder, scores: dict, meter, t1: flo
     record = cell.read_record() or {}
     merged = {**(cell.scores() or {}), **scores}
     cell.write_scores(merged)
-    missing = cell.unscored(cfg)
+    missing = cell.unscored(plan)
     if missing:
-        cell.record(cfg, cost=meter.record(record.get("cost")))
+        cell.record(plan, cost=meter.record(record.get("cost")))
         log.info("shard scored %s; %d tasks still with other shards: %s", ", ".join(scores), len(missing),
                  ", ".join(missing))
         return record.get("status", EVAL_PENDING), None
-    evaluation = eval_config(cfg)
+    evaluation = plan.eval
     suite = {task: merged[task] for task in evaluation.all_tasks}
     summary = {"train": record.get("train"), "timings": dict(record.get("timings") or {}),
                "category_scores": suite_categories(suite, evaluation),
@@ -93,12 +96,12 @@ def _merge(cfg: DictConfig, cell: CellDir, encoder, scores: dict, meter, t1: flo
                "lora_parameters": sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n),
                "error": None, "traceback": None}  # a failed shard's, now that its tasks are scored
     started = float(record.get("started_at") or time.time())
-    final = _record(cfg, cell, encoder, suite, summary, _make_logger(cfg, cell), started, meter, record.get("cost"),
+    final = _record(plan, cell, encoder, suite, summary, _make_logger(plan, cell), started, meter, record.get("cost"),
                     t1, truncated_before)
     return DONE, final
 
 
-def _record_failure(cfg: DictConfig, cell: CellDir, names: list[str], error: BaseException, meter) -> None:
+def _record_failure(plan: CellPlan, cell: CellDir, names: list[str], error: BaseException, meter) -> None:
     """A shard that failed leaves the cell unfinished (failed; partial when stopped), naming its tasks; a cell
     another shard has finished meanwhile is left as it is."""
     status = PARTIAL if isinstance(error, (Preempted, KeyboardInterrupt, SystemExit)) else FAILED
@@ -108,7 +111,7 @@ def _record_failure(cfg: DictConfig, cell: CellDir, names: list[str], error: Bas
             if record.get("status") == DONE:
                 return
             cost = {"cost": meter.record(record.get("cost"))} if meter is not None else {}
-            cell.record(cfg, status=status, error=f"evaluation shard {', '.join(names)}: {type(error).__name__}: "
+            cell.record(plan, status=status, error=f"evaluation shard {', '.join(names)}: {type(error).__name__}: "
                         f"{error}", traceback=traceback.format_exc(), **cost)
     except Exception as record_error:  # noqa: BLE001 - keep the original error
         log.error("could not record %s in %s (%s: %s)", status, cell.record_file, type(record_error).__name__,

@@ -10,25 +10,24 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from omegaconf import DictConfig
-
 from embedgrid.errors import ConfigError
-from embedgrid.evaluate.config import EvalConfig, eval_config
+from embedgrid.evaluate.config import EvalConfig
 from embedgrid.grid.celldir import EVAL_PENDING, CellDir
+from embedgrid.grid.plan import CellPlan
 
 log = logging.getLogger(__name__)
 
 
-def deferred_tasks(cfg: DictConfig, cell: CellDir, world) -> list[str]:
+def deferred_tasks(plan: CellPlan, cell: CellDir, world) -> list[str]:
     """The tasks to hand to evaluation shard jobs: the unscored ones when ``eval.shards`` > 1, else none.
     A cell on several ranks evaluates on its ranks in its own job instead (said in the log)."""
-    shards = eval_config(cfg).shards
+    shards = plan.eval.shards
     if shards <= 1:
         return []
     if world.size > 1:
         log.info("eval.shards=%d: this cell runs on %d ranks, which evaluate it in this job", shards, world.size)
         return []
-    return cell.unscored(cfg)
+    return cell.unscored(plan)
 
 
 def shard_config(evaluation: EvalConfig, names: list[str]) -> EvalConfig:
@@ -49,18 +48,18 @@ def local_task_names(evaluation: EvalConfig) -> set[str]:
                                                           if n.startswith(("Mock", "LegacyMock"))}
 
 
-def defer_evaluation(cfg: DictConfig, cell: CellDir, pending: list[str], **fields) -> list[list[str]]:
+def defer_evaluation(plan: CellPlan, cell: CellDir, pending: list[str], **fields) -> list[list[str]]:
     """After training: the shard plan of the ``pending`` tasks, recorded in ``cell.json`` (status eval_pending,
     ``eval_shards``); returns the shards (task names per job)."""
     from embedgrid.evaluate.run import resolve_tasks
     from embedgrid.evaluate.shards import plan_shards
 
-    evaluation = shard_config(eval_config(cfg), pending)
+    evaluation = shard_config(plan.eval, pending)
     tasks = resolve_tasks(list(evaluation.all_tasks), max_samples=evaluation.max_samples,
                           task_samples=evaluation.task_samples, sample_seed=evaluation.sample_seed,
                           custom=evaluation.custom, benchmark=evaluation.benchmark)
-    plan = plan_shards(tasks, eval_config(cfg).shards, local_task_names(evaluation))
-    log.info("evaluation in %d shard jobs (balanced by %s): %s", len(plan.shards), plan.basis,
-             "; ".join(", ".join(shard) for shard in plan.shards))
-    cell.record(cfg, status=EVAL_PENDING, eval_shards=plan.to_dict(), **fields)
-    return plan.shards
+    shards = plan_shards(tasks, plan.eval.shards, local_task_names(evaluation))
+    log.info("evaluation in %d shard jobs (balanced by %s): %s", len(shards.shards), shards.basis,
+             "; ".join(", ".join(shard) for shard in shards.shards))
+    cell.record(plan, status=EVAL_PENDING, eval_shards=shards.to_dict(), **fields)
+    return shards.shards

@@ -81,6 +81,7 @@ class GridSweeper(BasicSweeper):
     def plan(self, arguments: list[str]) -> list[PlannedCell]:
         """Every cell of the sweep with its directory and state, composed exactly as the jobs will be."""
         from embedgrid.grid.celldir import CORRUPT, CellDir
+        from embedgrid.grid.plan import resolve_plan
         from embedgrid.grid.schema import check
 
         params = self._parse_config() + list(arguments)
@@ -94,7 +95,7 @@ class GridSweeper(BasicSweeper):
                 check(cfg)  # first: a name that would leave the sweep is refused before it becomes a path
                 cell_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
                 check_inside(Path(cell_dir), Path(cfg.hydra.sweep.dir))
-                cell = plan_cell(list(job), CellDir(cell_dir), cfg, CORRUPT)
+                cell = plan_cell(list(job), CellDir(cell_dir), resolve_plan(cfg), CORRUPT)
                 cell.design = (str(cfg.model.name), str(cfg.pooling.name), str(cfg.attention.name))
                 blocked = readiness.blockers(cfg) if cell.state != "done" else []
                 if blocked:
@@ -186,10 +187,11 @@ def check_inside(cell_dir: Path, sweep_dir: Path) -> None:
                           f"sweep directory {sweep_dir.resolve()}; use the default subdir ${{cell_name:}}")
 
 
-def plan_cell(overrides: list[str], cell, cfg, corrupt: str) -> PlannedCell:
-    """One cell's plan; a directory the cell may not use marks this cell, not the sweep."""
+def plan_cell(overrides: list[str], cell, plan, corrupt: str) -> PlannedCell:
+    """One cell's state from its plan (embedgrid.grid.plan.CellPlan); a directory the cell may not use marks this
+    cell, not the sweep."""
     try:
-        return PlannedCell(overrides, str(cell.path), cell.preflight(cfg))
+        return PlannedCell(overrides, str(cell.path), cell.preflight(plan))
     except CorruptCellRecord as error:
         return PlannedCell(overrides, str(cell.path), corrupt, error=f"{type(error).__name__}: {error}")
     except TornFile as error:  # repaired when the cell runs; a dry run only reports it

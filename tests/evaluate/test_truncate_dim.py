@@ -60,6 +60,7 @@ def test_a_sweep_over_truncate_dim_trains_one_model_per_design(tmp_path, launch_
     evaluation adopt its model."""
     from analysis.collect import collect
     from embedgrid.grid.celldir import CellDir
+    from embedgrid.grid.plan import resolve_plan
 
     sweep = tmp_path / "sweep"
     args = ["-m", *TINY, "eval.truncate_dim=32,64,null", f"hydra.sweep.dir={sweep}", "analyze=false"]
@@ -75,7 +76,7 @@ def test_a_sweep_over_truncate_dim_trains_one_model_per_design(tmp_path, launch_
     settings = {json.loads((p / "scores.json").read_text())["LeeDocumentSTS"]["eval_settings"] for p in cells}
     assert len(settings) == 3
     for cell, dim in zip(cells, ("null", "32", "64")):  # what a relaunch's plan sees: all done, nothing to run
-        assert CellDir(cell).state(compose([*TINY, f"eval.truncate_dim={dim}"])) == "done"
+        assert CellDir(cell).state(resolve_plan(compose([*TINY, f"eval.truncate_dim={dim}"]))) == "done"
 
     frame = collect(sweep, by=("eval.truncate_dim",)).scores  # the analysis compares dims like any factor
     assert sorted(str(d.extra) for d in set(frame["design"])) == ["(('eval.truncate_dim', '32'),)",

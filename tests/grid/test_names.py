@@ -44,6 +44,7 @@ def test_a_cell_dir_outside_the_sweep_is_refused(tmp_path):
 def test_a_symlink_inside_a_cell_dir_is_refused_naming_it(compose, tmp_path, name):
     from embedgrid.errors import CellConflict
     from embedgrid.grid.celldir import CellDir
+    from embedgrid.grid.plan import resolve_plan
 
     cell, target = tmp_path / "cell", tmp_path / "target"
     cell.mkdir()
@@ -51,7 +52,7 @@ def test_a_symlink_inside_a_cell_dir_is_refused_naming_it(compose, tmp_path, nam
     (cell / "cell.json").write_text(json.dumps({"status": "failed"})) if name != "cell.json" else None
     (cell / name).symlink_to(target)
     with pytest.raises(CellConflict, match=str(cell / name)):
-        CellDir(cell).preflight(compose(TINY))
+        CellDir(cell).preflight(resolve_plan(compose(TINY)))
     assert target.read_text() == "precious\n"
 
 

@@ -93,7 +93,7 @@ def test_typed_groups_fail_at_compose_time(compose, override):
 
 
 def test_train_max_length_replaces_the_models_and_is_the_same_cell(compose):
-    from embedgrid.grid.cell import encoder_spec
+    from embedgrid.grid.plan import encoder_spec
     from embedgrid.grid.cellid import cell_name
 
     default, recipe = compose(TINY), compose([*TINY, "train.max_length=48"])

@@ -86,13 +86,14 @@ def test_a_torn_result_file_is_rebuilt_and_the_cell_finishes(cell, name):
     from embedgrid.errors import TornFile
     from embedgrid.grid.cell import run
     from embedgrid.grid.celldir import CellDir
+    from embedgrid.grid.plan import resolve_plan
     from tests.helpers import compose_config
 
     scores = json.loads((cell / "scores.json").read_text())
     torn = _mteb_result(cell) if name == "mteb" else cell / name
     _truncate(torn)
     with pytest.raises(TornFile, match=str(torn)):  # the plan (and a dry run) names it
-        CellDir(cell).preflight(compose_config(CELL))
+        CellDir(cell).preflight(resolve_plan(compose_config(CELL)))
     outcome = run(compose_config(CELL), cell)
     assert outcome.status == "done"
     assert json.loads(torn.read_text())  # rebuilt, valid
@@ -108,6 +109,7 @@ def test_a_torn_model_file_is_detected_before_loading_and_rebuilt_from_the_last_
     from embedgrid.errors import TornFile
     from embedgrid.grid.cell import run
     from embedgrid.grid.celldir import CellDir
+    from embedgrid.grid.plan import resolve_plan
     from tests.helpers import compose_config
 
     weights = load_file(cell / "model" / "pooling.safetensors")
@@ -115,7 +117,7 @@ def test_a_torn_model_file_is_detected_before_loading_and_rebuilt_from_the_last_
     assert set(identity["files"]) >= {"pooling.safetensors", "encoder.json", "adapter/adapter_model.safetensors"}
     _truncate(cell / "model" / name, 1 if name.endswith(".json") else None)
     with pytest.raises(TornFile, match="model"):
-        CellDir(cell).preflight(compose_config(CELL))
+        CellDir(cell).preflight(resolve_plan(compose_config(CELL)))
     outcome = run(compose_config(CELL), cell)
     assert outcome.status == "done" and not outcome.skipped
     assert len(list(cell.glob("model.corrupt-*"))) == 1

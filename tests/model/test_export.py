@@ -178,11 +178,14 @@ def test_cell_model_meta_is_what_mteb_leaderboard_files_carry(compose):
 
     from embedgrid.evaluate.meta import cell_model_meta
     from embedgrid.evaluate.model import MtebEncoder
+    from embedgrid.grid.plan import resolve_plan
     from tests.helpers.train import tiny_encoder
 
     cfg = compose(["model=smollm2_135m"])
     encoder = tiny_encoder()
-    meta = cell_model_meta(cfg, encoder)
+    plan = resolve_plan(cfg)
+    meta = cell_model_meta(encoder, card=plan.card, data_name=plan.data.name, loader=plan.data.loader,
+                           trains=plan.trains)
     assert meta["license"] == "apache-2.0" and meta["adapted_from"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert meta["n_parameters"] == sum(p.numel() for p in encoder.parameters())
     wrapped = MtebEncoder(encoder, name="embedgrid/cell", revision="r0", instructions={"T": "x"}, meta=meta)
