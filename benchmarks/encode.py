@@ -26,7 +26,10 @@ call (the warm-up) pays the compilation and is reported apart; the timed runs co
 Prints a table and writes benchmarks/results/encode_<model>.json. Goal: best-vs-best ratio (ours / theirs,
 each at its faster setting, within each run) >= 1.3; reported beside it, defaults vs defaults: embedgrid as an
 evaluation runs it by default (batch 32, float32, ``eval.compile=auto`` decided for this many texts) against
-sentence-transformers' defaults (float32, batch 32).
+sentence-transformers' defaults (float32, batch 32), and the same for a trained cell's encoder (``embedgrid_lora``:
+the default LoRA adapter, r 16 on every projection, unmerged as eager evaluation runs it; fresh, so its vectors
+equal the others' while it does a trained adapter's work) against sentence-transformers on the exported, merged
+weights (the same as the plain checkpoint's work).
 """
 from __future__ import annotations
 
