@@ -56,6 +56,11 @@ class RankZeroFailed(RuntimeError):
     """Raised on ranks > 0 when the work rank 0 did for all of them failed (rank 0 raises the original error)."""
 
 
+class RankFailed(RuntimeError):
+    """Raised on every other rank when one rank's share of work that all ranks do together failed (that rank
+    raises the original error), so none of them waits for it in a collective."""
+
+
 class GridFailed(RuntimeError):
     """Some cells of the sweep failed (each one's error and traceback are in its cell.json)."""
 
@@ -81,7 +86,7 @@ class MiningConflict(RuntimeError):
 
 
 __all__ = ["AttentionMismatch", "CellBusy", "CellConflict", "ConfigError", "CorruptCellRecord", "GridFailed",
-           "MiningConflict", "MissingAsset", "NonFiniteLoss", "Preempted", "RankZeroFailed", "SlurmError", "SweepConflict", "SweepDirUnwritable",
+           "MiningConflict", "MissingAsset", "NonFiniteLoss", "Preempted", "RankFailed", "RankZeroFailed", "SlurmError", "SweepConflict", "SweepDirUnwritable",
            "TornFile", "UntrustedEncoder", "WriteFailed", "InputUnavailable"]
 
 

@@ -8,7 +8,7 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 from embedgrid.errors import ConfigError
 from embedgrid.model.encoder import Encoder
 from embedgrid.evaluate.config import check_scope
-from embedgrid.train.distributed import World, all_gather_objects
+from embedgrid.train.distributed import World, gather_from_all
 
 UNCACHED_ROLES = ("document",)  # mteb encodes each corpus chunk once; caching it would hold the whole corpus
 
@@ -117,14 +117,19 @@ class MtebEncoder(AbsEncoder):
 
         if not self.world.enabled:
             return encode(texts)
-        truncated = self.model.truncated  # counted once, by the rank that encodes the text
-        lengths = [len(row) for row in self.model.token_rows(texts, instruction)[0]]
-        self.model.truncated = truncated
-        parts = shares(lengths, self.world.size)
-        mine = parts[self.world.rank]
-        local = encode([texts[i] for i in mine]) if mine else np.zeros((0, self.model.dim), dtype=np.float32)
+        parts: list[list[int]] = []
+
+        def local():  # everything a rank does alone, so a failure anywhere in it reaches the others at the gather
+            truncated = self.model.truncated  # counted once, by the rank that encodes the text
+            lengths = [len(row) for row in self.model.token_rows(texts, instruction)[0]]
+            self.model.truncated = truncated
+            parts[:] = shares(lengths, self.world.size)
+            mine = parts[self.world.rank]
+            return encode([texts[i] for i in mine]) if mine else np.zeros((0, self.model.dim), dtype=np.float32)
+
+        blocks = gather_from_all(local, self.world, what=f"encoding {desc}")
         vectors = np.empty((len(texts), self.model.dim), dtype=np.float32)
-        for part, block in zip(parts, all_gather_objects(local, self.world)):
+        for part, block in zip(parts, blocks):
             if part:
                 vectors[part] = block
         return vectors

@@ -15,7 +15,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from embedgrid.errors import RankZeroFailed
+from embedgrid.errors import RankFailed, RankZeroFailed
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,33 @@ def all_gather_objects(value, world: World) -> list:
     gathered = [None] * world.size
     dist.all_gather_object(gathered, value, group=_control())
     return gathered
+
+
+def gather_from_all(work, world: World, what: str = "work") -> list:
+    """Run ``work()`` on every rank and return every rank's result, in rank order, on every rank (over the
+    control group, as ``all_gather_objects``).
+
+    The outcome travels with the result, in the same gather: if ``work()`` raises on any rank, that rank
+    re-raises its error and every other rank raises ``RankFailed`` naming the failed rank(s) and their errors,
+    as soon as every rank has finished its own share, instead of waiting in a later collective that the failed
+    rank never joins.
+    """
+    if not world.enabled:
+        return [work()]
+    failure = None
+    try:
+        message = ("ok", work())
+    except BaseException as error:
+        failure, message = error, ("error", f"{type(error).__name__}: {error}")
+    gathered = all_gather_objects(message, world)
+    failed = [(rank, value) for rank, (kind, value) in enumerate(gathered) if kind == "error"]
+    if failure is not None:
+        raise failure
+    if failed:
+        named = "; ".join(f"rank {rank}: {value}" for rank, value in failed)
+        raise RankFailed(f"{what} failed on {'rank' if len(failed) == 1 else 'ranks'} "
+                         f"{', '.join(str(rank) for rank, _ in failed)} of {world.size} ({named})")
+    return [value for _, value in gathered]
 
 
 def broadcast_from_main(value, world: World):

@@ -150,3 +150,42 @@ def test_work_done_by_rank_zero_reaches_every_rank_and_so_does_its_failure(tmp_p
     assert [r["value"] for r in ranks] == [{"from": 0}] * WORLD
     assert ranks[0]["error"] == "ValueError: disk full"
     assert ranks[1]["error"] == "RankZeroFailed: rank 0 failed: ValueError: disk full"
+
+
+def _all_ranks_worker(rank: int, init_file: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from embedgrid.errors import RankFailed
+    from embedgrid.train.distributed import current_world, gather_from_all
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    world, seen = current_world(), {}
+    try:
+        seen["value"] = gather_from_all(lambda: {"from": world.rank}, world)
+
+        def fail_on_rank_one():
+            if world.rank == 1:
+                raise ValueError("bad batch")
+            return "fine"
+
+        try:
+            gather_from_all(fail_on_rank_one, world, what="encoding Task/query")
+        except (ValueError, RankFailed) as error:
+            seen["error"] = f"{type(error).__name__}: {error}"
+        torch.save(seen, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_work_every_rank_does_is_gathered_and_a_failure_on_any_rank_reaches_every_rank(tmp_path):
+    """gather_from_all: every rank's result on every rank; a rank that raises re-raises its own error and the
+    others raise RankFailed naming it, at the same gather, instead of waiting for a rank that will not come."""
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "seen"
+    mp.spawn(_all_ranks_worker, args=(str(tmp_path / "init"), str(out)), nprocs=WORLD, join=True)
+    ranks = [torch.load(f"{out}.{rank}", weights_only=True) for rank in range(WORLD)]
+    assert [r["value"] for r in ranks] == [[{"from": r} for r in range(WORLD)]] * WORLD
+    assert ranks[1]["error"] == "ValueError: bad batch"
+    assert ranks[0]["error"] == ("RankFailed: encoding Task/query failed on rank 1 of 2 "
+                                 "(rank 1: ValueError: bad batch)")
