@@ -137,6 +137,7 @@ def test_a_hub_dataset_named_by_a_branch_is_loaded_by_the_commit_its_identity_na
     from embedgrid.data.hf import hf_rows
     from embedgrid.grid.cellid import cell_name
     from embedgrid.grid.provenance import provenance
+    from embedgrid.grid.plan import resolve_plan
 
     head, asked, loaded = {"sha": "a" * 40}, [], []
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -153,7 +154,7 @@ def test_a_hub_dataset_named_by_a_branch_is_loaded_by_the_commit_its_identity_na
         fresh_fingerprints._hub_memo.clear()
         cfg = compose_config(overrides)
         names.append(cell_name(cfg))
-        assert provenance(cfg)["inputs"]["data"] == f"hf:yixuantt/ir_data@{commit}"
+        assert provenance(resolve_plan(cfg))["inputs"]["data"] == f"hf:yixuantt/ir_data@{commit}"
         rows = hf_rows(**{k: v for k, v in OmegaConf.to_container(cfg.data.loader).items() if k != "_target_"})
         assert len(rows) == 1 and loaded[-1] == ("yixuantt/ir_data", commit), "loaded by the recorded commit"
     assert asked and all(revision == "main" for _, revision in asked)
