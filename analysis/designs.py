@@ -126,7 +126,8 @@ PRESETS: dict[str, tuple[str, Callable]] = {
                             _paper_pairs([(2, 4), (3, 5)])),
     "all_pairs": ("all pairs of designs (within a model)", all_pairs),
     "factors": ("the grid's factors, derived from the designs found: each factor's simple effects (pairs that "
-                "differ in that factor only) and, where the designs form a full factorial, its main effects",
+                "differ in that factor only), where the designs form a full factorial its main effects, and with several "
+                "models each design pooled over them against the pooled baseline",
                 derived_factors),
     "twins": ("every design vs its twin at the --twin setting (same model, pooling, attention)", twins),
 }

@@ -84,24 +84,45 @@ def simple_effects(designs, context: PairContext) -> list[tuple[Design, Design]]
 
 def marginals(designs, context: PairContext) -> dict[Design, list[Design]]:
     """{marginal design: its member designs} for every factor's levels, where the designs are a full factorial
-    of at least two factors (with one factor the simple effects are the main effects)."""
+    of at least two factors (with one factor the simple effects are the main effects); and, with several models,
+    every design that each model has, pooled over the models (the paper's pooled table), factorial or not."""
     designs = [d for d in designs if not is_marginal(d)]
     found = factors(designs, context)
-    if len(found) < 2 or full_factorial(designs, found):
+    out: dict[Design, list[Design]] = {}
+    if len(found) >= 2 and not full_factorial(designs, found):
+        for factor in found:
+            others = {f.name: ALL for f in found if f.name != factor.name}
+            for design in designs:
+                out.setdefault(with_values(design, others), []).append(design)
+    return {**out, **over_models(designs, context)}
+
+
+def over_models(designs, context: PairContext) -> dict[Design, list[Design]]:
+    """{design pooled over the models: its member designs}, for designs that every model of the grid has."""
+    models = {d.model for d in designs}
+    if len(models) < 2:
         return {}
-    out = {}
-    for factor in found:
-        others = {f.name: ALL for f in found if f.name != factor.name}
-        for design in designs:
-            out.setdefault(with_values(design, others), []).append(design)
-    return out
+    groups: dict[Design, list[Design]] = {}
+    for design in designs:
+        groups.setdefault(with_values(design, {"model": ALL}), []).append(design)
+    return {pooled: members for pooled, members in groups.items() if {d.model for d in members} == models}
+
+
+def pooled_over_models(designs, context: PairContext) -> list[tuple[Design, Design]]:
+    """Each design pooled over the models against the baseline pooled likewise (Design − baseline, pooled)."""
+    pooled = over_models([d for d in designs if not is_marginal(d)], context)
+    baseline = next((d for d in pooled if (d.pooling, d.attention) == tuple(context.baseline)), None)
+    if baseline is None:
+        return []
+    return [(baseline, d) for d in sorted(pooled) if d != baseline]
 
 
 def main_effects(designs, context: PairContext) -> list[tuple[Design, Design]]:
     found = factors(designs, context)
-    groups = marginals(designs, context)
-    if not groups:
+    designs = [d for d in designs if not is_marginal(d)]
+    if len(found) < 2 or full_factorial(designs, found):
         return []
+    groups = marginals(designs, context)
     out = []
     for factor in found:
         by_level = {value(m, factor.name): m for m in groups if value(m, factor.name) != ALL
@@ -111,7 +132,9 @@ def main_effects(designs, context: PairContext) -> list[tuple[Design, Design]]:
 
 
 def factor_pairs(designs, context: PairContext) -> list[tuple[Design, Design]]:
-    return simple_effects(designs, context) + main_effects(designs, context)
+    main = main_effects(designs, context)
+    return simple_effects(designs, context) + main + [p for p in pooled_over_models(designs, context)
+                                                       if p not in main]
 
 
 def differing(a: Design, b: Design) -> list[str]:

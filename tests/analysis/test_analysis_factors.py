@@ -158,3 +158,35 @@ def test_main_effect_is_the_difference_of_marginal_means(two_by_two, tmp_path):
     assert row.reference.item() == "eos_last/*" and row.candidate.item() == "mean/*"
     assert row.mean_diff.item() == pytest.approx(expected, abs=1e-4)   # differences rounded to 4 decimals
     assert row.seeds_reference.item() == 3 and row.n.item() == len(STS)
+
+
+def test_with_several_models_each_design_every_model_has_is_pooled_over_them_against_the_pooled_baseline():
+    """The paper's five designs on two models (not a factorial in pooling × attention): each design is also
+    compared pooled over the models, as the paper's pooled table; a design one model lacks is not pooled."""
+    from analysis.factors import ALL, marginals, pooled_over_models
+
+    paper = [("eos_last", "causal"), ("last_layer_trainable", "causal"), ("multi_layer_trainable", "causal"),
+             ("last_layer_trainable", "bidirectional"), ("multi_layer_trainable", "bidirectional")]
+    designs = [Design(m, p, a) for m in ("qwen", "smol") for p, a in paper] + [Design("smol", "mean", "causal")]
+    context = PairContext()
+    pooled = {d: members for d, members in marginals(designs, context).items() if d.model == ALL}
+    assert sorted((d.pooling, d.attention) for d in pooled) == sorted(paper), "mean/causal: only one model has it"
+    assert all(sorted(m.model for m in members) == ["qwen", "smol"] for members in pooled.values())
+    pairs = pooled_over_models(designs, context)
+    assert [(r.pooling, r.attention) for r, _ in pairs] == [("eos_last", "causal")] * 4
+    assert sorted((c.pooling, c.attention) for _, c in pairs) == sorted(paper[1:])
+    assert set(pairs) <= set(factor_pairs(designs, context))
+    assert pooled_over_models([d for d in designs if d.model == "smol"], context) == []
+
+
+def test_the_pooled_design_scores_are_the_mean_over_the_models(tmp_path):
+    """A design pooled over two models scores each task as the mean of the models' seed-averaged scores."""
+    from analysis.factors import ALL, add_marginals, marginals
+
+    designs = [Design(m, p, "causal") for m in ("a", "b") for p in ("eos_last", "mean")]
+    rows = [{"design": d, "category": "STS", "in_domain": False, "task": t, "mean": s, "std": 0.0, "n_seeds": 1}
+            for d, scores in zip(designs, ([0.1, 0.2], [0.3, 0.5], [0.5, 0.4], [0.7, 0.9]))
+            for t, s in zip(("t1", "t2"), scores)]
+    means, _ = add_marginals(pd.DataFrame(rows), None, marginals(designs, PairContext()))
+    pooled = means[means["design"] == Design(ALL, "mean", "causal")].set_index("task")["mean"]
+    assert pooled.to_dict() == pytest.approx({"t1": (0.3 + 0.7) / 2, "t2": (0.5 + 0.9) / 2})
