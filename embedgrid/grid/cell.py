@@ -259,21 +259,31 @@ def _evaluate_and_record(plan: CellPlan, cell: CellDir, encoder, summary: dict, 
     finished cell.json; every rank returns the scores."""
     from embedgrid.train.distributed import all_sum, run_on_main
 
-    from embedgrid.evaluate.meta import cell_model_meta
-    from embedgrid.evaluate.run import evaluate_encoder
-
-    summary["pooling_parameters"] = encoder.pooling.num_parameters
-    summary["lora_parameters"] = sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)
+    summary.update(parameter_counts(encoder))
     t1, truncated_before = time.perf_counter(), encoder.truncated
     meter.watch(encoder)  # a loaded encoder (evaluation only) is watched from here
     with meter.phase("evaluate", dtype=str(plan.encoder.dtype), reduce=lambda value: all_sum(value, world)):
-        meta = cell_model_meta(encoder, card=plan.card, data_name=plan.data.name, loader=plan.data.loader,
-                               trains=plan.trains)
-        scores, summary["category_scores"] = evaluate_encoder(
-            encoder, _with_domains(plan), cell.mteb_dir, name=f"embedgrid/{plan.identity.name}",
-            revision=plan.identity.config_hash, meta=meta, world=world)
+        scores, summary["category_scores"] = evaluate_cell(plan, encoder, cell, world)
     return run_on_main(lambda: _record(plan, cell, encoder, scores, summary, logger, started, meter, earlier_cost,
                                        t1, truncated_before), world)
+
+
+def parameter_counts(encoder) -> dict:
+    """The trained parameters a cell records: the pooling head's and the LoRA adapter's."""
+    return {"pooling_parameters": encoder.pooling.num_parameters,
+            "lora_parameters": sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n)}
+
+
+def evaluate_cell(plan: CellPlan, encoder, cell: CellDir, world) -> tuple[dict, dict]:
+    """``plan.eval`` scored into the cell's mteb cache under the cell's mteb name and revision: (scores,
+    category scores). A shard job passes a plan whose ``eval`` holds its own tasks."""
+    from embedgrid.evaluate.meta import cell_model_meta
+    from embedgrid.evaluate.run import evaluate_encoder
+
+    meta = cell_model_meta(encoder, card=plan.card, data_name=plan.data.name, loader=plan.data.loader,
+                           trains=plan.trains)
+    return evaluate_encoder(encoder, _with_domains(plan), cell.mteb_dir, name=f"embedgrid/{plan.identity.name}",
+                            revision=plan.identity.config_hash, meta=meta, world=world)
 
 
 def _record(plan: CellPlan, cell: CellDir, encoder, scores: dict, summary: dict, logger, started: float, meter,

@@ -26,9 +26,7 @@ def run_shard(cfg: DictConfig, cell_dir, names: list[str]):
     """One evaluation shard job: score ``names`` with the cell's saved model; the last shard records the cell
     done. Returns the CellOutcome (status done, or eval_pending while other shards' tasks are unscored)."""
     from embedgrid.cost import CostMeter
-    from embedgrid.grid.cell import CellOutcome, _setup_runtime, _with_domains
-    from embedgrid.evaluate.meta import cell_model_meta
-    from embedgrid.evaluate.run import evaluate_encoder
+    from embedgrid.grid.cell import CellOutcome, _setup_runtime, evaluate_cell
     from embedgrid.model.encoder import load_encoder
     from embedgrid.train.distributed import all_sum, init_from_env, run_on_main
     from embedgrid.train.signals import StopNow, hand_over
@@ -52,11 +50,7 @@ def run_shard(cfg: DictConfig, cell_dir, names: list[str]):
         truncated_before = encoder.truncated
         with StopNow(), meter.phase("evaluate", dtype=str(plan.encoder.dtype),
                                     reduce=lambda value: all_sum(value, world)):
-            meta = cell_model_meta(encoder, card=plan.card, data_name=plan.data.name, loader=plan.data.loader,
-                                   trains=plan.trains)
-            scores, _ = evaluate_encoder(encoder, _with_domains(shard), cell.mteb_dir,
-                                         name=f"embedgrid/{plan.identity.name}", revision=plan.identity.config_hash,
-                                         meta=meta, world=world)
+            scores, _ = evaluate_cell(shard, encoder, cell, world)
     except BaseException as error:
         if world.is_main:
             _record_failure(plan, cell, names, error, meter)
@@ -77,7 +71,7 @@ def _merge(plan: CellPlan, cell: CellDir, encoder, scores: dict, meter, t1: floa
     """Under the cell lock: this shard's scores into ``scores.json``; when every task is scored, the cell is
     recorded done exactly as an unsharded cell (cell._record). Returns ``(status, scores)``."""
     from embedgrid.evaluate.run import suite_categories
-    from embedgrid.grid.cell import _make_logger, _record
+    from embedgrid.grid.cell import _make_logger, _record, parameter_counts
 
     record = cell.read_record() or {}
     merged = {**(cell.scores() or {}), **scores}
@@ -92,8 +86,7 @@ def _merge(plan: CellPlan, cell: CellDir, encoder, scores: dict, meter, t1: floa
     suite = {task: merged[task] for task in evaluation.all_tasks}
     summary = {"train": record.get("train"), "timings": dict(record.get("timings") or {}),
                "category_scores": suite_categories(suite, evaluation),
-               "pooling_parameters": encoder.pooling.num_parameters,
-               "lora_parameters": sum(p.numel() for n, p in encoder.backbone.named_parameters() if "lora_" in n),
+               **parameter_counts(encoder),
                "error": None, "traceback": None}  # a failed shard's, now that its tasks are scored
     started = float(record.get("started_at") or time.time())
     final = _record(plan, cell, encoder, suite, summary, _make_logger(plan, cell), started, meter, record.get("cost"),

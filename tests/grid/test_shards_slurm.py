@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, launch
+from tests.helpers import ROOT, launch, wait_for
 from tests.helpers.grid import GRID, cell_records
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -32,16 +32,6 @@ def _arrays(sweep: Path) -> dict[str, list[str]]:
         array, _, task = submitted.parent.name.partition("_")
         arrays.setdefault(array, []).append(task)
     return arrays
-
-
-def _wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _status(sweep: Path) -> str | None:
@@ -84,7 +74,7 @@ def test_a_cancelled_shard_is_run_again_alone(tmp_path, slurm_env):
                                  f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=slurm_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
     try:
-        _wait(lambda: _status(sweep) == "eval_pending", 300, "training to end")
+        wait_for(lambda: _status(sweep) == "eval_pending", 300, "training to end", poll=0.1)
         (record,) = cell_records(sweep).values()
         victim_tasks = record["eval_shards"]["shards"][1]
 
@@ -94,7 +84,7 @@ def test_a_cancelled_shard_is_run_again_alone(tmp_path, slurm_env):
             return next((job for job, state in (r.split() for r in rows if r.strip())
                          if job.endswith("_1") and state == "R"), None)
 
-        victim = _wait(running_shard, 120, "shard 1 to run")
+        victim = wait_for(running_shard, 120, "shard 1 to run", poll=0.1)
         subprocess.run(["scancel", victim], env=slurm_env, check=True)
         out, _ = sweeping.communicate(timeout=400)
     finally:

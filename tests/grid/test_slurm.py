@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT
-from tests.helpers import launch
+from tests.helpers import launch, wait_for
 from tests.helpers.grid import GRID, PAPER_DESIGNS, cell_records, dry_run_states
 
 SLURM = ["hydra/launcher=local_slurm"]
@@ -71,16 +71,6 @@ def test_a_cell_on_two_slurm_tasks_trains_data_parallel(tmp_path, slurm_env):
     assert meta["world_size"] == 2 and meta["step"] == record["train"]["steps"]
 
 
-def _wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _checkpoint_step(cell: Path) -> int:
     meta = cell / "checkpoints" / "last" / "meta.json"
     try:
@@ -98,10 +88,10 @@ def test_requeued_cell_resumes_from_checkpoint_in_the_same_wandb_run(tmp_path, s
     sweeping = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, env=slurm_env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        cell = Path(_wait(lambda: next(iter(sweep.glob("tiny-*/cell.json")), None), 180, "the cell to start")).parent
-        at_requeue = _wait(lambda: _checkpoint_step(cell) >= 5 and _checkpoint_step(cell), 180, "a checkpoint")
+        cell = Path(wait_for(lambda: next(iter(sweep.glob("tiny-*/cell.json")), None), 180, "the cell to start")).parent
+        at_requeue = wait_for(lambda: _checkpoint_step(cell) >= 5 and _checkpoint_step(cell), 180, "a checkpoint")
         assert at_requeue < steps, "training finished before the requeue: raise max_steps"
-        [job] = _wait(lambda: subprocess.run(["squeue", "-h", "-o", "%i"], env=slurm_env, capture_output=True,
+        [job] = wait_for(lambda: subprocess.run(["squeue", "-h", "-o", "%i"], env=slurm_env, capture_output=True,
                                              text=True).stdout.split(), 30, "the job id")
         subprocess.run(["scontrol", "requeue", job], env=slurm_env, check=True)
         out, _ = sweeping.communicate(timeout=300)
@@ -162,7 +152,7 @@ def test_cluster_ports_listen_on_loopback_only(slurm_cluster, slurm_env, tmp_pat
     assert proc.returncode == 0, proc.stderr
     job = proc.stdout.strip().split(";")[0]
     try:
-        listening = _wait(lambda: (found := slurm_cluster.listening())
+        listening = wait_for(lambda: (found := slurm_cluster.listening())
                           and any(s.process == "srun" for s in found) and found, 60, "srun of the job to listen")
         by_process = {}
         for s in listening:
@@ -182,7 +172,7 @@ def test_cluster_ports_listen_on_loopback_only(slurm_cluster, slurm_env, tmp_pat
                 assert [a for a in local if a.endswith(f":{port}")] == [f"127.0.0.1:{port}"], lines
     finally:
         subprocess.run(["scancel", job], env=slurm_env)
-        _wait(lambda: job not in _squeue_ids(slurm_env), 60, f"job {job} to end")
+        wait_for(lambda: job not in _squeue_ids(slurm_env), 60, f"job {job} to end")
 
 
 def test_listening_sockets_tells_loopback_from_every_interface():
@@ -254,10 +244,10 @@ def test_submitit_sees_a_cancelled_job_finish_through_the_sacct_shim(slurm_clust
     executor.update_parameters(slurm_partition="debug", timeout_min=5, cpus_per_task=1, mem_gb=1)
     done, sleeper = executor.submit(int, "3"), executor.submit(time.sleep, 300)
     assert done.result() == 3
-    _wait(lambda: done.state == "COMPLETED" or None, 30, "the finished job's state COMPLETED")
-    _wait(lambda: sleeper.state == "RUNNING" or None, 60, "the sleeping job to run")
+    wait_for(lambda: done.state == "COMPLETED" or None, 30, "the finished job's state COMPLETED")
+    wait_for(lambda: sleeper.state == "RUNNING" or None, 60, "the sleeping job to run")
     subprocess.run(["scancel", sleeper.job_id], check=True)
-    _wait(lambda: sleeper.done(force_check=True), 60, "submitit to see the cancelled job finish")
+    wait_for(lambda: sleeper.done(force_check=True), 60, "submitit to see the cancelled job finish")
     assert sleeper.state == "CANCELLED"
     with pytest.raises(UncompletedJobError, match="state: CANCELLED"):
         sleeper.result()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,3 +37,14 @@ def compose_config(overrides=(), return_hydra_config=False):
             return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
     finally:
         GlobalHydra.instance().clear()
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
+    """``predicate()``'s first truthy value within ``timeout`` seconds, else an AssertionError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")

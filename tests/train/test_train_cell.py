@@ -58,44 +58,35 @@ def test_a_cell_run_by_another_process_is_refused_untouched(compose, tmp_path):
 
 def test_preempted_cell_stops_an_in_process_sweep(monkeypatch):
     """Hydra's basic launcher records an Exception and moves to the next cell; a preemption must end the sweep."""
+    from embedgrid.errors import Preempted
+
+    with pytest.raises(SystemExit, match="preempted"):
+        _run_cell_raising(monkeypatch, "MULTIRUN", Preempted("stopped at step 2/4"))
+
+
+def _run_cell_raising(monkeypatch, mode: str, error: Exception) -> None:
+    """launcher.run_cell in Hydra's ``mode`` (RUN | MULTIRUN) on a cell whose run raises ``error``."""
     import embedgrid.grid.cell
     import embedgrid.grid.launcher as launcher
-    from embedgrid.errors import Preempted
 
     from omegaconf import OmegaConf
 
     fake_hydra = OmegaConf.create({"runtime": {"output_dir": "/nonexistent/cell"},
-                                   "mode": launcher.RunMode.MULTIRUN, "launcher": {}})
+                                   "mode": getattr(launcher.RunMode, mode), "launcher": {}})
 
-    def preempted(cfg, cell_dir, **kwargs):
-        raise Preempted("stopped at step 2/4")
+    def raises(cfg, cell_dir, **kwargs):
+        raise error
 
     monkeypatch.setattr(launcher.HydraConfig, "get", staticmethod(lambda: fake_hydra))
-    monkeypatch.setattr(embedgrid.grid.cell, "run", preempted)
-
-    with pytest.raises(SystemExit, match="preempted"):
-        launcher.run_cell(OmegaConf.create({"dry_run": False, "threads": 1, "verbose": False}))
+    monkeypatch.setattr(embedgrid.grid.cell, "run", raises)
+    launcher.run_cell(OmegaConf.create({"dry_run": False, "threads": 1, "verbose": False}))
 
 
 def test_a_single_run_that_fails_ends_with_the_error_and_the_log_not_a_traceback(monkeypatch, caplog):
     """A single run's failure inside the cell: the error, the cell and where the traceback went on the console,
     exit status 1, the traceback in the log rather than Hydra's traceback on the console."""
-    import embedgrid.grid.cell
-    import embedgrid.grid.launcher as launcher
-
-    from omegaconf import OmegaConf
-
-    fake_hydra = OmegaConf.create({"runtime": {"output_dir": "/nonexistent/cell"},
-                                   "mode": launcher.RunMode.RUN, "launcher": {}})
-
-    def fails(cfg, cell_dir, **kwargs):
-        raise ValueError("loss is nan at step 2")
-
-    monkeypatch.setattr(launcher.HydraConfig, "get", staticmethod(lambda: fake_hydra))
-    monkeypatch.setattr(embedgrid.grid.cell, "run", fails)
-
     with caplog.at_level("ERROR"), pytest.raises(SystemExit) as stopped:
-        launcher.run_cell(OmegaConf.create({"dry_run": False, "threads": 1, "verbose": False}))
+        _run_cell_raising(monkeypatch, "RUN", ValueError("loss is nan at step 2"))
     message = str(stopped.value.code)
     assert "ValueError: loss is nan at step 2" in message and "/nonexistent/cell" in message
     assert "launch.log" in message and "Traceback" not in message
