@@ -9,6 +9,7 @@ mteb's result files are written atomically here (``atomic_task_results``) and re
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -21,6 +22,7 @@ from embedgrid.errors import ConfigError
 from embedgrid.evaluate.autocompile import decide
 from embedgrid.evaluate.config import EvalConfig
 from embedgrid.io import atomic_write, move_aside
+from embedgrid.model.lora import merged_for_inference
 from embedgrid.train.distributed import World, broadcast_from_main
 
 log = logging.getLogger(__name__)
@@ -333,10 +335,14 @@ def evaluate_encoder(encoder, eval_cfg: EvalConfig | dict, results_dir: str | Pa
                         batch_tokens=eval_cfg.batch_tokens, compile=compile,
                         show_progress_bar=eval_cfg.progress_bar and console.is_verbose(),  # per-role bars
                         meta=meta, truncate_dim=eval_cfg.truncate_dim, world=world)
-    scores = evaluate_tasks(model, eval_cfg.all_tasks, results_dir, batch_size=eval_cfg.batch_size,
-                            show_progress_bar=eval_cfg.progress_bar, max_samples=eval_cfg.max_samples,
-                            task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed,
-                            custom=eval_cfg.custom, benchmark=eval_cfg.benchmark, tasks=resolved())
+    # eager: the adapter merged once for the whole evaluation (the compiled copy merges its own)
+    with contextlib.nullcontext(False) if compile else merged_for_inference(encoder.backbone) as merged:
+        if merged:
+            log.info("LoRA merged into the weights for evaluation", extra=FILE_ONLY)
+        scores = evaluate_tasks(model, eval_cfg.all_tasks, results_dir, batch_size=eval_cfg.batch_size,
+                                show_progress_bar=eval_cfg.progress_bar, max_samples=eval_cfg.max_samples,
+                                task_samples=eval_cfg.task_samples, sample_seed=eval_cfg.sample_seed,
+                                custom=eval_cfg.custom, benchmark=eval_cfg.benchmark, tasks=resolved())
     scores = broadcast_from_main(scores, world)  # several ranks: rank 0's (it alone read the cached tasks)
     for entry in scores.values():
         entry["eval_settings"] = settings  # CellDir.state: a done cell evaluated under other settings is partial

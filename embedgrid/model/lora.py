@@ -17,6 +17,8 @@ DoRA and other variants, extra arguments, a dtype mismatch outside autocast) goe
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 
 import torch
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 INT31 = 2 ** 31
+log = logging.getLogger(__name__)
 
 
 def attach_lora(backbone: nn.Module, spec) -> nn.Module:
@@ -41,6 +44,34 @@ def load_lora(backbone: nn.Module, adapter_dir: str | os.PathLike) -> nn.Module:
     from peft import PeftModel
 
     return use_lean_forward(PeftModel.from_pretrained(backbone, str(adapter_dir)))
+
+
+@contextlib.contextmanager
+def merged_for_inference(model: nn.Module):
+    """Inside the context the adapter is merged into the base weights (peft's ``merge_adapter``), so a forward
+    costs what the plain model's does: no rank-r side path per projection. Unmerged on exit (peft's
+    ``unmerge_adapter``; the base weights come back to within float32 rounding). Only for inference.
+
+    Merged only where it is exact to float32 rounding: an adapter whose base weights are all float32. Into bf16 or
+    float16 weights the small update would be rounded away in part, changing the trained model, so those stay
+    unmerged (logged). Yields whether it merged."""
+    layers = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
+    if not layers or not hasattr(model, "merge_adapter") or any(layer.merged for layer in layers):
+        yield False
+        return
+    dtypes = {layer.base_layer.weight.dtype for layer in layers}
+    if dtypes != {torch.float32}:
+        log.info("LoRA left unmerged for inference: base weights are %s (merging would round the update)",
+                 ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes)))
+        yield False
+        return
+    with torch.no_grad():
+        model.merge_adapter()
+    try:
+        yield True
+    finally:
+        with torch.no_grad():
+            model.unmerge_adapter()
 
 
 def use_lean_forward(model: nn.Module) -> nn.Module:

@@ -404,3 +404,40 @@ def test_scores_mark_the_tasks_whose_text_comes_from_training(tiny_encoder, tmp_
     scores, _ = _evaluate(tiny_encoder, tmp_path, cfg)
     assert {name: entry["in_domain"] for name, entry in scores.items()} == {
         "RG65STS": False, "WordNetGlossPairClassification": True}
+
+
+def test_evaluation_runs_a_trained_adapter_merged_and_scores_what_unmerged_scores(tmp_path, monkeypatch):
+    """Eager evaluation merges the LoRA adapter once (no side path per projection), unmerges after, and scores
+    the same as the unmerged adapter (float32: merging changes only rounding)."""
+    import contextlib
+
+    import torch
+
+    from embedgrid.evaluate import run
+    from embedgrid.grid.plan import encoder_spec
+    from embedgrid.model.encoder import build_encoder
+
+    encoder = build_encoder(encoder_spec(_compose([*TINY, "train.max_steps=0"])))
+    layers = [m for m in encoder.backbone.modules() if hasattr(m, "lora_B") and hasattr(m, "base_layer")]
+    torch.manual_seed(0)
+    with torch.no_grad():  # a trained adapter: non-zero B, so merged and unmerged differ unless merged right
+        for m in layers:
+            m.lora_B["default"].weight.normal_(std=0.05)
+
+    class MergedAtEachCall(CountingEncoder):
+        def encode(self, texts, **kwargs):
+            self.calls.append((kwargs.get("desc", ""), all(m.merged for m in layers)))
+            return self.encoder.encode(texts, **kwargs)
+
+    cfg = eval_cfg(f"eval.tasks=[{','.join(EVAL_TASKS)}]", "eval.compile=false")
+    watched = MergedAtEachCall(encoder)
+    merged_scores, _ = _evaluate(watched, tmp_path / "merged", cfg)
+    assert watched.calls and all(merged for _, merged in watched.calls)
+    assert not any(m.merged for m in layers)
+
+    monkeypatch.setattr(run, "merged_for_inference", lambda model: contextlib.nullcontext(False))
+    unmerged = MergedAtEachCall(encoder)
+    unmerged_scores, _ = _evaluate(unmerged, tmp_path / "unmerged", cfg)
+    assert not any(merged for _, merged in unmerged.calls)
+    for task in EVAL_TASKS:
+        assert merged_scores[task]["main_score"] == pytest.approx(unmerged_scores[task]["main_score"], abs=1e-5)

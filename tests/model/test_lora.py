@@ -125,3 +125,56 @@ def test_bf16_autocast_runs_the_lean_forward_in_bf16():
         out = model(x)
     assert out.dtype == torch.bfloat16
     assert torch.nn.functional.cosine_similarity(out.float(), reference, dim=-1).min() > 0.999
+
+
+def lora_layers(model):
+    return [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
+
+
+def test_merged_for_inference_gives_the_adapted_output_and_restores_the_base_weights():
+    from embedgrid.model.lora import merged_for_inference
+
+    x, model = evaluated(4, 0.1)
+    out = model(x)
+    before = {id(m): m.base_layer.weight.detach().clone() for m in lora_layers(model)}
+    deltas = {id(m): m.get_delta_weight("default").detach().abs() for m in lora_layers(model)}
+    with merged_for_inference(model) as merged:
+        assert merged and all(m.merged for m in lora_layers(model))
+        torch.testing.assert_close(model(x), out, rtol=1e-5, atol=1e-6)
+    assert not any(m.merged for m in lora_layers(model))
+    torch.testing.assert_close(model(x), out, rtol=1e-5, atol=1e-6)
+    eps = torch.finfo(torch.float32).eps  # (W + D) - D: one rounding of W + D, one of the difference
+    for m in lora_layers(model):
+        w0 = before[id(m)]
+        assert ((m.base_layer.weight - w0).abs() <= 2 * eps * (w0.abs() + deltas[id(m)])).all()
+
+
+def test_merged_for_inference_unmerges_when_the_body_raises():
+    from embedgrid.model.lora import merged_for_inference
+
+    _, model = evaluated(4, 0.0)
+    with pytest.raises(RuntimeError, match="inside"):
+        with merged_for_inference(model):
+            raise RuntimeError("inside")
+    assert not any(m.merged for m in lora_layers(model))
+
+
+def test_bf16_base_weights_stay_unmerged_for_inference(caplog):
+    """Adding a small update to bf16 weights would round part of it away: such an adapter is not merged."""
+    from embedgrid.model.lora import merged_for_inference
+
+    _, model = evaluated(4, 0.0)
+    for m in lora_layers(model):
+        m.base_layer.to(torch.bfloat16)
+    with caplog.at_level("INFO", logger="embedgrid.model.lora"):
+        with merged_for_inference(model) as merged:
+            assert not merged and not any(m.merged for m in lora_layers(model))
+    assert "bfloat16" in caplog.text
+
+
+def test_a_model_without_an_adapter_is_left_alone():
+    from embedgrid.model.lora import merged_for_inference
+
+    plain = nn.Linear(4, 4)
+    with merged_for_inference(plain) as merged:
+        assert merged is False
