@@ -11,6 +11,7 @@ from cellfiles.designs import PAPER_TABLE
 # Tang & Yang 2024, designs 1-5: (pooling, attention) -> number, from the one table (cellfiles.designs)
 PAPER_DESIGNS = {(d.pooling, d.attention): d.number for d in PAPER_TABLE}
 DEFAULT_BASELINE = (PAPER_TABLE[0].pooling, PAPER_TABLE[0].attention)   # design 1
+ALL = "*"  # a factor's value in a design pooled over it (analysis.factors)
 
 
 @dataclass(frozen=True, order=True)
@@ -37,9 +38,10 @@ class Design:
 
 
 def display_order(design: Design) -> tuple:
-    """Model, then the paper's designs 1-5, then the others by pooling (causal before bidirectional)."""
-    return (design.model, design.extra, design.paper_number or 99, design.pooling, design.attention != "causal",
-            design.attention)
+    """Model (designs pooled over the models last), then the paper's designs 1-5, then the others by pooling
+    (causal before bidirectional)."""
+    return (design.model == ALL, design.model, design.extra, design.paper_number or 99, design.pooling,
+            design.attention != "causal", design.attention)
 
 
 Pair = tuple[Design, Design]   # (reference, candidate): differences are candidate − reference

@@ -15,9 +15,8 @@ from itertools import combinations, product
 import numpy as np
 import pandas as pd
 
-from analysis.designs import PAPER_DESIGNS, Design, PairContext
+from analysis.designs import ALL, PAPER_DESIGNS, Design, PairContext
 
-ALL = "*"
 BASE_DIMENSIONS = ("model", "pooling", "attention")
 
 
@@ -161,19 +160,27 @@ def add_marginals(means: pd.DataFrame, per_seed: pd.DataFrame | None, groups: di
     lacks it, so the task drops out of the marginal's tests), per seed label likewise (seeds all members have)."""
     if not groups or means.empty:
         return means, per_seed
-    extra_means, extra_seeds = [], []
+    extra_means = []
     for marginal, members in groups.items():
         grouped = means[means["design"].isin(members)].groupby(["category", "in_domain", "task"])["mean"]
         mean = grouped.mean().where(grouped.count() == len(members))   # NaN unless every member has the task
         extra_means.append(mean.reset_index().assign(design=marginal, std=np.nan, n_seeds=0))
-        if per_seed is not None and len(per_seed):
-            rows = per_seed[per_seed["design"].isin(members)]
-            seeds = set.intersection(*(set(rows.loc[rows["design"] == m, "seed"]) for m in members))
-            rows = rows[rows["seed"].isin(seeds)]
-            grouped = rows.groupby(["seed", "category", "in_domain", "task"])
-            seed_mean = grouped["score"].mean()[grouped["design"].nunique() == len(members)].reset_index()
-            extra_seeds.append(seed_mean.assign(design=marginal))
     means = pd.concat([means] + extra_means, ignore_index=True)
-    if extra_seeds:
-        per_seed = pd.concat([per_seed] + extra_seeds, ignore_index=True)
+    if per_seed is not None and len(per_seed):
+        per_seed = pd.concat([per_seed, marginal_seed_scores(per_seed, groups)], ignore_index=True)
     return means, per_seed
+
+
+def marginal_seed_scores(per_seed: pd.DataFrame, groups: dict[Design, list[Design]]) -> pd.DataFrame:
+    """The marginal designs' per-seed task scores (columns seed, category, in_domain, task, score, design): the
+    mean over the member designs, for seed labels and tasks every member has."""
+    parts = []
+    for marginal, members in groups.items():
+        rows = per_seed[per_seed["design"].isin(members)]
+        seeds = set.intersection(*(set(rows.loc[rows["design"] == m, "seed"]) for m in members))
+        rows = rows[rows["seed"].isin(seeds)]
+        grouped = rows.groupby(["seed", "category", "in_domain", "task"])
+        seed_mean = grouped["score"].mean()[grouped["design"].nunique() == len(members)].reset_index()
+        parts.append(seed_mean.assign(design=marginal))
+    columns = ["seed", "category", "in_domain", "task", "score", "design"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)

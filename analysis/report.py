@@ -381,6 +381,8 @@ def render(result) -> str:
     counts = coll.cells["status"].value_counts().to_dict() if len(coll.cells) else {}
     seeds = (coll.scores.dropna(subset=["score"]).groupby("design")["seed"].nunique().to_dict()
              if len(coll.scores) else {})
+    if len(table):  # pooled designs have no cells: the seed labels their members share
+        seeds = {**table.groupby("design")["n_seeds"].max().astype(int).to_dict(), **seeds}
     baseline_label = f"{cfg.baseline[0]} + {cfg.baseline[1]}"
     members = stats[stats["family"] == PRIMARY] if len(stats) else stats
     others = stats[stats["family"] != PRIMARY] if len(stats) else stats

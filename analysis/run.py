@@ -15,6 +15,7 @@ from analysis.compare import run_comparisons
 from analysis.designs import (AUTO_FAMILY, DEFAULT_BASELINE, DEFAULT_FAMILY, DEFAULT_PRESETS, Design,
                               PairContext, parse_twin, resolve_family, resolve_presets)
 from analysis.errors import OptionError
+from analysis.factors import over_models
 from analysis.family import Family
 from analysis.long_scores import LONG_FILE, write_long
 from analysis.report import category_text_table, compact, render
@@ -124,9 +125,11 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
     scores = label_domains(collection.scores)
     means = task_means(scores) if len(scores) else pd.DataFrame(
         columns=["design", "category", "in_domain", "task", "mean", "std", "n_seeds"])
-    table = category_table(scores)
     scored = set(means["design"])
-    labels = design_labels(set(collection.designs) | scored)
+    # with several models, each design every model has also pooled over them (the paper's pooled table)
+    pooled = over_models(sorted(scored), PairContext(tuple(config.baseline), twin))
+    table = category_table(scores, marginals=pooled)
+    labels = {**design_labels(set(collection.designs) | scored), **{d: d.label() for d in pooled}}
     per_seed = imputed_seed_scores(scores) if len(scores) else None
     config.family, family_basis = resolve_family(config.family, sorted(scored),
                                                  PairContext(tuple(config.baseline), twin))

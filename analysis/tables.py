@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analysis.factors import marginal_seed_scores
+
 # The paper's column order first; other MTEB task types follow alphabetically.
 CATEGORY_ORDER = ("STS", "Classification", "Retrieval", "Clustering", "Reranking", "PairClassification",
                   "Summarization")
@@ -71,13 +73,17 @@ def imputed_seed_scores(scores: pd.DataFrame) -> pd.DataFrame:
     return per_seed.assign(score=per_seed["score"].fillna(task_mean)).dropna(subset=["score"])
 
 
-def category_table(scores: pd.DataFrame) -> pd.DataFrame:
+def category_table(scores: pd.DataFrame, marginals: dict | None = None) -> pd.DataFrame:
     """Long table: design, column (category | Mean (Task) | Mean (Category) | in-domain categories |
     Mean (in-domain Task)), mean, std over seeds, n_seeds, n_tasks (tasks with a finite score) and total_tasks
     (tasks of that column across all designs). Mean (Task) and Mean (Category) are over out-of-domain tasks.
 
-    A NaN score in one seed is imputed by the task's mean over the other seeds (see imputed_seed_scores)."""
+    A NaN score in one seed is imputed by the task's mean over the other seeds (see imputed_seed_scores).
+    ``marginals`` ({design pooled over others: its member designs}, analysis.factors) adds a row per pooled design,
+    each task's score the mean over its members (factors.marginal_seed_scores)."""
     per_seed = imputed_seed_scores(scores)
+    if marginals and len(per_seed):
+        per_seed = pd.concat([per_seed, marginal_seed_scores(per_seed, marginals)], ignore_index=True)
     if per_seed.empty:
         return pd.DataFrame(columns=["design", "column", "mean", "std", "n_seeds", "n_tasks", "total_tasks"])
     by_category = (per_seed.groupby(["design", "seed", "category", "in_domain"])["score"].mean().rename("score")

@@ -5,7 +5,9 @@ batch size, max length, thread count and texts, in one process. sentence-transfo
 EOS token appended (its tokenizer parses it as the special token), so both embed exactly the same token ids;
 an equivalence check confirms the two produce the same vectors (float32) before anything is timed.
 
-Each side runs at float32 (sentence-transformers' default) and at bf16: embedgrid ``encode(bf16=True)`` (backbone
+Each side runs at float32 (sentence-transformers' default) and, where the CPU computes bf16 natively (AVX512-BF16 or
+AMX; elsewhere torch emulates it, ~85x slower than float32 on an AVX2 EPYC, so those systems are left out and
+the output says so; ``--bf16 on`` runs them anyway), at bf16: embedgrid ``encode(bf16=True)`` (backbone
 in pure bf16 for the call, pooling float32); sentence-transformers with the model loaded in bf16
 (``model_kwargs={"dtype": torch.bfloat16}``, its documented reduced-precision path; it has no CPU autocast
 switch in ``encode``). Both sides run at each batch size of ``--batch-sizes`` (each side's best setting is its
@@ -153,6 +155,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, help=f"timed runs per system, alternating (default {DEFAULT_REPEATS})")
     parser.add_argument("--attn-implementation", default="sdpa", choices=["sdpa", "eager"])
+    parser.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                        help="bf16 systems: auto = only where the CPU computes bf16 natively")
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="leave out the torch.compile systems (both sides, at --batch-size)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/encode_<model>.json)")
@@ -166,6 +170,7 @@ def main(argv=None) -> dict:
     from embedgrid.evaluate.autocompile import decide
     from embedgrid.model.encoder import batch_token_budget
     from embedgrid.model.lora import merged_for_inference
+    from embedgrid.precision import cpu_has_native_bf16
     from embedgrid.flops import ModelShape
     from embedgrid.io import write_json
 
@@ -181,7 +186,14 @@ def main(argv=None) -> dict:
     max_diff = check_equivalent(ours, theirs, sorted(texts, key=len)[:16])
     if max_diff > 1e-4:
         raise SystemExit(f"the two systems disagree (max |diff| {max_diff:.2e}): not the same model, not timed")
-    theirs_bf16 = build_sentence_transformers(path, ours.dim, args.max_length, args.attn_implementation, "bfloat16")
+    native = cpu_has_native_bf16()
+    with_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and native)
+    bf16_why = (f"--bf16 {args.bf16}" if args.bf16 != "auto" else
+                "auto: the CPU computes bf16 natively" if native else
+                "auto: left out, the CPU has no native bf16 (no AVX512-BF16/AMX), torch emulates it")
+    dtypes = ("float32", "bfloat16") if with_bf16 else ("float32",)
+    theirs_bf16 = (build_sentence_transformers(path, ours.dim, args.max_length, args.attn_implementation, "bfloat16")
+                   if with_bf16 else None)
     # a trained cell's encoder: the default LoRA adapter (r 16 on every projection), fresh (B = 0, so its vectors
     # equal the others'); as evaluation runs it eagerly (merged once for the whole evaluation, as here for the
     # whole benchmark) and unmerged (a rank-16 side path per projection, as evaluation ran it before)
@@ -201,20 +213,23 @@ def main(argv=None) -> dict:
     for size in sizes:
         suffix = "" if size == args.batch_size else f"_bs{size}"
         systems[f"embedgrid{suffix}"] = lambda batch, size=size: ours.encode(batch, batch_size=size)
-        systems[f"embedgrid_bf16{suffix}"] = lambda batch, size=size: ours.encode(batch, batch_size=size, bf16=True)
+        if with_bf16:
+            systems[f"embedgrid_bf16{suffix}"] = lambda batch, size=size: ours.encode(batch, batch_size=size,
+                                                                                      bf16=True)
     systems["embedgrid_lora"] = lambda batch: ours_lora.encode(batch, batch_size=args.batch_size)
     systems["embedgrid_lora_unmerged"] = lambda batch: ours_lora_unmerged.encode(batch, batch_size=args.batch_size)
     for size in sizes:
         suffix = "" if size == args.batch_size else f"_bs{size}"
-        for model, dtype_suffix in ((theirs, ""), (theirs_bf16, "_bf16")):
+        for model, dtype_suffix in ((theirs, ""), (theirs_bf16, "_bf16"))[:len(dtypes)]:
             systems[f"sentence_transformers{dtype_suffix}{suffix}"] = (
                 lambda batch, model=model, size=size: st_encode(model, [t + eos for t in batch], size))
     if args.compile:  # at --batch-size only: one dynamic-shape graph per dtype serves every batch
         size = args.batch_size
         systems["embedgrid_compiled"] = lambda batch: ours.encode(batch, batch_size=size, compile=True)
-        systems["embedgrid_bf16_compiled"] = lambda batch: ours.encode(batch, batch_size=size, bf16=True,
-                                                                      compile=True)
-        for dtype_suffix, dtype in (("", "float32"), ("_bf16", "bfloat16")):
+        if with_bf16:
+            systems["embedgrid_bf16_compiled"] = lambda batch: ours.encode(batch, batch_size=size, bf16=True,
+                                                                          compile=True)
+        for dtype_suffix, dtype in (("", "float32"), ("_bf16", "bfloat16"))[:len(dtypes)]:
             model = compiled_by_hand(build_sentence_transformers(path, ours.dim, args.max_length,
                                                                  args.attn_implementation, dtype))
             systems[f"sentence_transformers{dtype_suffix}_compiled"] = (
@@ -235,13 +250,13 @@ def main(argv=None) -> dict:
     token_counts = [len(r) for r in ours.token_rows(texts)[0]]
     truncated = ours.truncated
     flops = ModelShape.of(ours.backbone).forward_flops(token_counts)
-    peak = peaks(args.threads)
+    peak = peaks(args.threads, dtypes)
     graphs_before = compiled_graphs()
     seconds = {name: [] for name in systems}
     for repeat in range(repeats):  # ABBA: the order reversed every other run, so drift hits all alike
         for name in (list(systems) if repeat % 2 == 0 else list(reversed(systems))):
             seconds[name].append(time_once(lambda: systems[name](texts)))
-    peak = {k: max(v, peaks(args.threads)[k]) for k, v in peak.items()}
+    peak = {k: max(v, peaks(args.threads, dtypes)[k]) for k, v in peak.items()}
     best = {k: min(v) for k, v in seconds.items()}
     rate = {k: n / s for k, s in best.items()}
     dtype = {k: "bfloat16" if "_bf16" in k else "float32" for k in systems}
@@ -283,7 +298,7 @@ def main(argv=None) -> dict:
         "batch_sizes": sizes,
         "our_best_system": min(our_systems, key=lambda k: best[k]),
         "their_best_system": min(their_systems, key=lambda k: best[k]),
-        "attn_implementation": args.attn_implementation, "repeats": repeats,
+        "attn_implementation": args.attn_implementation, "repeats": repeats, "bf16_systems": bf16_why,
         "seconds": seconds, "texts_per_s": {k: round(v, 2) for k, v in rate.items()},
         "model_flops": flops, "gemm_peak_flop_per_s": peak, "mfu": {k: round(v, 4) for k, v in mfu.items()},
         "ratio_best_vs_best": round(ratio, 3), "ratio_best_vs_best_per_run": [round(r, 3) for r in per_run],
@@ -300,7 +315,8 @@ def main(argv=None) -> dict:
         "goal": GOAL, "meets_goal": min(per_run) >= GOAL and ratio >= GOAL,
         "equivalence_max_abs_diff": max_diff, "min_cosine_to_embedgrid_float32": agreement,
         "baseline": f"sentence-transformers {sentence_transformers.__version__}: models.Transformer(checkpoint) + "
-                    "Pooling(mean), normalize_embeddings=True, EOS appended to each text; float32 and bf16 weights",
+                    "Pooling(mean), normalize_embeddings=True, EOS appended to each text; weights in "
+                    + " and ".join(dtypes),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "sentence_transformers": sentence_transformers.__version__, "python": platform.python_version()},
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -309,7 +325,8 @@ def main(argv=None) -> dict:
     print(f"\nencode throughput, model={args.model}, {n} texts ({result['tokens']['mean']} tokens on average, "
           f"{result['tokens']['min']}-{result['tokens']['max']}), batch {args.batch_size}, max_length "
           f"{args.max_length}, {args.threads} thread(s), best of {repeats} ABBA runs; {flops / 1e9:.1f} GFLOP; "
-          f"measured GEMM peak {peak['float32'] / 1e9:.0f} GFLOP/s float32, {peak['bfloat16'] / 1e9:.0f} bf16")
+          f"measured GEMM peak " + ", ".join(f"{v / 1e9:.0f} GFLOP/s {k}" for k, v in peak.items())
+          + f"; bf16 systems: {bf16_why}")
     print("| system | seconds | texts/s | MFU | min cosine to embedgrid float32 |\n|---|---|---|---|---|")
     for name in systems:
         print(f"| {name} | {best[name]:.2f} | {rate[name]:.1f} | {100 * mfu[name]:.1f} % | {agreement[name]:.5f} |")

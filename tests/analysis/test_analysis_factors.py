@@ -190,3 +190,31 @@ def test_the_pooled_design_scores_are_the_mean_over_the_models(tmp_path):
     means, _ = add_marginals(pd.DataFrame(rows), None, marginals(designs, PairContext()))
     pooled = means[means["design"] == Design(ALL, "mean", "causal")].set_index("task")["mean"]
     assert pooled.to_dict() == pytest.approx({"t1": (0.3 + 0.7) / 2, "t2": (0.5 + 0.9) / 2})
+
+
+def test_the_category_table_and_report_show_each_design_pooled_over_the_models(tmp_path):
+    """The paper's pooled table: beside each model's row, the design pooled over the models (task score = the
+    models' mean), in the score table with the seeds its members share, and in the difference table."""
+    from analysis.factors import ALL
+
+    rng = np.random.default_rng(1)
+    per_model = {}
+    for model in ("qwen", "smol"):
+        for pooling in ("eos_last", "mean"):
+            for seed in (0, 1):
+                scores = {t: ("STS", round(float(rng.uniform(0.2, 0.9)), 4)) for t in STS}
+                per_model[(model, pooling, seed)] = scores
+                write_cell(tmp_path / "s", model, pooling, "causal", seed, scores)
+    result = analyze(tmp_path / "s", out_dir=tmp_path / "out", plots=False)
+    table = result.table.set_index(["design", "column"])
+    for pooling in ("eos_last", "mean"):
+        expected = np.mean([np.mean([per_model[(m, pooling, s)][t][1] for t in STS])
+                            for m in ("qwen", "smol") for s in (0, 1)])
+        row = table.loc[(Design(ALL, pooling, "causal"), "STS")]
+        assert row["mean"] == pytest.approx(expected, abs=1e-9) and row["n_seeds"] == 2
+    report = (tmp_path / "out" / "report.md").read_text()
+    scores_section = report.split("## Scores by category")[1].split("\n## ")[0]
+    pooled_line = next(line for line in scores_section.splitlines() if line.startswith("| */mean/causal"))
+    assert "| 2 |" in pooled_line  # the seeds its members share, not "no finished cell"
+    differences = report.split("## Difference from the baseline")[1].split("\n## ")[0]
+    assert any(line.startswith("| */mean/causal") and "*/eos_last/causal" in line for line in differences.splitlines())
