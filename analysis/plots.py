@@ -165,7 +165,7 @@ def baseline_differences(table: pd.DataFrame, stats: pd.DataFrame, labels: dict[
     pairs = [(d, b) for d, b in pairs if d != b and b in means.index]
     if not pairs:
         return None
-    tests = baseline_rows(stats)
+    tests = baseline_rows(stats, tuple(baseline))
     plt = _pyplot()
     width, colors = 0.8 / len(pairs), design_colors(labels)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(means.columns) * (1 + 0.15 * len(pairs))), 4.2))

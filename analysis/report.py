@@ -9,7 +9,7 @@ import pandas as pd
 from analysis import mixing, reach
 from analysis.compare import ALL_TASKS
 from analysis.cost import cost_section
-from analysis.designs import Design, describe_preset, display_order
+from analysis.designs import ALL, Design, describe_preset, display_order
 from analysis.factors import BASE_DIMENSIONS as BASE_ORDER
 from analysis.family import PRIMARY
 from analysis.stats import min_p_value
@@ -53,9 +53,17 @@ def marks(row) -> str:
     return out + (UNREACHABLE_MARK if row["p_unreachable"] else "")
 
 
-def baseline_rows(stats: pd.DataFrame) -> dict[tuple[Design, str], pd.Series]:
-    """(design, table column) → its vs_baseline test; Mean (Task) ↔ the pooled test (or the only category's)."""
-    rows = stats[stats["comparisons"].str.split(", ").map(lambda c: "vs_baseline" in c)] if len(stats) else stats
+def baseline_rows(stats: pd.DataFrame, baseline: tuple[str, str]) -> dict[tuple[Design, str], pd.Series]:
+    """(design, table column) → its vs_baseline test (for a design pooled over the models: its test against the
+    baseline pooled likewise); Mean (Task) ↔ the pooled test (or the only category's)."""
+    def against_baseline(r) -> bool:
+        if "vs_baseline" in r["comparisons"].split(", "):
+            return True
+        candidate, reference = r["candidate_design"], r["reference_design"]
+        return candidate.model == ALL and reference.model == ALL and candidate.extra == reference.extra and \
+            (reference.pooling, reference.attention) == tuple(baseline)
+
+    rows = stats[stats.apply(against_baseline, axis=1)] if len(stats) else stats
     tests = {(r["candidate_design"], r["category"]): r for _, r in rows.iterrows()}
     for design in {d for d, _ in tests}:
         own = [c for d, c in tests if d == design and not is_in_domain(c)]
@@ -97,7 +105,7 @@ def score_section(table: pd.DataFrame, labels: dict[Design, str], seeds: dict[De
 def difference_section(table: pd.DataFrame, stats: pd.DataFrame, labels: dict[Design, str],
                        baseline: tuple[str, str]) -> str:
     means, n_tasks, totals = wide(table, "mean"), wide(table, "n_tasks"), wide(table, "total_tasks")
-    tests = baseline_rows(stats)
+    tests = baseline_rows(stats, tuple(baseline))
     header = ["design", "baseline"] + list(means.columns)
     rows = []
     for design in sorted(means.index, key=display_order):
@@ -469,7 +477,7 @@ def compact(result) -> str:
         return "no scores found"
     means = wide(table, "mean").drop(columns=[MEAN_CATEGORY], errors="ignore")
     means = means.reindex(sorted(result.labels, key=display_order))
-    tests = baseline_rows(result.stats)
+    tests = baseline_rows(result.stats, tuple(result.config.baseline))
     out = pd.DataFrame(index=[result.labels[d] for d in sorted(means.index, key=display_order)],
                        columns=list(means.columns), dtype=object)
     for design in sorted(means.index, key=display_order):

@@ -198,11 +198,13 @@ def test_the_category_table_and_report_show_each_design_pooled_over_the_models(t
     from analysis.factors import ALL
 
     rng = np.random.default_rng(1)
+    base = {t: float(rng.uniform(0.2, 0.8)) for t in STS}
     per_model = {}
     for model in ("qwen", "smol"):
         for pooling in ("eos_last", "mean"):
-            for seed in (0, 1):
-                scores = {t: ("STS", round(float(rng.uniform(0.2, 0.9)), 4)) for t in STS}
+            for seed in (0, 1):  # mean pooling is better on every task: its pooled test is significant
+                shift = 0.1 if pooling == "mean" else 0.0
+                scores = {t: ("STS", round(base[t] + shift + float(rng.normal(0, 0.01)), 4)) for t in STS}
                 per_model[(model, pooling, seed)] = scores
                 write_cell(tmp_path / "s", model, pooling, "causal", seed, scores)
     result = analyze(tmp_path / "s", out_dir=tmp_path / "out", plots=False)
@@ -217,4 +219,6 @@ def test_the_category_table_and_report_show_each_design_pooled_over_the_models(t
     pooled_line = next(line for line in scores_section.splitlines() if line.startswith("| */mean/causal"))
     assert "| 2 |" in pooled_line  # the seeds its members share, not "no finished cell"
     differences = report.split("## Difference from the baseline")[1].split("\n## ")[0]
-    assert any(line.startswith("| */mean/causal") and "*/eos_last/causal" in line for line in differences.splitlines())
+    pooled_difference = next(line for line in differences.splitlines() if line.startswith("| */mean/causal"))
+    assert "*/eos_last/causal" in pooled_difference
+    assert re.search(r"\+0\.\d{4}\*", pooled_difference), "the pooled test's mark (p < 0.05), as per-model rows have"
