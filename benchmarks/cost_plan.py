@@ -21,11 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.offline import child_env  # noqa: E402
 from benchmarks.report import save  # noqa: E402
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-       "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-ENV.setdefault("EMBEDGRID_CACHE", str(ROOT / ".cache" / "embedgrid"))
-ENV.setdefault("MTEB_CACHE", str(ROOT / ".cache" / "mteb"))
+ENV = child_env(ROOT)
 CELL = ["model=tiny", "train.max_steps=3", "train.batch_size=4", "train.checkpoint_every=2", "threads=1",
         "train.progress_bar=false", "logger=none", "eval=offline_small", "eval.tasks=[LeeDocumentSTS]",
         "pooling=mean", "analyze=false"]

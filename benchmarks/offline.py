@@ -7,3 +7,12 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFL
 
 for _key, _value in OFFLINE.items():
     os.environ.setdefault(_key, _value)
+
+
+def child_env(root) -> dict[str, str]:
+    """The environment of a benchmark's child processes (launch.py, workers): offline, W&B offline, one OpenMP
+    thread, the repository importable, caches inside it unless the caller set their own."""
+    env = {**os.environ, **OFFLINE, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    env.setdefault("EMBEDGRID_CACHE", os.path.join(root, ".cache", "embedgrid"))
+    env.setdefault("MTEB_CACHE", os.path.join(root, ".cache", "mteb"))
+    return env
