@@ -13,7 +13,9 @@ the same token ids.
 
 Each side runs at float32 (sentence-transformers' default) and at bf16 (embedgrid ``train.bf16=true`` with its
 length-sorted chunks; sentence-transformers ``bf16=True``, the Trainer's CPU autocast): four systems, whose
-order is reversed on every other run (ABBA). Ratios: each side at its best setting (the faster of its two, per
+order is reversed on every other run (ABBA). The bf16 systems only where the CPU computes bf16 natively
+(AVX512-BF16 or AMX; elsewhere torch emulates it at about a hundredth of float32's speed, so they are left out and
+the output says so; ``--bf16 on`` runs them anyway). Ratios: each side at its best setting (the faster of its two, per
 run) and embedgrid's best against sentence-transformers' default, within each run.
 
 MFU: model FLOPs of each step (embedgrid/flops.py: 4 N s + 6 R s + 12 L d s^2 over real tokens, frozen base
@@ -252,10 +254,22 @@ def step_work(model: str, rows, batch: int, steps: int, max_length: int) -> dict
             "shape": asdict(shape)}
 
 
-def measure_peaks(threads: int) -> dict:
+def measure_peaks(threads: int, dtypes=("float32", "bfloat16")) -> dict:
     from benchmarks.peak import peaks
 
-    return peaks(threads)
+    return peaks(threads, dtypes)
+
+
+def chosen_systems(setting: str) -> tuple[dict, str]:
+    """(the systems to run, why): the bf16 ones only where the CPU computes bf16 natively, unless forced."""
+    from embedgrid.precision import cpu_has_native_bf16
+
+    native = cpu_has_native_bf16()
+    if setting == "on" or (setting == "auto" and native):
+        return dict(SYSTEMS), f"--bf16 {setting}" if setting != "auto" else "auto: the CPU computes bf16 natively"
+    why = f"--bf16 {setting}" if setting != "auto" else \
+        "auto: left out, the CPU has no native bf16 (no AVX512-BF16/AMX), torch emulates it"
+    return {k: v for k, v in SYSTEMS.items() if not v[1]}, why
 
 
 def summarise(args, steps: int, seconds: dict, work: dict, peak: dict) -> dict:
@@ -265,19 +279,20 @@ def summarise(args, steps: int, seconds: dict, work: dict, peak: dict) -> dict:
 
     from embedgrid.precision import cpu_has_native_bf16
 
+    ours, theirs = [k for k in OURS if k in seconds], [k for k in THEIRS if k in seconds]
     total = {k: [sum(run) for run in v] for k, v in seconds.items()}
     rate = {k: args.batch_size * steps / min(v) for k, v in total.items()}
-    dtype = {k: "bfloat16" if k.endswith("_bf16") else "float32" for k in SYSTEMS}
-    mfu = {k: work["flops"] / min(total[k]) / peak[dtype[k]] for k in SYSTEMS}
+    dtype = {k: "bfloat16" if k.endswith("_bf16") else "float32" for k in seconds}
+    mfu = {k: work["flops"] / min(total[k]) / peak[dtype[k]] for k in seconds}
     # within each run (same load for all four): each side's faster setting, and ours against their default
-    best_vs_best = [min(total[t][r] for t in THEIRS) / min(total[o][r] for o in OURS) for r in range(args.repeats)]
-    best_vs_default = [total["sentence_transformers"][r] / min(total[o][r] for o in OURS)
+    best_vs_best = [min(total[t][r] for t in theirs) / min(total[o][r] for o in ours) for r in range(args.repeats)]
+    best_vs_default = [total["sentence_transformers"][r] / min(total[o][r] for o in ours)
                        for r in range(args.repeats)]
-    ratio = max(rate[o] for o in OURS) / max(rate[t] for t in THEIRS)
+    ratio = max(rate[o] for o in ours) / max(rate[t] for t in theirs)
     return {
         "benchmark": "train", "model": args.model, "batch_size": args.batch_size, "timed_steps": steps,
         "repeats": args.repeats, "max_length": args.max_length, "threads": args.threads, "hard_negatives": 1,
-        "lora": LORA, "cpu_native_bf16": cpu_has_native_bf16(),
+        "lora": LORA, "cpu_native_bf16": cpu_has_native_bf16(), "bf16_systems": args.bf16_why,
         "seconds_per_step": seconds, "examples_per_s": {k: round(v, 3) for k, v in rate.items()},
         "model_flops_per_step": work["flops"] / steps, "real_tokens_per_step": work["real_tokens"] / steps,
         "padded_tokens_per_step": {k: v / steps for k, v in work["padded_tokens"].items()},
@@ -300,11 +315,11 @@ def print_summary(args, steps: int, result: dict) -> None:
           f"{args.max_length}, {args.threads} thread(s), {steps} steps after 1 warm-up step (the same batches for "
           f"all), best of {args.repeats} ABBA runs; {result['real_tokens_per_step']:.0f} real tokens and "
           f"{result['model_flops_per_step'] / 1e9:.2f} GFLOP per step; measured GEMM peak "
-          f"{peak['float32'] / 1e9:.0f} GFLOP/s float32, {peak['bfloat16'] / 1e9:.0f} GFLOP/s bf16")
+          + ", ".join(f"{v / 1e9:.0f} GFLOP/s {k}" for k, v in peak.items()) + f"; bf16 systems: {args.bf16_why}")
     table(("system", "s/step (median)", "examples/s", "padded tokens/step", "MFU"),
           ((name, f"{min(statistics.median(run) for run in result['seconds_per_step'][name]):.3f}",
             f"{result['examples_per_s'][name]:.2f}", f"{result['padded_tokens_per_step'][name]:.0f}",
-            f"{100 * result['mfu'][name]:.1f} %") for name in SYSTEMS))
+            f"{100 * result['mfu'][name]:.1f} %") for name in result["mfu"]))
     print(f"| **ratio**, best vs best | | **{result['ratio_best_vs_best']:.3f}** (goal >= {GOAL}) | | |")
     print("best vs best in each run: " + ", ".join(f"{r:.3f}" for r in result["ratio_best_vs_best_per_run"]))
     print("best vs sentence-transformers default in each run: "
@@ -323,6 +338,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--memory-batch", type=int, default=256)
     parser.add_argument("--memory-steps", type=int, default=2)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                        help="bf16 systems: auto = only where the CPU computes bf16 natively")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/train_<model>.json)")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--probe-batch", type=int, help=argparse.SUPPRESS)
@@ -340,17 +357,20 @@ def main(argv=None) -> dict:
     steps = args.steps or (20 if args.model == "tiny" else 4)
     rows = rows_for(args.batch_size * (steps + 1))
     work = step_work(args.model, rows, args.batch_size, steps, args.max_length)
-    peak = measure_peaks(args.threads)
-    seconds = {name: [] for name in SYSTEMS}
+    systems, args.bf16_why = chosen_systems(args.bf16)
+    print(f"bf16 systems: {args.bf16_why}", flush=True)
+    dtypes = tuple(dict.fromkeys("bfloat16" if bf16 else "float32" for _, bf16 in systems.values()))
+    peak = measure_peaks(args.threads, dtypes)
+    seconds = {name: [] for name in systems}
     for repeat in range(args.repeats):
         # alternate the order of the systems (ABBA), so load drift and warm caches hit all alike
-        for name in (list(SYSTEMS) if repeat % 2 == 0 else list(reversed(SYSTEMS))):
-            timer, bf16 = SYSTEMS[name]
+        for name in (list(systems) if repeat % 2 == 0 else list(reversed(systems))):
+            timer, bf16 = systems[name]
             seconds[name].append(timer(args.model, rows, args.batch_size, steps, args.max_length, bf16))
             gc.collect()  # the previous system's model and optimizer go before the next is built
             print(f"run {repeat + 1}: {name} {sum(seconds[name][-1]):.2f} s over {steps} steps "
                   f"({', '.join(f'{t:.2f}' for t in seconds[name][-1])})", flush=True)
-    peak = {k: max(v, measure_peaks(args.threads)[k]) for k, v in peak.items()}
+    peak = {k: max(v, measure_peaks(args.threads, dtypes)[k]) for k, v in peak.items()}
     result = summarise(args, steps, seconds, work, peak)
     print_summary(args, steps, result)
 

@@ -4,7 +4,9 @@ Compiled encoding (``Encoder.encode(compile=True)``) costs a compilation up fron
 It pays when the suite's texts exceed the break-even measured for the device (benchmarks/compile_break_even.py:
 compilation overhead / per-text saving) and the model is wide enough for the fused kernels to win (on the 64-wide
 ``tiny`` compiled encoding is slower per text, never breaking even). Never where no compiler is present (CPU:
-inductor builds C++ kernels). A device without a measured break-even (GPUs: not measured yet) is not compiled.
+inductor builds C++ kernels). A device without a measured break-even (GPUs: not measured yet) is not compiled, nor
+a CPU without native bf16 (AVX512-BF16 or AMX), where the break-even was never reached: on an AVX2 EPYC compiled
+float32 encoding of SmolLM2 ran slower per text than eager (92 vs 72 s for 600 texts, after 158 s of compilation).
 """
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ import shutil
 
 import torch
 
+from embedgrid.precision import cpu_has_native_bf16
+
 log = logging.getLogger(__name__)
 
-# Texts after which compiled encoding, its compilation included, overtakes eager on a CPU: SmolLM2-135M on this
-# project's idle 2-core CPU (1 thread, batch 32): about 10,000 texts (54 s of compilation in bf16, then 81 vs 55
+# Texts after which compiled encoding, its compilation included, overtakes eager on a CPU with native bf16 (AMX):
+# SmolLM2-135M on an idle 2-core Sapphire Rapids (1 thread, batch 32): about 10,000 texts (54 s of compilation in bf16, then 81 vs 55
 # texts/s; benchmarks/encode.py). benchmarks/compile_break_even.py re-measures it for a model and dtype.
 BREAK_EVEN_TEXTS = {"cpu": 10_000}
 MIN_WIDTH = 256  # hidden size below which compiled encoding was measured slower per text (tiny, 64 wide)
@@ -60,6 +64,9 @@ def decide(setting, device, width: int, tasks=lambda: [], texts: int | None = No
     kind = torch.device(device).type
     if kind not in BREAK_EVEN_TEXTS:
         return False, f"auto: no measured break-even for {kind} devices"
+    if kind == "cpu" and not cpu_has_native_bf16():
+        return False, ("auto: this CPU has no native bf16 (AVX512-BF16/AMX); compiled encoding was measured slower "
+                       "per text on such a CPU")
     if width < MIN_WIDTH:
         return False, f"auto: the model's width {width} < {MIN_WIDTH} (compiled encoding measured slower per text)"
     if not compiler_present(device):

@@ -30,6 +30,7 @@ def test_explicit_settings_pass_through_and_bad_ones_are_named():
 def test_auto_compiles_only_beyond_the_break_even_with_a_compiler(monkeypatch):
     threshold = autocompile.BREAK_EVEN_TEXTS["cpu"]
     monkeypatch.setattr(autocompile, "compiler_present", lambda device: True)
+    monkeypatch.setattr(autocompile, "cpu_has_native_bf16", lambda: True)
     on, why = autocompile.decide("auto", "cpu", 576, lambda: [_task(threshold), _task(1)])
     assert on and "break-even" in why
     off, why = autocompile.decide("auto", "cpu", 576, lambda: [_task(threshold // 2)])
@@ -50,3 +51,12 @@ def test_an_offline_tasks_texts_come_from_its_own_data():
 
     small = autocompile.task_texts(OFFLINE_TASKS["LeeDocumentSTS"](max_samples=10))
     assert 0 < small < autocompile.task_texts(OFFLINE_TASKS["LeeDocumentSTS"](max_samples=50))
+
+
+def test_auto_never_compiles_on_a_cpu_without_native_bf16(monkeypatch):
+    """There compiled encoding was measured slower per text than eager: no number of texts pays it back."""
+    monkeypatch.setattr(autocompile, "compiler_present", lambda device: True)
+    monkeypatch.setattr(autocompile, "cpu_has_native_bf16", lambda: False)
+    off, why = autocompile.decide("auto", "cpu", 576, never)
+    assert not off and "no native bf16" in why
+    assert autocompile.decide(True, "cpu", 576, never)[0] is True  # asked for explicitly: still compiled
