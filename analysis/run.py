@@ -127,12 +127,12 @@ def analyze(sweep_dirs, config: AnalysisConfig | None = None, command: str | Non
         columns=["design", "category", "in_domain", "task", "mean", "std", "n_seeds"])
     scored = set(means["design"])
     # with several models, each design every model has also pooled over them (the paper's pooled table)
-    pooled = over_models(sorted(scored), PairContext(tuple(config.baseline), twin))
+    context = PairContext(tuple(config.baseline), twin)
+    pooled = over_models(sorted(scored), context)
     table = category_table(scores, marginals=pooled)
     labels = {**design_labels(set(collection.designs) | scored), **{d: d.label() for d in pooled}}
     per_seed = imputed_seed_scores(scores) if len(scores) else None
-    config.family, family_basis = resolve_family(config.family, sorted(scored),
-                                                 PairContext(tuple(config.baseline), twin))
+    config.family, family_basis = resolve_family(config.family, sorted(scored), context)
     config.presets = tuple(resolve_presets(tuple(config.presets) + config.family))
     stats, comparison_problems, family = run_comparisons(
         means, list(config.presets), tuple(config.baseline), config.settings, config.family, config.pooled, labels,

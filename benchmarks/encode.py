@@ -48,6 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import benchmarks.offline  # noqa: E402,F401  (offline settings, before the heavy imports)
+from benchmarks.peak import add_bf16_option  # noqa: E402
 
 CHECKPOINTS = {
     "tiny": {"_target_": "embedgrid.assets.tiny_checkpoint"},
@@ -155,8 +156,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, help=f"timed runs per system, alternating (default {DEFAULT_REPEATS})")
     parser.add_argument("--attn-implementation", default="sdpa", choices=["sdpa", "eager"])
-    parser.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
-                        help="bf16 systems: auto = only where the CPU computes bf16 natively")
+    add_bf16_option(parser)
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="leave out the torch.compile systems (both sides, at --batch-size)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/encode_<model>.json)")
@@ -165,12 +165,11 @@ def main(argv=None) -> dict:
     import numpy as np
     import torch
 
-    from benchmarks.peak import peaks
+    from benchmarks.peak import bf16_dtypes, peaks
     from embedgrid.model.backbone import resolve_checkpoint
     from embedgrid.evaluate.autocompile import decide
     from embedgrid.model.encoder import batch_token_budget
     from embedgrid.model.lora import merged_for_inference
-    from embedgrid.precision import cpu_has_native_bf16
     from embedgrid.flops import ModelShape
     from embedgrid.io import write_json
 
@@ -186,12 +185,8 @@ def main(argv=None) -> dict:
     max_diff = check_equivalent(ours, theirs, sorted(texts, key=len)[:16])
     if max_diff > 1e-4:
         raise SystemExit(f"the two systems disagree (max |diff| {max_diff:.2e}): not the same model, not timed")
-    native = cpu_has_native_bf16()
-    with_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and native)
-    bf16_why = (f"--bf16 {args.bf16}" if args.bf16 != "auto" else
-                "auto: the CPU computes bf16 natively" if native else
-                "auto: left out, the CPU has no native bf16 (no AVX512-BF16/AMX), torch emulates it")
-    dtypes = ("float32", "bfloat16") if with_bf16 else ("float32",)
+    dtypes, bf16_why = bf16_dtypes(args.bf16)
+    with_bf16 = "bfloat16" in dtypes
     theirs_bf16 = (build_sentence_transformers(path, ours.dim, args.max_length, args.attn_implementation, "bfloat16")
                    if with_bf16 else None)
     # a trained cell's encoder: the default LoRA adapter (r 16 on every projection), fresh (B = 0, so its vectors

@@ -29,6 +29,23 @@ def gemm_peak(dtype: str = "float32", threads: int | None = None, size: int = 20
             "flop_per_s": 2 * size**3 / best}
 
 
+def add_bf16_option(parser) -> None:
+    parser.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                        help="bf16 systems: auto = only where the CPU computes bf16 natively")
+
+
+def bf16_dtypes(setting: str) -> tuple[tuple[str, ...], str]:
+    """(the dtypes a benchmark runs, why) for ``--bf16``: bfloat16 under ``auto`` only where the CPU computes it
+    natively (AVX512-BF16 or AMX); elsewhere torch emulates it, about a hundredth of float32's speed."""
+    from embedgrid.precision import cpu_has_native_bf16
+
+    if setting != "auto":
+        return (("float32", "bfloat16") if setting == "on" else ("float32",)), f"--bf16 {setting}"
+    if cpu_has_native_bf16():
+        return ("float32", "bfloat16"), "auto: the CPU computes bf16 natively"
+    return ("float32",), "auto: left out, the CPU has no native bf16 (no AVX512-BF16/AMX), torch emulates it"
+
+
 def peaks(threads: int, dtypes=("float32", "bfloat16")) -> dict[str, float]:
     """FLOP/s per dtype (bfloat16 only where torch runs it: emulated bf16 is still measured as what it is)."""
     return {dtype: gemm_peak(dtype, threads)["flop_per_s"] for dtype in dtypes}

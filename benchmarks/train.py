@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 import benchmarks.offline  # noqa: E402,F401  (offline settings, before the heavy imports)
 
 from benchmarks.encode import CHECKPOINTS  # noqa: E402  (after ROOT is on sys.path)
+from benchmarks.peak import add_bf16_option  # noqa: E402
 from benchmarks.report import cpu, save, table  # noqa: E402
 from embedgrid.model.spec import LoraSpec  # noqa: E402
 
@@ -260,16 +261,12 @@ def measure_peaks(threads: int, dtypes=("float32", "bfloat16")) -> dict:
     return peaks(threads, dtypes)
 
 
-def chosen_systems(setting: str) -> tuple[dict, str]:
-    """(the systems to run, why): the bf16 ones only where the CPU computes bf16 natively, unless forced."""
-    from embedgrid.precision import cpu_has_native_bf16
+def chosen_systems(setting: str) -> tuple[dict, tuple[str, ...], str]:
+    """(the systems to run, their dtypes, why): the bf16 ones only where ``--bf16`` allows (benchmarks/peak.py)."""
+    from benchmarks.peak import bf16_dtypes
 
-    native = cpu_has_native_bf16()
-    if setting == "on" or (setting == "auto" and native):
-        return dict(SYSTEMS), f"--bf16 {setting}" if setting != "auto" else "auto: the CPU computes bf16 natively"
-    why = f"--bf16 {setting}" if setting != "auto" else \
-        "auto: left out, the CPU has no native bf16 (no AVX512-BF16/AMX), torch emulates it"
-    return {k: v for k, v in SYSTEMS.items() if not v[1]}, why
+    dtypes, why = bf16_dtypes(setting)
+    return {k: v for k, v in SYSTEMS.items() if "bfloat16" in dtypes or not v[1]}, dtypes, why
 
 
 def summarise(args, steps: int, seconds: dict, work: dict, peak: dict) -> dict:
@@ -338,8 +335,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--memory-batch", type=int, default=256)
     parser.add_argument("--memory-steps", type=int, default=2)
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
-                        help="bf16 systems: auto = only where the CPU computes bf16 natively")
+    add_bf16_option(parser)
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/train_<model>.json)")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--probe-batch", type=int, help=argparse.SUPPRESS)
@@ -357,9 +353,8 @@ def main(argv=None) -> dict:
     steps = args.steps or (20 if args.model == "tiny" else 4)
     rows = rows_for(args.batch_size * (steps + 1))
     work = step_work(args.model, rows, args.batch_size, steps, args.max_length)
-    systems, args.bf16_why = chosen_systems(args.bf16)
+    systems, dtypes, args.bf16_why = chosen_systems(args.bf16)
     print(f"bf16 systems: {args.bf16_why}", flush=True)
-    dtypes = tuple(dict.fromkeys("bfloat16" if bf16 else "float32" for _, bf16 in systems.values()))
     peak = measure_peaks(args.threads, dtypes)
     seconds = {name: [] for name in systems}
     for repeat in range(args.repeats):

@@ -21,8 +21,8 @@ from embedgrid.precision import cpu_has_native_bf16
 log = logging.getLogger(__name__)
 
 # Texts after which compiled encoding, its compilation included, overtakes eager on a CPU with native bf16 (AMX):
-# SmolLM2-135M on an idle 2-core Sapphire Rapids (1 thread, batch 32): about 10,000 texts (54 s of compilation in bf16, then 81 vs 55
-# texts/s; benchmarks/encode.py). benchmarks/compile_break_even.py re-measures it for a model and dtype.
+# SmolLM2-135M on an idle 2-core Sapphire Rapids (1 thread, batch 32): about 10,000 texts (54 s of compilation in
+# bf16, then 81 vs 55 texts/s; benchmarks/encode.py). benchmarks/compile_break_even.py re-measures it for a model and dtype.
 BREAK_EVEN_TEXTS = {"cpu": 10_000}
 MIN_WIDTH = 256  # hidden size below which compiled encoding was measured slower per text (tiny, 64 wide)
 
